@@ -1,0 +1,211 @@
+//! `drover runs ...`
+
+use clap::{Args, Subcommand};
+use drover_proto::domain::{ExperimentId, ExperimentRef, ListRuns, Run, RunId};
+
+use super::View;
+use crate::GlobalOptions;
+use crate::backend::with_client;
+use crate::output::{OutputFormat, Table, format_duration, format_time, print_json};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List runs, newest first.
+    List(ListOptions),
+    /// Show a run: status, times, params, latest metrics and tags.
+    Describe(DescribeOptions),
+    /// Delete a run (it can be restored).
+    Delete(RunArgument),
+    /// Restore a deleted run.
+    Restore(RunArgument),
+}
+
+#[derive(Args, Debug)]
+pub struct ListOptions {
+    /// Only runs of this experiment (default: every active experiment).
+    #[arg(long, value_name = "NAME", conflicts_with = "experiment_id")]
+    experiment_name: Option<String>,
+    /// Only runs of this experiment ID.
+    #[arg(long, value_name = "ID")]
+    experiment_id: Option<String>,
+    /// Which runs to show.
+    #[arg(long, value_enum, default_value_t)]
+    view: View,
+    /// Show at most this many runs.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    max_results: u32,
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct DescribeOptions {
+    /// The run's ID (32 hex characters).
+    run_id: String,
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgument {
+    /// The run's ID (32 hex characters).
+    run_id: String,
+}
+
+pub async fn run(global: &GlobalOptions, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::List(options) => list(global, options).await,
+        Command::Describe(options) => describe(global, options).await,
+        Command::Delete(argument) => {
+            let run_id: RunId = argument.run_id.parse()?;
+            with_client(global, async |client| Ok(client.delete_run(run_id).await?)).await?;
+            println!("Deleted run {run_id}");
+            Ok(())
+        }
+        Command::Restore(argument) => {
+            let run_id: RunId = argument.run_id.parse()?;
+            with_client(global, async |client| Ok(client.restore_run(run_id).await?)).await?;
+            println!("Restored run {run_id}");
+            Ok(())
+        }
+    }
+}
+
+async fn list(global: &GlobalOptions, options: ListOptions) -> anyhow::Result<()> {
+    let experiment = match (&options.experiment_id, &options.experiment_name) {
+        (Some(id), _) => Some(ExperimentRef::Id(id.parse::<ExperimentId>()?)),
+        (None, Some(name)) => Some(ExperimentRef::Name(name.clone())),
+        (None, None) => None,
+    };
+    let (runs, experiment_names) = with_client(global, async |client| {
+        let experiment_ids = match experiment {
+            Some(reference) => vec![client.get_experiment(reference).await?.id],
+            None => Vec::new(),
+        };
+        let mut runs = Vec::new();
+        let mut page_token = None;
+        while runs.len() < options.max_results as usize {
+            let page = client
+                .list_runs(ListRuns {
+                    experiment_ids: experiment_ids.clone(),
+                    view_type: options.view.into(),
+                    max_results: Some(options.max_results - runs.len() as u32),
+                    page_token,
+                })
+                .await?;
+            runs.extend(page.items);
+            page_token = page.next_page_token;
+            if page_token.is_none() {
+                break;
+            }
+        }
+        let experiments = client.list_experiments(drover_proto::domain::ViewType::All).await?;
+        let names: std::collections::HashMap<ExperimentId, String> =
+            experiments.into_iter().map(|e| (e.id, e.name)).collect();
+        Ok((runs, names))
+    })
+    .await?;
+    match options.output {
+        OutputFormat::Json => print_json(&runs),
+        OutputFormat::Table => {
+            let mut table =
+                Table::new(&["RUN ID", "NAME", "EXPERIMENT", "STATUS", "STARTED", "DURATION"]);
+            for run in runs {
+                let info = run.info;
+                let experiment = experiment_names.get(&info.experiment_id).map_or_else(
+                    || info.experiment_id.to_string(),
+                    |name| format!("{name} ({})", info.experiment_id),
+                );
+                table.row(vec![
+                    info.run_id.to_string(),
+                    info.run_name,
+                    experiment,
+                    info.status.to_string(),
+                    format_time(info.start_time_ms),
+                    info.end_time_ms
+                        .map_or_else(String::new, |end| format_duration(end - info.start_time_ms)),
+                ]);
+            }
+            print!("{}", table.render());
+            Ok(())
+        }
+    }
+}
+
+async fn describe(global: &GlobalOptions, options: DescribeOptions) -> anyhow::Result<()> {
+    let run_id: RunId = options.run_id.parse()?;
+    let (run, experiment) = with_client(global, async |client| {
+        let run = client.get_run(run_id).await?;
+        let experiment = client.get_experiment(ExperimentRef::Id(run.info.experiment_id)).await?;
+        Ok((run, experiment))
+    })
+    .await?;
+    match options.output {
+        OutputFormat::Json => print_json(&run),
+        OutputFormat::Table => {
+            print!("{}", render_run(&run, &experiment.name));
+            Ok(())
+        }
+    }
+}
+
+fn render_run(run: &Run, experiment_name: &str) -> String {
+    let info = &run.info;
+    let mut fields = Table::new(&["Run ID", &info.run_id.to_string()]);
+    fields.row(vec!["Name".into(), info.run_name.clone()]);
+    fields.row(vec!["Experiment".into(), format!("{experiment_name} (ID {})", info.experiment_id)]);
+    fields.row(vec!["Status".into(), info.status.to_string()]);
+    fields.row(vec!["Lifecycle".into(), info.lifecycle_stage.as_str().to_string()]);
+    fields.row(vec!["User".into(), info.user_id.clone()]);
+    fields.row(vec!["Started".into(), format_time(info.start_time_ms)]);
+    if let Some(end) = info.end_time_ms {
+        fields.row(vec![
+            "Ended".into(),
+            format!("{} (took {})", format_time(end), format_duration(end - info.start_time_ms)),
+        ]);
+    }
+    fields.row(vec!["Artifacts".into(), info.artifact_uri.clone()]);
+    let mut out = fields.render();
+
+    let section = |title: &str, rows: Vec<Vec<String>>, header: &[&str]| -> String {
+        if rows.is_empty() {
+            return format!("\n{title}: none\n");
+        }
+        let mut table = Table::new(header);
+        for row in rows {
+            table.row(row);
+        }
+        format!("\n{title}:\n{}", indent(&table.render()))
+    };
+    out.push_str(&section(
+        "Params",
+        run.data.params.iter().map(|p| vec![p.key.clone(), p.value.clone()]).collect(),
+        &["KEY", "VALUE"],
+    ));
+    out.push_str(&section(
+        "Metrics (latest)",
+        run.data
+            .latest_metrics
+            .iter()
+            .map(|m| {
+                vec![
+                    m.key.clone(),
+                    m.value.to_string(),
+                    m.step.to_string(),
+                    format_time(m.timestamp_ms),
+                ]
+            })
+            .collect(),
+        &["KEY", "VALUE", "STEP", "TIME"],
+    ));
+    out.push_str(&section(
+        "Tags",
+        run.data.tags.iter().map(|t| vec![t.key.clone(), t.value.clone()]).collect(),
+        &["KEY", "VALUE"],
+    ));
+    out
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|line| format!("  {line}\n")).collect()
+}

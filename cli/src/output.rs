@@ -1,0 +1,105 @@
+//! Rendering for terminals and scripts: aligned tables, JSON, and human times.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// How listing commands print their results.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// One JSON document for scripts.
+    Json,
+}
+
+/// A table with a header row, printed with columns padded to their widest cell.
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Table {
+        Table { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    pub fn render(&self) -> String {
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (index, cell) in row.iter().enumerate() {
+                if let Some(width) = widths.get_mut(index) {
+                    *width = (*width).max(cell.chars().count());
+                }
+            }
+        }
+        let mut out = String::new();
+        for row in std::iter::once(&self.header).chain(&self.rows) {
+            let mut line = String::new();
+            for (index, cell) in row.iter().enumerate() {
+                if index + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    let pad = widths[index].saturating_sub(cell.chars().count());
+                    line.push_str(cell);
+                    line.extend(std::iter::repeat_n(' ', pad + 2));
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `2026-11-29 11:44:55` in UTC.
+pub fn format_time(epoch_ms: i64) -> String {
+    let Ok(ms) = u64::try_from(epoch_ms) else {
+        return epoch_ms.to_string();
+    };
+    let time = UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(time).to_string().replace('T', " ").replace('Z', "")
+}
+
+/// `3.2s`, `4m 5s`, `2h 1m`.
+pub fn format_duration(ms: i64) -> String {
+    let ms = ms.max(0);
+    let seconds = ms / 1000;
+    match seconds {
+        0..60 => format!("{:.1}s", ms as f64 / 1000.0),
+        60..3600 => format!("{}m {}s", seconds / 60, seconds % 60),
+        _ => format!("{}h {}m", seconds / 3600, (seconds % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns() {
+        let mut table = Table::new(&["ID", "NAME"]);
+        table.row(vec!["0".into(), "Default".into()]);
+        table.row(vec!["12".into(), "model-training".into()]);
+        assert_eq!(table.render(), "ID  NAME\n0   Default\n12  model-training\n");
+    }
+
+    #[test]
+    fn times_and_durations_read_well() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_duration(3200), "3.2s");
+        assert_eq!(format_duration(245_000), "4m 5s");
+        assert_eq!(format_duration(7_260_000), "2h 1m");
+    }
+}

@@ -1,0 +1,229 @@
+//! A cheap-to-clone client of the scheduler that speaks domain types.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::convert::view_type_to_wire;
+use crate::domain::{
+    CreateExperiment, CreateRun, Experiment, ExperimentRef, ListRuns, Metric, MetricHistoryQuery,
+    Page, Param, RenameExperiment, Run, RunId, RunInfo, Tag, UpdateRun, ViewType,
+};
+use crate::error::ApiError;
+use crate::pb;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Turns `host:port` or `http://host:port` into the URI the channel dials.
+pub fn normalize_address(address: &str) -> ApiResult<String> {
+    let address = address.trim();
+    let invalid = |why: &str| {
+        ApiError::InvalidArgument(format!("invalid scheduler address '{address}': {why}"))
+    };
+    if address.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    let uri = if let Some(rest) = address.strip_prefix("http://") {
+        format!("http://{}", rest.trim_end_matches('/'))
+    } else if address.starts_with("https://") {
+        return Err(invalid("TLS is not available in this build; use http://"));
+    } else if address.contains("://") {
+        return Err(invalid("expected host:port or http://host:port"));
+    } else {
+        format!("http://{}", address.trim_end_matches('/'))
+    };
+    let authority = &uri["http://".len()..];
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+        _ => return Err(invalid("expected host:port or http://host:port")),
+    }
+    uri.parse::<tonic::transport::Uri>().map_err(|error| invalid(&error.to_string()))?;
+    Ok(uri)
+}
+
+/// A connection to a scheduler. Clones share the underlying HTTP/2 connection.
+#[derive(Clone)]
+pub struct Client {
+    address: String,
+    experiments: pb::experiments_client::ExperimentsClient<Channel>,
+    runs: pb::runs_client::RunsClient<Channel>,
+}
+
+impl Client {
+    /// Connects to the scheduler at `address` (`host:port` or `http://host:port`), failing
+    /// with [`ApiError::Unavailable`] when nothing answers there.
+    pub async fn connect(address: &str) -> ApiResult<Client> {
+        let uri = normalize_address(address)?;
+        let endpoint = Endpoint::from_shared(uri.clone())
+            .map_err(|error| {
+                ApiError::InvalidArgument(format!("invalid scheduler address '{address}': {error}"))
+            })?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        let channel = endpoint.connect().await.map_err(|error| {
+            // The innermost cause says what happened ("Connection refused"); the outer
+            // layers only say where.
+            let mut cause: &dyn std::error::Error = &error;
+            while let Some(source) = cause.source() {
+                cause = source;
+            }
+            ApiError::Unavailable(format!("no scheduler answers at {uri} ({cause})"))
+        })?;
+        Ok(Client {
+            address: uri,
+            experiments: pb::experiments_client::ExperimentsClient::new(channel.clone()),
+            runs: pb::runs_client::RunsClient::new(channel),
+        })
+    }
+
+    /// The normalized address this client dials.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub async fn create_experiment(&self, request: CreateExperiment) -> ApiResult<Experiment> {
+        let reply = self
+            .experiments
+            .clone()
+            .create_experiment(pb::CreateExperimentRequest::from(request))
+            .await?;
+        reply.into_inner().try_into()
+    }
+
+    pub async fn get_experiment(&self, experiment: ExperimentRef) -> ApiResult<Experiment> {
+        let reply =
+            self.experiments.clone().get_experiment(pb::ExperimentRef::from(experiment)).await?;
+        reply.into_inner().try_into()
+    }
+
+    pub async fn list_experiments(&self, view: ViewType) -> ApiResult<Vec<Experiment>> {
+        let request = pb::ListExperimentsRequest { view_type: view_type_to_wire(view) };
+        let reply = self.experiments.clone().list_experiments(request).await?;
+        reply.into_inner().experiments.into_iter().map(TryInto::try_into).collect()
+    }
+
+    pub async fn rename_experiment(&self, request: RenameExperiment) -> ApiResult<Experiment> {
+        let reply = self
+            .experiments
+            .clone()
+            .rename_experiment(pb::RenameExperimentRequest::from(request))
+            .await?;
+        reply.into_inner().try_into()
+    }
+
+    pub async fn delete_experiment(&self, experiment: ExperimentRef) -> ApiResult<Experiment> {
+        let reply =
+            self.experiments.clone().delete_experiment(pb::ExperimentRef::from(experiment)).await?;
+        reply.into_inner().try_into()
+    }
+
+    pub async fn restore_experiment(&self, experiment: ExperimentRef) -> ApiResult<Experiment> {
+        let reply = self
+            .experiments
+            .clone()
+            .restore_experiment(pb::ExperimentRef::from(experiment))
+            .await?;
+        reply.into_inner().try_into()
+    }
+
+    pub async fn create_run(&self, request: CreateRun) -> ApiResult<Run> {
+        let reply = self.runs.clone().create_run(pb::CreateRunRequest::from(request)).await?;
+        reply.into_inner().try_into()
+    }
+
+    pub async fn get_run(&self, run_id: RunId) -> ApiResult<Run> {
+        let request = pb::GetRunRequest { run_id: run_id.to_string() };
+        let reply = self.runs.clone().get_run(request).await?;
+        reply.into_inner().try_into()
+    }
+
+    pub async fn update_run(&self, request: UpdateRun) -> ApiResult<RunInfo> {
+        let reply = self.runs.clone().update_run(pb::UpdateRunRequest::from(request)).await?;
+        reply.into_inner().try_into()
+    }
+
+    pub async fn delete_run(&self, run_id: RunId) -> ApiResult<RunInfo> {
+        let request = pb::GetRunRequest { run_id: run_id.to_string() };
+        let reply = self.runs.clone().delete_run(request).await?;
+        reply.into_inner().try_into()
+    }
+
+    pub async fn restore_run(&self, run_id: RunId) -> ApiResult<RunInfo> {
+        let request = pb::GetRunRequest { run_id: run_id.to_string() };
+        let reply = self.runs.clone().restore_run(request).await?;
+        reply.into_inner().try_into()
+    }
+
+    pub async fn list_runs(&self, request: ListRuns) -> ApiResult<Page<Run>> {
+        let reply =
+            self.runs.clone().list_runs(pb::ListRunsRequest::from(request)).await?.into_inner();
+        Ok(Page {
+            items: reply.runs.into_iter().map(TryInto::try_into).collect::<ApiResult<_>>()?,
+            next_page_token: (!reply.next_page_token.is_empty()).then_some(reply.next_page_token),
+        })
+    }
+
+    pub async fn log_params(&self, run_id: RunId, params: Vec<Param>) -> ApiResult<()> {
+        let request = pb::LogParamsRequest {
+            run_id: run_id.to_string(),
+            params: params.into_iter().map(Into::into).collect(),
+        };
+        self.runs.clone().log_params(request).await?;
+        Ok(())
+    }
+
+    pub async fn set_tags(&self, run_id: RunId, tags: Vec<Tag>) -> ApiResult<()> {
+        let request = pb::SetTagsRequest {
+            run_id: run_id.to_string(),
+            tags: tags.into_iter().map(Into::into).collect(),
+        };
+        self.runs.clone().set_tags(request).await?;
+        Ok(())
+    }
+
+    pub async fn delete_tag(&self, run_id: RunId, key: &str) -> ApiResult<()> {
+        let request = pb::DeleteTagRequest { run_id: run_id.to_string(), key: key.to_string() };
+        self.runs.clone().delete_tag(request).await?;
+        Ok(())
+    }
+
+    /// Appends metric points; returns how many the scheduler stored.
+    pub async fn log_metrics(&self, run_id: RunId, metrics: Vec<Metric>) -> ApiResult<u32> {
+        let request = pb::LogMetricsRequest {
+            run_id: run_id.to_string(),
+            metrics: metrics.into_iter().map(Into::into).collect(),
+        };
+        Ok(self.runs.clone().log_metrics(request).await?.into_inner().accepted)
+    }
+
+    pub async fn metric_history(&self, query: MetricHistoryQuery) -> ApiResult<Page<Metric>> {
+        let reply = self
+            .runs
+            .clone()
+            .get_metric_history(pb::GetMetricHistoryRequest::from(query))
+            .await?
+            .into_inner();
+        Ok(Page {
+            items: reply.metrics.into_iter().map(Into::into).collect(),
+            next_page_token: (!reply.next_page_token.is_empty()).then_some(reply.next_page_token),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_address;
+
+    #[test]
+    fn addresses_accept_host_port_and_http() {
+        assert_eq!(normalize_address("127.0.0.1:7070").expect("valid"), "http://127.0.0.1:7070");
+        assert_eq!(normalize_address("http://sched:7070/").expect("valid"), "http://sched:7070");
+        assert_eq!(normalize_address("[::1]:7070").expect("valid"), "http://[::1]:7070");
+        for bad in ["", "sched", "sched:", "sched:notaport", "ftp://sched:1", ":7070"] {
+            let error = normalize_address(bad).expect_err(bad);
+            assert!(error.to_string().contains("invalid scheduler address"), "{error}");
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The server side of the wire contract: the scheduler implements [`Tracking`] on domain
+//! types, and [`grpc_routes`] wraps it in the generated tonic services, converting at the edge.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::convert::{parse_run_id, view_type_from_request};
+use crate::domain::{
+    CreateExperiment, CreateRun, Experiment, ExperimentRef, ListRuns, Metric, MetricHistoryQuery,
+    Page, Param, RenameExperiment, Run, RunId, RunInfo, Tag, UpdateRun, ViewType,
+};
+use crate::error::ApiError;
+use crate::pb;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Experiments, runs and their data, as the scheduler serves them.
+pub trait Tracking: Send + Sync + 'static {
+    fn create_experiment(
+        &self,
+        request: CreateExperiment,
+    ) -> impl Future<Output = ApiResult<Experiment>> + Send;
+    fn get_experiment(
+        &self,
+        experiment: ExperimentRef,
+    ) -> impl Future<Output = ApiResult<Experiment>> + Send;
+    fn list_experiments(
+        &self,
+        view: ViewType,
+    ) -> impl Future<Output = ApiResult<Vec<Experiment>>> + Send;
+    fn rename_experiment(
+        &self,
+        request: RenameExperiment,
+    ) -> impl Future<Output = ApiResult<Experiment>> + Send;
+    fn delete_experiment(
+        &self,
+        experiment: ExperimentRef,
+    ) -> impl Future<Output = ApiResult<Experiment>> + Send;
+    fn restore_experiment(
+        &self,
+        experiment: ExperimentRef,
+    ) -> impl Future<Output = ApiResult<Experiment>> + Send;
+
+    fn create_run(&self, request: CreateRun) -> impl Future<Output = ApiResult<Run>> + Send;
+    fn get_run(&self, run_id: RunId) -> impl Future<Output = ApiResult<Run>> + Send;
+    fn update_run(&self, request: UpdateRun) -> impl Future<Output = ApiResult<RunInfo>> + Send;
+    fn delete_run(&self, run_id: RunId) -> impl Future<Output = ApiResult<RunInfo>> + Send;
+    fn restore_run(&self, run_id: RunId) -> impl Future<Output = ApiResult<RunInfo>> + Send;
+    fn list_runs(&self, request: ListRuns) -> impl Future<Output = ApiResult<Page<Run>>> + Send;
+    fn log_params(
+        &self,
+        run_id: RunId,
+        params: Vec<Param>,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    fn set_tags(&self, run_id: RunId, tags: Vec<Tag>)
+    -> impl Future<Output = ApiResult<()>> + Send;
+    fn delete_tag(&self, run_id: RunId, key: String) -> impl Future<Output = ApiResult<()>> + Send;
+    fn log_metrics(
+        &self,
+        run_id: RunId,
+        metrics: Vec<Metric>,
+    ) -> impl Future<Output = ApiResult<usize>> + Send;
+    fn metric_history(
+        &self,
+        query: MetricHistoryQuery,
+    ) -> impl Future<Output = ApiResult<Page<Metric>>> + Send;
+}
+
+/// The gRPC services over `api`, ready to be served beside other routes.
+pub fn grpc_routes<T: Tracking>(api: Arc<T>) -> tonic::service::Routes {
+    tonic::service::Routes::new(pb::experiments_server::ExperimentsServer::new(ExperimentsAdapter(
+        api.clone(),
+    )))
+    .add_service(pb::runs_server::RunsServer::new(RunsAdapter(api)))
+}
+
+struct ExperimentsAdapter<T>(Arc<T>);
+struct RunsAdapter<T>(Arc<T>);
+
+fn reply<T, U: From<T>>(result: ApiResult<T>) -> Result<Response<U>, Status> {
+    result.map(|value| Response::new(U::from(value))).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl<T: Tracking> pb::experiments_server::Experiments for ExperimentsAdapter<T> {
+    async fn create_experiment(
+        &self,
+        request: Request<pb::CreateExperimentRequest>,
+    ) -> Result<Response<pb::Experiment>, Status> {
+        let request = CreateExperiment::try_from(request.into_inner())?;
+        reply(self.0.create_experiment(request).await)
+    }
+
+    async fn get_experiment(
+        &self,
+        request: Request<pb::ExperimentRef>,
+    ) -> Result<Response<pb::Experiment>, Status> {
+        let experiment = ExperimentRef::try_from(request.into_inner())?;
+        reply(self.0.get_experiment(experiment).await)
+    }
+
+    async fn list_experiments(
+        &self,
+        request: Request<pb::ListExperimentsRequest>,
+    ) -> Result<Response<pb::ListExperimentsResponse>, Status> {
+        let view = view_type_from_request(request.into_inner().view_type)?;
+        let experiments = self.0.list_experiments(view).await?;
+        Ok(Response::new(pb::ListExperimentsResponse {
+            experiments: experiments.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn rename_experiment(
+        &self,
+        request: Request<pb::RenameExperimentRequest>,
+    ) -> Result<Response<pb::Experiment>, Status> {
+        let request = RenameExperiment::try_from(request.into_inner())?;
+        reply(self.0.rename_experiment(request).await)
+    }
+
+    async fn delete_experiment(
+        &self,
+        request: Request<pb::ExperimentRef>,
+    ) -> Result<Response<pb::Experiment>, Status> {
+        let experiment = ExperimentRef::try_from(request.into_inner())?;
+        reply(self.0.delete_experiment(experiment).await)
+    }
+
+    async fn restore_experiment(
+        &self,
+        request: Request<pb::ExperimentRef>,
+    ) -> Result<Response<pb::Experiment>, Status> {
+        let experiment = ExperimentRef::try_from(request.into_inner())?;
+        reply(self.0.restore_experiment(experiment).await)
+    }
+}
+
+#[tonic::async_trait]
+impl<T: Tracking> pb::runs_server::Runs for RunsAdapter<T> {
+    async fn create_run(
+        &self,
+        request: Request<pb::CreateRunRequest>,
+    ) -> Result<Response<pb::Run>, Status> {
+        let request = CreateRun::try_from(request.into_inner())?;
+        reply(self.0.create_run(request).await)
+    }
+
+    async fn get_run(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::Run>, Status> {
+        let run_id = parse_run_id(&request.into_inner().run_id)?;
+        reply(self.0.get_run(run_id).await)
+    }
+
+    async fn update_run(
+        &self,
+        request: Request<pb::UpdateRunRequest>,
+    ) -> Result<Response<pb::RunInfo>, Status> {
+        let request = UpdateRun::try_from(request.into_inner())?;
+        reply(self.0.update_run(request).await)
+    }
+
+    async fn delete_run(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::RunInfo>, Status> {
+        let run_id = parse_run_id(&request.into_inner().run_id)?;
+        reply(self.0.delete_run(run_id).await)
+    }
+
+    async fn restore_run(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::RunInfo>, Status> {
+        let run_id = parse_run_id(&request.into_inner().run_id)?;
+        reply(self.0.restore_run(run_id).await)
+    }
+
+    async fn list_runs(
+        &self,
+        request: Request<pb::ListRunsRequest>,
+    ) -> Result<Response<pb::ListRunsResponse>, Status> {
+        let request = ListRuns::try_from(request.into_inner())?;
+        let page = self.0.list_runs(request).await?;
+        Ok(Response::new(pb::ListRunsResponse {
+            runs: page.items.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn log_params(
+        &self,
+        request: Request<pb::LogParamsRequest>,
+    ) -> Result<Response<pb::LogParamsResponse>, Status> {
+        let request = request.into_inner();
+        let run_id = parse_run_id(&request.run_id)?;
+        let params = request.params.into_iter().map(Into::into).collect();
+        self.0.log_params(run_id, params).await?;
+        Ok(Response::new(pb::LogParamsResponse {}))
+    }
+
+    async fn set_tags(
+        &self,
+        request: Request<pb::SetTagsRequest>,
+    ) -> Result<Response<pb::SetTagsResponse>, Status> {
+        let request = request.into_inner();
+        let run_id = parse_run_id(&request.run_id)?;
+        let tags = request.tags.into_iter().map(Into::into).collect();
+        self.0.set_tags(run_id, tags).await?;
+        Ok(Response::new(pb::SetTagsResponse {}))
+    }
+
+    async fn delete_tag(
+        &self,
+        request: Request<pb::DeleteTagRequest>,
+    ) -> Result<Response<pb::DeleteTagResponse>, Status> {
+        let request = request.into_inner();
+        let run_id = parse_run_id(&request.run_id)?;
+        self.0.delete_tag(run_id, request.key).await?;
+        Ok(Response::new(pb::DeleteTagResponse {}))
+    }
+
+    async fn log_metrics(
+        &self,
+        request: Request<pb::LogMetricsRequest>,
+    ) -> Result<Response<pb::LogMetricsResponse>, Status> {
+        let request = request.into_inner();
+        let run_id = parse_run_id(&request.run_id)?;
+        let metrics = request.metrics.into_iter().map(Into::into).collect();
+        let accepted = self.0.log_metrics(run_id, metrics).await?;
+        Ok(Response::new(pb::LogMetricsResponse {
+            accepted: u32::try_from(accepted).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn get_metric_history(
+        &self,
+        request: Request<pb::GetMetricHistoryRequest>,
+    ) -> Result<Response<pb::GetMetricHistoryResponse>, Status> {
+        let query = MetricHistoryQuery::try_from(request.into_inner())?;
+        let page = self.0.metric_history(query).await?;
+        Ok(Response::new(pb::GetMetricHistoryResponse {
+            metrics: page.items.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+}

@@ -1,0 +1,65 @@
+//! The scheduler's network front: gRPC (and, on the same listener, HTTP routes) over the
+//! store, with graceful shutdown.
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use drover_proto::service::grpc_routes;
+use tokio::net::TcpListener;
+
+use crate::store::Store;
+
+/// How long in-flight calls may take to finish once shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the scheduler API for `store` on `listener`, and tells other drover processes on
+/// this machine to use it (through the data directory's lock file), until `shutdown`.
+pub async fn run(
+    listener: TcpListener,
+    store: Store,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    store.announce(&format!("http://{}", listener.local_addr()?))?;
+    serve(listener, store, shutdown).await
+}
+
+/// Serves the scheduler API for `store` on `listener` until `shutdown` completes, then stops
+/// accepting, lets in-flight calls finish (up to a timeout), and flushes the store.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let address = format!("http://{}", listener.local_addr()?);
+    let router = grpc_routes(Arc::new(store.clone()))
+        .into_axum_router()
+        .route("/health", get(|| async { "ok" }));
+    tracing::info!(%address, data_dir = %store.dir().display(), "scheduler listening");
+
+    let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new calls, draining in-flight ones");
+        let _ = draining.send(());
+    };
+    let server = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
+    let drain_deadline = async move {
+        if drain_started.await.is_ok() {
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let served = tokio::select! {
+        result = server => result,
+        () = drain_deadline => {
+            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "in-flight calls did not finish in time; closing them");
+            Ok(())
+        }
+    };
+    store.close();
+    tracing::info!("store flushed; scheduler stopped");
+    served
+}

@@ -1,0 +1,180 @@
+//! The store's keyspace: one sled tree, records grouped under short prefixes, keys built so
+//! that sled's byte order is the order listings want.
+//!
+//! | prefix      | key after the prefix                                   | value                  |
+//! |-------------|--------------------------------------------------------|------------------------|
+//! | `m/schema`  |                                                        | schema version, u32 BE |
+//! | `m/next_exp`|                                                        | next experiment id, u64 BE |
+//! | `e/`        | experiment id u64 BE                                   | Experiment, JSON       |
+//! | `n/`        | experiment name                                        | experiment id u64 BE   |
+//! | `r/`        | run id (16 bytes)                                      | RunInfo, JSON          |
+//! | `x/`        | experiment id u64 BE, run id                           | empty                  |
+//! | `p/`        | run id, param key                                      | param value            |
+//! | `t/`        | run id, tag key                                        | tag value              |
+//! | `h/`        | run id, metric key, 0, step, timestamp, batch, index   | f64 bits BE            |
+//! | `l/`        | run id, metric key                                     | value, timestamp, step |
+//!
+//! Metric keys never contain a NUL byte (validation refuses them), so the 0 after the key ends
+//! it unambiguously. Signed numbers are stored with the sign bit flipped, big-endian, so they
+//! sort numerically.
+
+use drover_proto::domain::{ExperimentId, Metric, RunId};
+
+pub const SCHEMA: &[u8] = b"m/schema";
+pub const NEXT_EXPERIMENT_ID: &[u8] = b"m/next_exp";
+pub const EXPERIMENT: &[u8] = b"e/";
+pub const EXPERIMENT_NAME: &[u8] = b"n/";
+pub const RUN: &[u8] = b"r/";
+pub const EXPERIMENT_RUN: &[u8] = b"x/";
+pub const PARAM: &[u8] = b"p/";
+pub const TAG: &[u8] = b"t/";
+pub const HISTORY: &[u8] = b"h/";
+pub const LATEST: &[u8] = b"l/";
+
+fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let length = prefix.len() + parts.iter().map(|part| part.len()).sum::<usize>();
+    let mut key = Vec::with_capacity(length);
+    key.extend_from_slice(prefix);
+    for part in parts {
+        key.extend_from_slice(part);
+    }
+    key
+}
+
+pub fn ordered_i64(value: i64) -> [u8; 8] {
+    ((value as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+pub fn experiment(id: ExperimentId) -> Vec<u8> {
+    key(EXPERIMENT, &[&id.0.to_be_bytes()])
+}
+
+pub fn experiment_name(name: &str) -> Vec<u8> {
+    key(EXPERIMENT_NAME, &[name.as_bytes()])
+}
+
+pub fn run(id: RunId) -> Vec<u8> {
+    key(RUN, &[id.as_bytes()])
+}
+
+pub fn experiment_runs(experiment: ExperimentId) -> Vec<u8> {
+    key(EXPERIMENT_RUN, &[&experiment.0.to_be_bytes()])
+}
+
+pub fn experiment_run(experiment: ExperimentId, run: RunId) -> Vec<u8> {
+    key(EXPERIMENT_RUN, &[&experiment.0.to_be_bytes(), run.as_bytes()])
+}
+
+/// The run id at the end of an `x/` key.
+pub fn run_of_experiment_run(key: &[u8]) -> Option<RunId> {
+    let bytes: [u8; 16] = key.get(key.len().checked_sub(16)?..)?.try_into().ok()?;
+    Some(RunId(bytes))
+}
+
+pub fn params(run: RunId) -> Vec<u8> {
+    key(PARAM, &[run.as_bytes()])
+}
+
+pub fn param(run: RunId, name: &str) -> Vec<u8> {
+    key(PARAM, &[run.as_bytes(), name.as_bytes()])
+}
+
+pub fn tags(run: RunId) -> Vec<u8> {
+    key(TAG, &[run.as_bytes()])
+}
+
+pub fn tag(run: RunId, name: &str) -> Vec<u8> {
+    key(TAG, &[run.as_bytes(), name.as_bytes()])
+}
+
+/// The prefix of every point of one metric of one run.
+pub fn history(run: RunId, metric: &str) -> Vec<u8> {
+    key(HISTORY, &[run.as_bytes(), metric.as_bytes(), &[0]])
+}
+
+pub fn history_from_step(run: RunId, metric: &str, step: i64) -> Vec<u8> {
+    key(HISTORY, &[run.as_bytes(), metric.as_bytes(), &[0], &ordered_i64(step)])
+}
+
+pub fn history_point(run: RunId, metric: &Metric, batch: u64, index: u32) -> Vec<u8> {
+    key(
+        HISTORY,
+        &[
+            run.as_bytes(),
+            metric.key.as_bytes(),
+            &[0],
+            &ordered_i64(metric.step),
+            &ordered_i64(metric.timestamp_ms),
+            &batch.to_be_bytes(),
+            &index.to_be_bytes(),
+        ],
+    )
+}
+
+/// Step and timestamp of a history key, given the length of its metric prefix.
+pub fn decode_history_point(key: &[u8], prefix_len: usize) -> Option<(i64, i64)> {
+    let rest = key.get(prefix_len..)?;
+    let step = u64::from_be_bytes(rest.get(0..8)?.try_into().ok()?) ^ (1 << 63);
+    let timestamp = u64::from_be_bytes(rest.get(8..16)?.try_into().ok()?) ^ (1 << 63);
+    Some((step as i64, timestamp as i64))
+}
+
+pub fn latest_metrics(run: RunId) -> Vec<u8> {
+    key(LATEST, &[run.as_bytes()])
+}
+
+pub fn latest_metric(run: RunId, metric: &str) -> Vec<u8> {
+    key(LATEST, &[run.as_bytes(), metric.as_bytes()])
+}
+
+/// The latest point of a metric: value bits, timestamp, step.
+pub fn encode_latest(metric: &Metric) -> [u8; 24] {
+    let mut value = [0u8; 24];
+    value[0..8].copy_from_slice(&metric.value.to_bits().to_be_bytes());
+    value[8..16].copy_from_slice(&metric.timestamp_ms.to_be_bytes());
+    value[16..24].copy_from_slice(&metric.step.to_be_bytes());
+    value
+}
+
+/// Value, timestamp and step of a latest-metric record.
+pub fn decode_latest(value: &[u8]) -> Option<(f64, i64, i64)> {
+    let number =
+        |range: std::ops::Range<usize>| -> Option<[u8; 8]> { value.get(range)?.try_into().ok() };
+    Some((
+        f64::from_bits(u64::from_be_bytes(number(0..8)?)),
+        i64::from_be_bytes(number(8..16)?),
+        i64::from_be_bytes(number(16..24)?),
+    ))
+}
+
+pub fn decode_f64(value: &[u8]) -> Option<f64> {
+    Some(f64::from_bits(u64::from_be_bytes(value.try_into().ok()?)))
+}
+
+pub fn decode_u64(value: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(value.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_i64_sorts_numerically() {
+        let values = [i64::MIN, -5, -1, 0, 1, 7, i64::MAX];
+        let encoded: Vec<_> = values.iter().map(|v| ordered_i64(*v)).collect();
+        let mut sorted = encoded.clone();
+        sorted.sort();
+        assert_eq!(encoded, sorted);
+    }
+
+    #[test]
+    fn history_keys_decode_step_and_timestamp() {
+        let run = RunId([7; 16]);
+        let metric = Metric { key: "loss".into(), value: 1.0, timestamp_ms: -3, step: 42 };
+        let key = history_point(run, &metric, 9, 1);
+        let prefix = history(run, "loss");
+        assert!(key.starts_with(&prefix));
+        assert_eq!(decode_history_point(&key, prefix.len()), Some((42, -3)));
+    }
+}

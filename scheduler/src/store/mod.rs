@@ -1,0 +1,224 @@
+//! The durable store: experiments, runs, params, tags and metric history in one sled
+//! database under the data directory.
+//!
+//! Every mutation applies one atomic sled batch under the store's write lock, then waits for
+//! group commit, so nothing is acknowledged before it is on disk.
+
+mod commit;
+mod experiments;
+mod keys;
+mod lock;
+mod runs;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use drover_proto::ApiError;
+use drover_proto::domain::{
+    DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, Experiment, ExperimentId, LifecycleStage,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use lock::{Holder, read_holder};
+
+use self::commit::GroupCommit;
+use self::lock::DirLock;
+
+/// The newest store layout this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Why a data directory could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the data directory {} is a file, not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("cannot open the data directory {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}", locked_message(path, holder.as_ref()))]
+    Locked { path: PathBuf, holder: Option<Holder> },
+    #[error(
+        "the store in {} was written by a newer drover (schema {found}; this build reads up to {supported}); upgrade drover to open it",
+        path.display()
+    )]
+    NewerSchema { path: PathBuf, found: u32, supported: u32 },
+    #[error("the store in {} cannot be read: {detail}", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+fn locked_message(path: &Path, holder: Option<&Holder>) -> String {
+    let path = path.display();
+    match holder {
+        Some(Holder { pid, address: Some(address) }) => format!(
+            "the store in {path} is held by another drover process (pid {pid}) serving at {address}; pass --scheduler {address} to use it"
+        ),
+        Some(Holder { pid, address: None }) => format!(
+            "the store in {path} is held by another drover process (pid {pid}); wait for it to finish, or start `drover scheduler` on it and pass --scheduler"
+        ),
+        None => format!(
+            "the store in {path} is held by another drover process; wait for it to finish, or start `drover scheduler` on it and pass --scheduler"
+        ),
+    }
+}
+
+/// A cheap-to-clone handle on the open store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+// Fields drop in order: the flusher stops (flushing), then sled closes, then the directory
+// lock is released, so the next holder never sees a half-closed store.
+struct Inner {
+    commit: GroupCommit,
+    db: sled::Db,
+    /// Serializes read-check-write sequences (write-once params, unique names, id allocation).
+    write_lock: Mutex<()>,
+    dir: PathBuf,
+    lock: DirLock,
+}
+
+impl Store {
+    /// Opens (creating when absent) the store in `dir`, holding it until the last handle drops.
+    pub fn open(dir: &Path) -> Result<Store, OpenError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(OpenError::NotADirectory { path: dir.to_path_buf() });
+        }
+        let io_error = |source| OpenError::Io { path: dir.to_path_buf(), source };
+        std::fs::create_dir_all(dir).map_err(io_error)?;
+        let lock = DirLock::acquire(dir)?;
+        let corrupt = |error: sled::Error| OpenError::Corrupt {
+            path: dir.to_path_buf(),
+            detail: error.to_string(),
+        };
+        let db = sled::Config::new().path(dir.join("db")).open().map_err(|error| match error {
+            sled::Error::Io(source) => io_error(source),
+            other => corrupt(other),
+        })?;
+        let commit = GroupCommit::start(db.clone()).map_err(io_error)?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                commit,
+                db,
+                write_lock: Mutex::new(()),
+                dir: dir.to_path_buf(),
+                lock,
+            }),
+        };
+        store.initialize().map_err(|error| match error {
+            InitError::Newer(found) => {
+                OpenError::NewerSchema { path: dir.to_path_buf(), found, supported: SCHEMA_VERSION }
+            }
+            InitError::Sled(error) => corrupt(error),
+            InitError::Invalid(detail) => OpenError::Corrupt { path: dir.to_path_buf(), detail },
+        })?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Tells other processes that this one serves the store's API at `address`.
+    pub fn announce(&self, address: &str) -> std::io::Result<()> {
+        self.inner.lock.announce(address)
+    }
+
+    /// Flushes everything to disk and stops the flusher; later writes fail.
+    pub fn close(&self) {
+        self.inner.commit.close();
+    }
+
+    /// Writes the schema version and the default experiment into a new store, and refuses
+    /// stores from a newer build.
+    fn initialize(&self) -> Result<(), InitError> {
+        let db = &self.inner.db;
+        match db.get(keys::SCHEMA)? {
+            Some(version) => {
+                let version = <[u8; 4]>::try_from(version.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| InitError::Invalid("the schema version is unreadable".into()))?;
+                if version > SCHEMA_VERSION {
+                    return Err(InitError::Newer(version));
+                }
+                Ok(())
+            }
+            None => {
+                let now = now_ms();
+                let default = Experiment {
+                    id: DEFAULT_EXPERIMENT_ID,
+                    name: DEFAULT_EXPERIMENT_NAME.to_string(),
+                    artifact_location: default_artifact_location(DEFAULT_EXPERIMENT_ID),
+                    lifecycle_stage: LifecycleStage::Active,
+                    creation_time_ms: now,
+                    last_update_time_ms: now,
+                    tags: Vec::new(),
+                };
+                let mut batch = sled::Batch::default();
+                batch.insert(keys::experiment(DEFAULT_EXPERIMENT_ID), encode(&default));
+                batch.insert(
+                    keys::experiment_name(DEFAULT_EXPERIMENT_NAME),
+                    &DEFAULT_EXPERIMENT_ID.0.to_be_bytes(),
+                );
+                batch.insert(keys::NEXT_EXPERIMENT_ID, &1u64.to_be_bytes());
+                batch.insert(keys::SCHEMA, &SCHEMA_VERSION.to_be_bytes());
+                db.apply_batch(batch)?;
+                db.flush()?;
+                Ok(())
+            }
+        }
+    }
+
+    fn write_guard(&self) -> MutexGuard<'_, ()> {
+        // The guarded data lives in sled, which a panicking writer cannot leave half-applied
+        // (batches are atomic), so a poisoned lock is safe to take over.
+        self.inner.write_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
+    async fn durable(&self) -> Result<(), ApiError> {
+        self.inner.commit.durable().await
+    }
+}
+
+enum InitError {
+    Newer(u32),
+    Sled(sled::Error),
+    Invalid(String),
+}
+
+impl From<sled::Error> for InitError {
+    fn from(error: sled::Error) -> Self {
+        InitError::Sled(error)
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn default_artifact_location(experiment: ExperimentId) -> String {
+    format!("mlflow-artifacts:/{experiment}")
+}
+
+fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    // Records are plain data with string keys; serializing them cannot fail.
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::Internal(format!("stored {what} is unreadable: {error}")))
+}
+
+fn storage_error(error: sled::Error) -> ApiError {
+    ApiError::Internal(format!("store error: {error}"))
+}

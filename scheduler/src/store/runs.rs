@@ -1,0 +1,422 @@
+//! Runs and their data: lifecycle, write-once params, tags, and metric history with the
+//! latest value per key.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+
+use drover_proto::ApiError;
+use drover_proto::domain::{
+    CreateRun, ExperimentId, LifecycleStage, ListRuns, Metric, MetricHistoryQuery, Page, Param,
+    Run, RunData, RunId, RunInfo, Tag, UpdateRun, ViewType,
+};
+
+use super::validate::{self, MAX_PARAM_VALUE_LEN, MAX_TAG_VALUE_LEN};
+use super::{Store, decode, encode, keys, now_ms, storage_error};
+use crate::names::random_run_name;
+
+pub const RUN_NAME_TAG: &str = "mlflow.runName";
+pub const USER_TAG: &str = "mlflow.user";
+
+const DEFAULT_RUNS_PAGE: usize = 1000;
+const MAX_RUNS_PAGE: usize = 50_000;
+const DEFAULT_HISTORY_PAGE: usize = 25_000;
+const MAX_HISTORY_PAGE: usize = 1_000_000;
+
+/// Bytes after a metric's history prefix: step, timestamp, batch, index.
+const HISTORY_SUFFIX_LEN: usize = 8 + 8 + 8 + 4;
+
+impl Store {
+    pub async fn create_run(&self, request: CreateRun) -> Result<Run, ApiError> {
+        let experiment = self.experiment_by_id(request.experiment_id)?;
+        if experiment.lifecycle_stage != LifecycleStage::Active {
+            return Err(ApiError::FailedPrecondition(format!(
+                "experiment '{}' (ID {}) is deleted; restore it before creating runs in it",
+                experiment.name, experiment.id
+            )));
+        }
+        for tag in &request.tags {
+            validate_tag(tag)?;
+        }
+        let run_name = request
+            .run_name
+            .or_else(|| tag_value(&request.tags, RUN_NAME_TAG))
+            .unwrap_or_else(random_run_name);
+        let run_id = RunId(rand::random());
+        let info = RunInfo {
+            run_id,
+            experiment_id: experiment.id,
+            run_name: run_name.clone(),
+            user_id: request.user_id.clone(),
+            status: request.status,
+            start_time_ms: request.start_time_ms.unwrap_or_else(now_ms),
+            end_time_ms: None,
+            lifecycle_stage: LifecycleStage::Active,
+            artifact_uri: format!("{}/{run_id}/artifacts", experiment.artifact_location),
+        };
+        let mut tags = request.tags;
+        tags.retain(|tag| tag.key != RUN_NAME_TAG);
+        tags.push(Tag { key: RUN_NAME_TAG.to_string(), value: run_name });
+        if !request.user_id.is_empty() && tag_value(&tags, USER_TAG).is_none() {
+            tags.push(Tag { key: USER_TAG.to_string(), value: request.user_id });
+        }
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::run(run_id), encode(&info));
+        batch.insert(keys::experiment_run(experiment.id, run_id), &[]);
+        for tag in &tags {
+            batch.insert(keys::tag(run_id, &tag.key), tag.value.as_bytes());
+        }
+        self.db().apply_batch(batch).map_err(storage_error)?;
+        self.durable().await?;
+        tags.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Run { info, data: RunData { params: Vec::new(), tags, latest_metrics: Vec::new() } })
+    }
+
+    pub fn run(&self, run_id: RunId) -> Result<Run, ApiError> {
+        let info = self.run_info(run_id)?;
+        Ok(Run { info, data: self.run_data(run_id)? })
+    }
+
+    pub async fn update_run(&self, request: UpdateRun) -> Result<RunInfo, ApiError> {
+        let info = {
+            let _guard = self.write_guard();
+            let mut info = self.active_run_info(request.run_id)?;
+            let mut batch = sled::Batch::default();
+            if let Some(status) = request.status {
+                info.status = status;
+                info.end_time_ms = if status.is_terminal() {
+                    request.end_time_ms.or(info.end_time_ms).or_else(|| Some(now_ms()))
+                } else {
+                    request.end_time_ms
+                };
+            } else if let Some(end_time) = request.end_time_ms {
+                info.end_time_ms = Some(end_time);
+            }
+            if let Some(run_name) = request.run_name {
+                batch.insert(keys::tag(info.run_id, RUN_NAME_TAG), run_name.as_bytes());
+                info.run_name = run_name;
+            }
+            batch.insert(keys::run(info.run_id), encode(&info));
+            self.db().apply_batch(batch).map_err(storage_error)?;
+            info
+        };
+        self.durable().await?;
+        Ok(info)
+    }
+
+    pub async fn delete_run(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
+        self.set_run_stage(run_id, LifecycleStage::Deleted).await
+    }
+
+    pub async fn restore_run(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
+        self.set_run_stage(run_id, LifecycleStage::Active).await
+    }
+
+    async fn set_run_stage(
+        &self,
+        run_id: RunId,
+        stage: LifecycleStage,
+    ) -> Result<RunInfo, ApiError> {
+        let info = {
+            let _guard = self.write_guard();
+            let mut info = self.run_info(run_id)?;
+            info.lifecycle_stage = stage;
+            self.db().insert(keys::run(run_id), encode(&info)).map_err(storage_error)?;
+            info
+        };
+        self.durable().await?;
+        Ok(info)
+    }
+
+    /// Runs of the requested experiments (every active one when none is named), newest first.
+    pub fn list_runs(&self, request: ListRuns) -> Result<Page<Run>, ApiError> {
+        let experiment_ids: Vec<ExperimentId> = if request.experiment_ids.is_empty() {
+            self.experiments(ViewType::ActiveOnly)?.into_iter().map(|e| e.id).collect()
+        } else {
+            for id in &request.experiment_ids {
+                self.experiment_by_id(*id)?;
+            }
+            request.experiment_ids
+        };
+        let mut infos = Vec::new();
+        for experiment_id in experiment_ids {
+            for entry in self.db().scan_prefix(keys::experiment_runs(experiment_id)) {
+                let (key, _) = entry.map_err(storage_error)?;
+                let run_id = keys::run_of_experiment_run(&key).ok_or_else(|| {
+                    ApiError::Internal("stored run index is unreadable".to_string())
+                })?;
+                let info = self.run_info(run_id)?;
+                if request.view_type.includes(info.lifecycle_stage) {
+                    infos.push(info);
+                }
+            }
+        }
+        infos.sort_by(|a, b| b.start_time_ms.cmp(&a.start_time_ms).then(a.run_id.cmp(&b.run_id)));
+        let (offset, limit) = page_bounds(
+            &request.page_token,
+            request.max_results,
+            DEFAULT_RUNS_PAGE,
+            MAX_RUNS_PAGE,
+        )?;
+        let end = offset.saturating_add(limit).min(infos.len());
+        let next_page_token = (end < infos.len()).then(|| end.to_string());
+        let items = infos
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|info| Ok(Run { data: self.run_data(info.run_id)?, info }))
+            .collect::<Result<_, ApiError>>()?;
+        Ok(Page { items, next_page_token })
+    }
+
+    pub async fn log_params(&self, run_id: RunId, params: Vec<Param>) -> Result<(), ApiError> {
+        for param in &params {
+            validate::key("param", &param.key)?;
+            validate::value("param", &param.key, &param.value, MAX_PARAM_VALUE_LEN)?;
+        }
+        {
+            let _guard = self.write_guard();
+            self.active_run_info(run_id)?;
+            let mut batch = sled::Batch::default();
+            let mut in_request: HashMap<&str, &str> = HashMap::new();
+            for param in &params {
+                let stored =
+                    self.db().get(keys::param(run_id, &param.key)).map_err(storage_error)?;
+                let earlier = match &stored {
+                    Some(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+                    None => in_request.get(param.key.as_str()).map(|v| v.to_string()),
+                };
+                if let Some(earlier) = earlier {
+                    if earlier != param.value {
+                        return Err(ApiError::InvalidArgument(format!(
+                            "param '{}' of run {run_id} was already logged with value '{earlier}'; params cannot change, got '{}'",
+                            param.key, param.value
+                        )));
+                    }
+                    continue;
+                }
+                in_request.insert(&param.key, &param.value);
+                batch.insert(keys::param(run_id, &param.key), param.value.as_bytes());
+            }
+            self.db().apply_batch(batch).map_err(storage_error)?;
+        }
+        self.durable().await
+    }
+
+    pub async fn set_tags(&self, run_id: RunId, tags: Vec<Tag>) -> Result<(), ApiError> {
+        for tag in &tags {
+            validate_tag(tag)?;
+        }
+        {
+            let _guard = self.write_guard();
+            let mut info = self.active_run_info(run_id)?;
+            let mut batch = sled::Batch::default();
+            for tag in &tags {
+                batch.insert(keys::tag(run_id, &tag.key), tag.value.as_bytes());
+            }
+            // The run name lives in the run record too; keep them the same.
+            if let Some(run_name) = tag_value(&tags, RUN_NAME_TAG) {
+                info.run_name = run_name;
+                batch.insert(keys::run(run_id), encode(&info));
+            }
+            self.db().apply_batch(batch).map_err(storage_error)?;
+        }
+        self.durable().await
+    }
+
+    pub async fn delete_tag(&self, run_id: RunId, key: &str) -> Result<(), ApiError> {
+        {
+            let _guard = self.write_guard();
+            self.active_run_info(run_id)?;
+            let removed = self.db().remove(keys::tag(run_id, key)).map_err(storage_error)?;
+            if removed.is_none() {
+                return Err(ApiError::NotFound(format!("run {run_id} has no tag '{key}'")));
+            }
+        }
+        self.durable().await
+    }
+
+    /// Appends points to the run's history and keeps the latest value per key: the point with
+    /// the highest step, then the latest timestamp, then the last to arrive.
+    pub async fn log_metrics(
+        &self,
+        run_id: RunId,
+        metrics: Vec<Metric>,
+    ) -> Result<usize, ApiError> {
+        for metric in &metrics {
+            validate::key("metric", &metric.key)?;
+        }
+        if metrics.is_empty() {
+            self.run_info(run_id)?;
+            return Ok(0);
+        }
+        {
+            let _guard = self.write_guard();
+            self.active_run_info(run_id)?;
+            let batch_id = self.db().generate_id().map_err(storage_error)?;
+            let mut batch = sled::Batch::default();
+            let mut latest: HashMap<&str, &Metric> = HashMap::new();
+            for (index, metric) in metrics.iter().enumerate() {
+                let key = keys::history_point(run_id, metric, batch_id, index as u32);
+                batch.insert(key, &metric.value.to_bits().to_be_bytes());
+                let newer =
+                    latest.get(metric.key.as_str()).is_none_or(|best| supersedes(metric, best));
+                if newer {
+                    latest.insert(&metric.key, metric);
+                }
+            }
+            for (key, candidate) in latest {
+                let stored =
+                    self.db().get(keys::latest_metric(run_id, key)).map_err(storage_error)?;
+                let replaces = match stored.as_deref().and_then(keys::decode_latest) {
+                    Some((value, timestamp_ms, step)) => {
+                        let stored = Metric { key: String::new(), value, timestamp_ms, step };
+                        supersedes(candidate, &stored)
+                    }
+                    None => true,
+                };
+                if replaces {
+                    batch.insert(keys::latest_metric(run_id, key), &keys::encode_latest(candidate));
+                }
+            }
+            self.db().apply_batch(batch).map_err(storage_error)?;
+        }
+        self.durable().await?;
+        Ok(metrics.len())
+    }
+
+    /// A page of one metric's history, ordered by step, then timestamp, then arrival.
+    pub fn metric_history(&self, query: MetricHistoryQuery) -> Result<Page<Metric>, ApiError> {
+        self.run_info(query.run_id)?;
+        let prefix = keys::history(query.run_id, &query.key);
+        let limit = page_size(query.max_results, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE);
+        let start = match &query.page_token {
+            Some(token) => {
+                let suffix = hex_decode(token)
+                    .filter(|suffix| suffix.len() == HISTORY_SUFFIX_LEN)
+                    .ok_or_else(|| invalid_page_token(token))?;
+                let mut after = prefix.clone();
+                after.extend_from_slice(&suffix);
+                Bound::Excluded(after)
+            }
+            None => match query.start_step {
+                Some(step) => {
+                    Bound::Included(keys::history_from_step(query.run_id, &query.key, step))
+                }
+                None => Bound::Included(prefix.clone()),
+            },
+        };
+        let mut items = Vec::new();
+        let mut last_suffix = None;
+        let mut more = false;
+        for entry in self.db().range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+            let (key, value) = entry.map_err(storage_error)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let (step, timestamp_ms) = keys::decode_history_point(&key, prefix.len())
+                .ok_or_else(|| ApiError::Internal("stored metric key is unreadable".to_string()))?;
+            if query.end_step.is_some_and(|end| step > end) {
+                break;
+            }
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            let value = keys::decode_f64(&value).ok_or_else(|| {
+                ApiError::Internal("stored metric value is unreadable".to_string())
+            })?;
+            items.push(Metric { key: query.key.clone(), value, timestamp_ms, step });
+            last_suffix = Some(key[prefix.len()..].to_vec());
+        }
+        let next_page_token = if more { last_suffix.map(hex::encode) } else { None };
+        Ok(Page { items, next_page_token })
+    }
+
+    fn run_info(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
+        let value = self
+            .db()
+            .get(keys::run(run_id))
+            .map_err(storage_error)?
+            .ok_or_else(|| ApiError::NotFound(format!("no run with ID {run_id}")))?;
+        decode(&value, "run")
+    }
+
+    fn active_run_info(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
+        let info = self.run_info(run_id)?;
+        if info.lifecycle_stage != LifecycleStage::Active {
+            return Err(ApiError::FailedPrecondition(format!(
+                "run {run_id} is deleted; restore it before changing it"
+            )));
+        }
+        Ok(info)
+    }
+
+    fn run_data(&self, run_id: RunId) -> Result<RunData, ApiError> {
+        let mut data = RunData::default();
+        let params_prefix = keys::params(run_id);
+        for entry in self.db().scan_prefix(&params_prefix) {
+            let (key, value) = entry.map_err(storage_error)?;
+            data.params.push(Param { key: utf8(&key[params_prefix.len()..]), value: utf8(&value) });
+        }
+        let tags_prefix = keys::tags(run_id);
+        for entry in self.db().scan_prefix(&tags_prefix) {
+            let (key, value) = entry.map_err(storage_error)?;
+            data.tags.push(Tag { key: utf8(&key[tags_prefix.len()..]), value: utf8(&value) });
+        }
+        let latest_prefix = keys::latest_metrics(run_id);
+        for entry in self.db().scan_prefix(&latest_prefix) {
+            let (key, value) = entry.map_err(storage_error)?;
+            let (value, timestamp_ms, step) = keys::decode_latest(&value)
+                .ok_or_else(|| ApiError::Internal("stored metric is unreadable".to_string()))?;
+            data.latest_metrics.push(Metric {
+                key: utf8(&key[latest_prefix.len()..]),
+                value,
+                timestamp_ms,
+                step,
+            });
+        }
+        Ok(data)
+    }
+}
+
+fn supersedes(candidate: &Metric, current: &Metric) -> bool {
+    (candidate.step, candidate.timestamp_ms) >= (current.step, current.timestamp_ms)
+}
+
+fn validate_tag(tag: &Tag) -> Result<(), ApiError> {
+    validate::key("tag", &tag.key)?;
+    validate::value("tag", &tag.key, &tag.value, MAX_TAG_VALUE_LEN)
+}
+
+fn tag_value(tags: &[Tag], key: &str) -> Option<String> {
+    tags.iter().rev().find(|tag| tag.key == key).map(|tag| tag.value.clone())
+}
+
+fn utf8(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn page_size(requested: Option<u32>, default: usize, max: usize) -> usize {
+    requested.map_or(default, |n| (n as usize).min(max))
+}
+
+fn page_bounds(
+    token: &Option<String>,
+    requested: Option<u32>,
+    default: usize,
+    max: usize,
+) -> Result<(usize, usize), ApiError> {
+    let offset = match token {
+        Some(token) => token.parse::<usize>().map_err(|_| invalid_page_token(token))?,
+        None => 0,
+    };
+    Ok((offset, page_size(requested, default, max)))
+}
+
+fn invalid_page_token(token: &str) -> ApiError {
+    ApiError::InvalidArgument(format!("invalid page token '{token}'"))
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    hex::decode(text).ok()
+}
