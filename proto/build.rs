@@ -4,10 +4,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // prost-build finds protoc through this variable.
     unsafe_env_set("PROTOC", protoc);
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_protos(&["proto/drover/v1/tracking.proto"], &["proto"])?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_protos(
+        &["proto/drover/v1/tracking.proto", "proto/drover/v1/execution.proto"],
+        &["proto"],
+    )?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

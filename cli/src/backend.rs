@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use drover_proto::{ApiError, Client};
-use drover_scheduler::{Holder, OpenError, Store, read_holder};
+use drover_scheduler::{Holder, OpenError, SchedulerOptions, Store, read_holder};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -64,9 +64,14 @@ impl Backend {
             .context("cannot open a loopback port for the embedded scheduler")?;
         let address = listener.local_addr()?.to_string();
         let (stop, stopped) = oneshot::channel();
-        let server = tokio::spawn(drover_scheduler::server::serve(listener, store, async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(drover_scheduler::server::serve(
+            listener,
+            store,
+            SchedulerOptions::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let client = Client::connect(&address).await?;
         Ok(Backend { client, embedded: Some(Embedded { stop, server }) })
     }

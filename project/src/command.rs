@@ -84,8 +84,13 @@ mod tests {
     #[test]
     fn templates_fill_and_escape() {
         let values = vec![("a".to_string(), "x y".to_string())];
-        assert_eq!(render_template("main", "echo {a} {{literal}}", &values).unwrap(), "echo 'x y' {literal}");
-        assert!(render_template("main", "echo {b}", &values).unwrap_err().to_string().contains("{b}"));
+        assert_eq!(
+            render_template("main", "echo {a} {{literal}}", &values).unwrap(),
+            "echo 'x y' {literal}"
+        );
+        assert!(
+            render_template("main", "echo {b}", &values).unwrap_err().to_string().contains("{b}")
+        );
         assert!(render_template("main", "echo {a", &values).is_err());
         assert!(render_template("main", "echo }", &values).is_err());
     }

@@ -4,7 +4,7 @@
 use crate::ProjectError;
 
 /// Resource limits and container settings for a Docker run.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DockerOptions {
     /// `all`, a count, or `device=0,1`.
     pub gpus: Option<String>,
@@ -29,7 +29,9 @@ impl DockerOptions {
             };
             let value = || {
                 value.filter(|v| !v.is_empty()).ok_or_else(|| {
-                    ProjectError::DockerArg(format!("docker argument '{name}' needs a value: -A {name}=VALUE"))
+                    ProjectError::DockerArg(format!(
+                        "docker argument '{name}' needs a value: -A {name}=VALUE"
+                    ))
                 })
             };
             match name {
@@ -37,7 +39,8 @@ impl DockerOptions {
                 "cpus" => options.set_cpus(value()?)?,
                 "memory" | "m" => options.set_memory(value()?)?,
                 "shm-size" => {
-                    let bytes = parse_bytes(value()?).ok_or_else(|| bad(arg, "a size such as 2g"))?;
+                    let bytes =
+                        parse_bytes(value()?).ok_or_else(|| bad(arg, "a size such as 2g"))?;
                     once(&mut options.shm_size_bytes, bytes, "shm-size")?;
                 }
                 "env" | "e" => {
@@ -71,12 +74,14 @@ impl DockerOptions {
 
     pub fn set_cpus(&mut self, value: &str) -> Result<(), ProjectError> {
         let cpus = value.parse::<f64>().ok().filter(|c| c.is_finite() && *c > 0.0);
-        let cpus = cpus.ok_or_else(|| bad(&format!("cpus={value}"), "a positive number such as 1.5"))?;
+        let cpus =
+            cpus.ok_or_else(|| bad(&format!("cpus={value}"), "a positive number such as 1.5"))?;
         once(&mut self.cpus, cpus, "cpus")
     }
 
     pub fn set_memory(&mut self, value: &str) -> Result<(), ProjectError> {
-        let bytes = parse_bytes(value).ok_or_else(|| bad(&format!("memory={value}"), "a size such as 4g or 512m"))?;
+        let bytes = parse_bytes(value)
+            .ok_or_else(|| bad(&format!("memory={value}"), "a size such as 4g or 512m"))?;
         once(&mut self.memory_bytes, bytes, "memory")
     }
 }
@@ -87,7 +92,9 @@ fn bad(arg: &str, expected: &str) -> ProjectError {
 
 fn once<T>(slot: &mut Option<T>, value: T, name: &str) -> Result<(), ProjectError> {
     if slot.is_some() {
-        return Err(ProjectError::DockerArg(format!("docker argument '{name}' is given more than once")));
+        return Err(ProjectError::DockerArg(format!(
+            "docker argument '{name}' is given more than once"
+        )));
     }
     *slot = Some(value);
     Ok(())
@@ -122,7 +129,13 @@ mod tests {
     #[test]
     fn translates_supported_arguments() {
         let options = DockerOptions::parse_args(&args(&[
-            "gpus=all", "cpus=1.5", "memory=512m", "shm-size=1g", "env=A=b=c", "e=X=1", "user=1000:1000",
+            "gpus=all",
+            "cpus=1.5",
+            "memory=512m",
+            "shm-size=1g",
+            "env=A=b=c",
+            "e=X=1",
+            "user=1000:1000",
         ]))
         .unwrap();
         assert_eq!(options.gpus.as_deref(), Some("all"));

@@ -9,7 +9,9 @@ pub mod mlproject;
 pub mod params;
 pub mod snapshot;
 
-pub use mlproject::{DockerEnv, EntryPoint, EnvVar, Environment, MlProject, ParamType, ParameterSpec};
+pub use mlproject::{
+    DockerEnv, EntryPoint, EnvVar, Environment, MlProject, ParamType, ParameterSpec,
+};
 pub use params::{Invocation, PathCheck, parse_param_args};
 
 /// Why a project, its parameters or its options were refused.

@@ -130,7 +130,8 @@ impl MlProject {
                 // MLflow also accepts a lowercase `mlproject`; anything else is not a project file.
                 let lowercase = dir.join("mlproject");
                 match std::fs::read_to_string(&lowercase) {
-                    Ok(text) => MlProject::parse(&text, &dir_name).map_err(|error| in_file(&lowercase, error)),
+                    Ok(text) => MlProject::parse(&text, &dir_name)
+                        .map_err(|error| in_file(&lowercase, error)),
                     Err(_) => Ok(MlProject {
                         name: dir_name,
                         environment: Environment::None,
@@ -139,7 +140,10 @@ impl MlProject {
                     }),
                 }
             }
-            Err(error) => Err(ProjectError::Unreadable { path: path.display().to_string(), reason: error.to_string() }),
+            Err(error) => Err(ProjectError::Unreadable {
+                path: path.display().to_string(),
+                reason: error.to_string(),
+            }),
         }
     }
 
@@ -151,7 +155,9 @@ impl MlProject {
         let top = match document {
             Value::Mapping(mapping) => mapping,
             Value::Null => Mapping::new(),
-            _ => return Err(invalid("", "expected a mapping of keys such as name and entry_points")),
+            _ => {
+                return Err(invalid("", "expected a mapping of keys such as name and entry_points"));
+            }
         };
         for key in top.keys() {
             let known = matches!(
@@ -159,7 +165,10 @@ impl MlProject {
                 Some("name" | "docker_env" | "python_env" | "conda_env" | "entry_points")
             );
             if !known {
-                return Err(invalid(&yaml_key(key), "unknown key; expected name, docker_env, python_env, conda_env or entry_points"));
+                return Err(invalid(
+                    &yaml_key(key),
+                    "unknown key; expected name, docker_env, python_env, conda_env or entry_points",
+                ));
             }
         }
         let name = match top.get("name") {
@@ -172,20 +181,31 @@ impl MlProject {
             Some(Value::Mapping(entries)) => {
                 let mut entry_points = BTreeMap::new();
                 for (key, value) in entries {
-                    let entry_name = scalar(key).ok_or_else(|| invalid("entry_points", "entry point names must be strings"))?;
+                    let entry_name = scalar(key).ok_or_else(|| {
+                        invalid("entry_points", "entry point names must be strings")
+                    })?;
                     let entry = parse_entry_point(&entry_name, value)?;
                     entry_points.insert(entry_name, entry);
                 }
                 entry_points
             }
-            Some(_) => return Err(invalid("entry_points", "expected a mapping of entry point names to {parameters, command}")),
+            Some(_) => {
+                return Err(invalid(
+                    "entry_points",
+                    "expected a mapping of entry point names to {parameters, command}",
+                ));
+            }
         };
         Ok(MlProject { name, environment, entry_points, declared: true })
     }
 }
 
 fn invalid(field: &str, reason: &str) -> ProjectError {
-    ProjectError::Invalid { file: MLPROJECT_FILE.to_string(), field: field.to_string(), reason: reason.to_string() }
+    ProjectError::Invalid {
+        file: MLPROJECT_FILE.to_string(),
+        field: field.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 fn yaml_key(key: &Value) -> String {
@@ -203,8 +223,10 @@ fn scalar(value: &Value) -> Option<String> {
 }
 
 fn parse_environment(top: &Mapping) -> Result<Environment, ProjectError> {
-    let present: Vec<&str> =
-        ["docker_env", "python_env", "conda_env"].into_iter().filter(|key| top.contains_key(*key)).collect();
+    let present: Vec<&str> = ["docker_env", "python_env", "conda_env"]
+        .into_iter()
+        .filter(|key| top.contains_key(*key))
+        .collect();
     if present.len() > 1 {
         return Err(invalid(
             &present.join(", "),
@@ -218,12 +240,14 @@ fn parse_environment(top: &Mapping) -> Result<Environment, ProjectError> {
             .and_then(scalar)
             .map(Environment::Python)
             .ok_or_else(|| invalid("python_env", "expected the path of a python_env YAML file")),
-        Some("conda_env") => top
-            .get("conda_env")
-            .and_then(scalar)
-            .map(Environment::Conda)
-            .ok_or_else(|| invalid("conda_env", "expected the path of a conda environment YAML file")),
-        Some(_) => parse_docker_env(top.get("docker_env").unwrap_or(&Value::Null)).map(Environment::Docker),
+        Some("conda_env") => {
+            top.get("conda_env").and_then(scalar).map(Environment::Conda).ok_or_else(|| {
+                invalid("conda_env", "expected the path of a conda environment YAML file")
+            })
+        }
+        Some(_) => {
+            parse_docker_env(top.get("docker_env").unwrap_or(&Value::Null)).map(Environment::Docker)
+        }
     }
 }
 
@@ -233,14 +257,17 @@ fn parse_docker_env(value: &Value) -> Result<DockerEnv, ProjectError> {
     };
     for key in docker.keys() {
         if !matches!(key.as_str(), Some("image" | "volumes" | "environment")) {
-            return Err(invalid(&format!("docker_env.{}", yaml_key(key)), "unknown key; expected image, volumes or environment"));
+            return Err(invalid(
+                &format!("docker_env.{}", yaml_key(key)),
+                "unknown key; expected image, volumes or environment",
+            ));
         }
     }
     let image = match docker.get("image") {
         None | Some(Value::Null) => return Err(invalid("docker_env", "`image` is required")),
-        Some(value) => scalar(value)
-            .filter(|image| !image.trim().is_empty())
-            .ok_or_else(|| invalid("docker_env.image", "expected an image name such as python:3.11"))?,
+        Some(value) => scalar(value).filter(|image| !image.trim().is_empty()).ok_or_else(|| {
+            invalid("docker_env.image", "expected an image name such as python:3.11")
+        })?,
     };
     let volumes = match docker.get("volumes") {
         None | Some(Value::Null) => Vec::new(),
@@ -249,15 +276,28 @@ fn parse_docker_env(value: &Value) -> Result<DockerEnv, ProjectError> {
             .enumerate()
             .map(|(index, item)| {
                 let field = format!("docker_env.volumes[{index}]");
-                let volume = scalar(item).ok_or_else(|| invalid(&field, "expected \"host_path:container_path\""))?;
+                let volume = scalar(item)
+                    .ok_or_else(|| invalid(&field, "expected \"host_path:container_path\""))?;
                 let mut parts = volume.split(':');
                 match (parts.next(), parts.next()) {
-                    (Some(host), Some(container)) if !host.is_empty() && container.starts_with('/') => Ok(volume),
-                    _ => Err(invalid(&field, &format!("'{volume}' is not \"host_path:/container/path\""))),
+                    (Some(host), Some(container))
+                        if !host.is_empty() && container.starts_with('/') =>
+                    {
+                        Ok(volume)
+                    }
+                    _ => Err(invalid(
+                        &field,
+                        &format!("'{volume}' is not \"host_path:/container/path\""),
+                    )),
                 }
             })
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(invalid("docker_env.volumes", "expected a list of \"host_path:container_path\"")),
+        Some(_) => {
+            return Err(invalid(
+                "docker_env.volumes",
+                "expected a list of \"host_path:container_path\"",
+            ));
+        }
     };
     let environment = match docker.get("environment") {
         None | Some(Value::Null) => Vec::new(),
@@ -266,7 +306,12 @@ fn parse_docker_env(value: &Value) -> Result<DockerEnv, ProjectError> {
             .enumerate()
             .map(|(index, item)| parse_env_var(&format!("docker_env.environment[{index}]"), item))
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(invalid("docker_env.environment", "expected a list of NAME or [NAME, value]")),
+        Some(_) => {
+            return Err(invalid(
+                "docker_env.environment",
+                "expected a list of NAME or [NAME, value]",
+            ));
+        }
     };
     Ok(DockerEnv { image, volumes, environment })
 }
@@ -284,7 +329,10 @@ fn parse_env_var(field: &str, item: &Value) -> Result<EnvVar, ProjectError> {
             let value = scalar(&pair[1]);
             match (name, value) {
                 (Some(name), Some(value)) => Ok(EnvVar::Set(name, value)),
-                _ => Err(invalid(field, "expected [NAME, value] with NAME made of letters, digits and _")),
+                _ => Err(invalid(
+                    field,
+                    "expected [NAME, value] with NAME made of letters, digits and _",
+                )),
             }
         }
         _ => Err(invalid(field, "expected a variable NAME to copy, or a [NAME, value] pair")),
@@ -298,7 +346,10 @@ fn parse_entry_point(name: &str, value: &Value) -> Result<EntryPoint, ProjectErr
     };
     for key in entry.keys() {
         if !matches!(key.as_str(), Some("command" | "parameters")) {
-            return Err(invalid(&format!("{field}.{}", yaml_key(key)), "unknown key; expected command or parameters"));
+            return Err(invalid(
+                &format!("{field}.{}", yaml_key(key)),
+                "unknown key; expected command or parameters",
+            ));
         }
     }
     let command = entry
@@ -311,16 +362,27 @@ fn parse_entry_point(name: &str, value: &Value) -> Result<EntryPoint, ProjectErr
         Some(Value::Mapping(parameters)) => parameters
             .iter()
             .map(|(key, value)| {
-                let param_name = scalar(key).ok_or_else(|| invalid(&format!("{field}.parameters"), "parameter names must be strings"))?;
+                let param_name = scalar(key).ok_or_else(|| {
+                    invalid(&format!("{field}.parameters"), "parameter names must be strings")
+                })?;
                 parse_parameter(&format!("{field}.parameters.{param_name}"), param_name, value)
             })
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(invalid(&format!("{field}.parameters"), "expected a mapping of parameter names to types")),
+        Some(_) => {
+            return Err(invalid(
+                &format!("{field}.parameters"),
+                "expected a mapping of parameter names to types",
+            ));
+        }
     };
     Ok(EntryPoint { name: name.to_string(), parameters, command })
 }
 
-fn parse_parameter(field: &str, name: String, value: &Value) -> Result<ParameterSpec, ProjectError> {
+fn parse_parameter(
+    field: &str,
+    name: String,
+    value: &Value,
+) -> Result<ParameterSpec, ProjectError> {
     let unknown_type = |kind: &str| {
         invalid(field, &format!("unknown type '{kind}'; expected float, int, string, path or uri"))
     };
@@ -331,19 +393,25 @@ fn parse_parameter(field: &str, name: String, value: &Value) -> Result<Parameter
         Value::Mapping(spec) => {
             for key in spec.keys() {
                 if !matches!(key.as_str(), Some("type" | "default")) {
-                    return Err(invalid(&format!("{field}.{}", yaml_key(key)), "unknown key; expected type or default"));
+                    return Err(invalid(
+                        &format!("{field}.{}", yaml_key(key)),
+                        "unknown key; expected type or default",
+                    ));
                 }
             }
             let kind = match spec.get("type") {
                 None | Some(Value::Null) => ParamType::String,
                 Some(kind) => {
-                    let kind = scalar(kind).ok_or_else(|| invalid(&format!("{field}.type"), "expected a type name"))?;
+                    let kind = scalar(kind)
+                        .ok_or_else(|| invalid(&format!("{field}.type"), "expected a type name"))?;
                     ParamType::parse(&kind).ok_or_else(|| unknown_type(&kind))?
                 }
             };
             let default = match spec.get("default") {
                 None | Some(Value::Null) => None,
-                Some(value) => Some(scalar(value).ok_or_else(|| invalid(&format!("{field}.default"), "expected a single value"))?),
+                Some(value) => Some(scalar(value).ok_or_else(|| {
+                    invalid(&format!("{field}.default"), "expected a single value")
+                })?),
             };
             (kind, default)
         }
@@ -351,8 +419,9 @@ fn parse_parameter(field: &str, name: String, value: &Value) -> Result<Parameter
     };
     let spec = ParameterSpec { name, kind, default };
     if let Some(default) = &spec.default {
-        crate::params::check_type(&spec, default)
-            .map_err(|_| invalid(&format!("{field}.default"), &format!("'{default}' is not a valid {kind}")))?;
+        crate::params::check_type(&spec, default).map_err(|_| {
+            invalid(&format!("{field}.default"), &format!("'{default}' is not a valid {kind}"))
+        })?;
     }
     Ok(spec)
 }
@@ -385,9 +454,16 @@ entry_points:
         let Environment::Docker(docker) = &project.environment else { panic!("docker expected") };
         assert_eq!(docker.image, "drover/python:3");
         assert_eq!(docker.volumes, vec!["/data:/data"]);
-        assert_eq!(docker.environment, vec![EnvVar::Set("MODE".into(), "train".into()), EnvVar::Copy("HOME_VAR".into())]);
+        assert_eq!(
+            docker.environment,
+            vec![EnvVar::Set("MODE".into(), "train".into()), EnvVar::Copy("HOME_VAR".into())]
+        );
         let main = &project.entry_points["main"];
-        let names: Vec<_> = main.parameters.iter().map(|p| (p.name.as_str(), p.kind, p.default.as_deref())).collect();
+        let names: Vec<_> = main
+            .parameters
+            .iter()
+            .map(|p| (p.name.as_str(), p.kind, p.default.as_deref()))
+            .collect();
         assert_eq!(
             names,
             vec![
@@ -408,7 +484,10 @@ entry_points:
             ("docker_env: {volumes: []}", "`image` is required"),
             ("docker_env: {image: a, volumes: [nocolon]}", "docker_env.volumes[0]"),
             ("entry_points: {main: {parameters: {a: flaot}, command: x}}", "unknown type 'flaot'"),
-            ("entry_points: {main: {parameters: {a: {type: int, default: x}}, command: x}}", "entry_points.main.parameters.a.default"),
+            (
+                "entry_points: {main: {parameters: {a: {type: int, default: x}}, command: x}}",
+                "entry_points.main.parameters.a.default",
+            ),
             ("entry_points: {main: {parameters: {}}}", "entry_points.main.command"),
             ("entry_pionts: {}", "entry_pionts"),
         ];

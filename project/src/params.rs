@@ -12,11 +12,15 @@ pub fn parse_param_args(args: &[String]) -> Result<Vec<(String, String)>, Projec
     let mut params: Vec<(String, String)> = Vec::with_capacity(args.len());
     for arg in args {
         let Some((key, value)) = arg.split_once('=') else {
-            return Err(ProjectError::Param(format!("malformed parameter '{arg}': expected key=value")));
+            return Err(ProjectError::Param(format!(
+                "malformed parameter '{arg}': expected key=value"
+            )));
         };
         let key = key.trim();
         if key.is_empty() {
-            return Err(ProjectError::Param(format!("malformed parameter '{arg}': the key is empty")));
+            return Err(ProjectError::Param(format!(
+                "malformed parameter '{arg}': the key is empty"
+            )));
         }
         if params.iter().any(|(existing, _)| existing == key) {
             return Err(ProjectError::Param(format!("parameter '{key}' is given more than once")));
@@ -36,7 +40,12 @@ pub fn check_type(spec: &ParameterSpec, value: &str) -> Result<(), ProjectError>
     if ok {
         Ok(())
     } else {
-        Err(ProjectError::Param(format!("parameter '{}' expects {} {}, got '{value}'", spec.name, article(spec.kind), spec.kind)))
+        Err(ProjectError::Param(format!(
+            "parameter '{}' expects {} {}, got '{value}'",
+            spec.name,
+            article(spec.kind),
+            spec.kind
+        )))
     }
 }
 
@@ -83,20 +92,27 @@ impl MlProject {
     }
 
     /// An entry point that is a `.py` or `.sh` file of the project rather than a declared one.
-    fn file_invocation(&self, entry: &str, given: &[(String, String)]) -> Result<Invocation, ProjectError> {
+    fn file_invocation(
+        &self,
+        entry: &str,
+        given: &[(String, String)],
+    ) -> Result<Invocation, ProjectError> {
         let interpreter = if entry.ends_with(".py") {
             "python"
         } else if entry.ends_with(".sh") {
             "sh"
         } else {
             let known: Vec<&str> = self.entry_points.keys().map(String::as_str).collect();
-            let known = if known.is_empty() { "none declared".to_string() } else { known.join(", ") };
+            let known =
+                if known.is_empty() { "none declared".to_string() } else { known.join(", ") };
             return Err(ProjectError::Param(format!(
                 "entry point '{entry}' not found (known entry points: {known}); a .py or .sh file of the project also works"
             )));
         };
         if !is_relative_inside(Path::new(entry)) {
-            return Err(ProjectError::Param(format!("entry point file '{entry}' must be a relative path inside the project")));
+            return Err(ProjectError::Param(format!(
+                "entry point file '{entry}' must be a relative path inside the project"
+            )));
         }
         let mut command = format!("{interpreter} {}", shell_quote(entry));
         append_extras(&mut command, given);
@@ -124,7 +140,8 @@ fn declared_invocation(
     }
     let mut declared = Vec::with_capacity(entry_point.parameters.len());
     for spec in &entry_point.parameters {
-        let explicit = given.iter().find(|(key, _)| *key == spec.name).map(|(_, value)| value.clone());
+        let explicit =
+            given.iter().find(|(key, _)| *key == spec.name).map(|(_, value)| value.clone());
         let value = match explicit {
             Some(value) => {
                 check_type(spec, &value)?;
@@ -209,7 +226,11 @@ entry_points:
     #[test]
     fn renders_declared_and_extra_parameters_quoted() {
         let invocation = project()
-            .invocation("main", &given(&[("alpha", "0.5"), ("name", "x; rm -rf /")]), &PathCheck::AsSubmitted)
+            .invocation(
+                "main",
+                &given(&[("alpha", "0.5"), ("name", "x; rm -rf /")]),
+                &PathCheck::AsSubmitted,
+            )
             .unwrap();
         assert_eq!(
             invocation.command,
@@ -222,10 +243,21 @@ entry_points:
     fn refuses_missing_mistyped_and_unknown() {
         let project = project();
         let error = project.invocation("main", &[], &PathCheck::AsSubmitted).unwrap_err();
-        assert_eq!(error.to_string(), "entry point 'main' is missing values for parameters: alpha (pass each with -P name=value)");
-        let error = project.invocation("main", &given(&[("alpha", "abc")]), &PathCheck::AsSubmitted).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "entry point 'main' is missing values for parameters: alpha (pass each with -P name=value)"
+        );
+        let error = project
+            .invocation("main", &given(&[("alpha", "abc")]), &PathCheck::AsSubmitted)
+            .unwrap_err();
         assert_eq!(error.to_string(), "parameter 'alpha' expects a float, got 'abc'");
-        let error = project.invocation("main", &given(&[("alpha", "1"), ("epochs", "2.5")]), &PathCheck::AsSubmitted).unwrap_err();
+        let error = project
+            .invocation(
+                "main",
+                &given(&[("alpha", "1"), ("epochs", "2.5")]),
+                &PathCheck::AsSubmitted,
+            )
+            .unwrap_err();
         assert_eq!(error.to_string(), "parameter 'epochs' expects an int, got '2.5'");
         let error = project.invocation("train", &[], &PathCheck::AsSubmitted).unwrap_err();
         assert!(error.to_string().contains("known entry points: main"), "{error}");
@@ -234,7 +266,9 @@ entry_points:
     #[test]
     fn file_entry_points_run_with_their_interpreter() {
         let project = project();
-        let invocation = project.invocation("tools/prep.py", &given(&[("n", "3")]), &PathCheck::AsSubmitted).unwrap();
+        let invocation = project
+            .invocation("tools/prep.py", &given(&[("n", "3")]), &PathCheck::AsSubmitted)
+            .unwrap();
         assert_eq!(invocation.command, "python tools/prep.py --n 3");
         let invocation = project.invocation("run me.sh", &[], &PathCheck::AsSubmitted).unwrap();
         assert_eq!(invocation.command, "sh 'run me.sh'");
@@ -244,9 +278,18 @@ entry_points:
     #[test]
     fn param_args_refuse_malformed_and_repeated() {
         let args = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(parse_param_args(&args(&["a=1", "b=x=y"])).unwrap(), given(&[("a", "1"), ("b", "x=y")]));
-        assert_eq!(parse_param_args(&args(&["a"])).unwrap_err().to_string(), "malformed parameter 'a': expected key=value");
-        assert_eq!(parse_param_args(&args(&["a=1", "a=2"])).unwrap_err().to_string(), "parameter 'a' is given more than once");
+        assert_eq!(
+            parse_param_args(&args(&["a=1", "b=x=y"])).unwrap(),
+            given(&[("a", "1"), ("b", "x=y")])
+        );
+        assert_eq!(
+            parse_param_args(&args(&["a"])).unwrap_err().to_string(),
+            "malformed parameter 'a': expected key=value"
+        );
+        assert_eq!(
+            parse_param_args(&args(&["a=1", "a=2"])).unwrap_err().to_string(),
+            "parameter 'a' is given more than once"
+        );
     }
 
     #[test]
@@ -254,14 +297,23 @@ entry_points:
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("data.csv"), "1").unwrap();
         let outside = tempfile::NamedTempFile::new().unwrap();
-        let check = PathCheck::Local { cwd: dir.path().to_path_buf(), project_dir: dir.path().to_path_buf() };
+        let check = PathCheck::Local {
+            cwd: dir.path().to_path_buf(),
+            project_dir: dir.path().to_path_buf(),
+        };
         let project = project();
-        let invocation = project.invocation("main", &given(&[("alpha", "1"), ("data", "./data.csv")]), &check).unwrap();
+        let invocation = project
+            .invocation("main", &given(&[("alpha", "1"), ("data", "./data.csv")]), &check)
+            .unwrap();
         assert!(invocation.command.ends_with(" data.csv"), "{}", invocation.command);
         let absolute = outside.path().canonicalize().unwrap().display().to_string();
-        let invocation = project.invocation("main", &given(&[("alpha", "1"), ("data", &absolute)]), &check).unwrap();
+        let invocation = project
+            .invocation("main", &given(&[("alpha", "1"), ("data", &absolute)]), &check)
+            .unwrap();
         assert!(invocation.params.contains(&("data".to_string(), absolute)));
-        let error = project.invocation("main", &given(&[("alpha", "1"), ("data", "nope.csv")]), &check).unwrap_err();
+        let error = project
+            .invocation("main", &given(&[("alpha", "1"), ("data", "nope.csv")]), &check)
+            .unwrap_err();
         assert_eq!(error.to_string(), "parameter 'data' names 'nope.csv', which does not exist");
     }
 }

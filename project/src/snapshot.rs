@@ -39,6 +39,19 @@ impl SnapshotDigest {
     }
 }
 
+impl serde::Serialize for SnapshotDigest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SnapshotDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for SnapshotDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -55,7 +68,9 @@ impl FromStr for SnapshotDigest {
         if valid {
             Ok(SnapshotDigest(text.to_string()))
         } else {
-            Err(SnapshotError::Refused(format!("invalid snapshot digest '{text}': expected sha256:<64 hex characters>")))
+            Err(SnapshotError::Refused(format!(
+                "invalid snapshot digest '{text}': expected sha256:<64 hex characters>"
+            )))
         }
     }
 }
@@ -119,21 +134,28 @@ pub fn pack(dir: &Path, limit: u64) -> Result<PackedSnapshot, SnapshotError> {
         .filter_entry(|entry| !EXCLUDED_DIRS.iter().any(|name| entry.file_name() == *name))
         .build();
     for entry in walker {
-        let entry = entry.map_err(|error| SnapshotError::Refused(format!("cannot read the project: {error}")))?;
+        let entry = entry
+            .map_err(|error| SnapshotError::Refused(format!("cannot read the project: {error}")))?;
         if entry.depth() == 0 {
             continue;
         }
         let relative = entry
             .path()
             .strip_prefix(&root)
-            .map_err(|_| SnapshotError::Refused(format!("{} is outside the project", entry.path().display())))?
+            .map_err(|_| {
+                SnapshotError::Refused(format!("{} is outside the project", entry.path().display()))
+            })?
             .to_path_buf();
         entries.push(relative);
     }
     entries.sort();
 
     let file = tempfile::NamedTempFile::new().map_err(io_error(Path::new("temporary snapshot")))?;
-    let writer = Hashing { inner: BufWriter::new(file.reopen().map_err(io_error(file.path()))?), hasher: Sha256::new(), written: 0 };
+    let writer = Hashing {
+        inner: BufWriter::new(file.reopen().map_err(io_error(file.path()))?),
+        hasher: Sha256::new(),
+        written: 0,
+    };
     let mut builder = tar::Builder::new(writer);
     builder.mode(tar::HeaderMode::Deterministic);
     let mut total = 0u64;
@@ -160,7 +182,9 @@ pub fn pack(dir: &Path, limit: u64) -> Result<PackedSnapshot, SnapshotError> {
             header.set_mode(if is_executable(&metadata) { 0o755 } else { 0o644 });
             header.set_size(metadata.len());
             let content = File::open(&path).map_err(io_error(&path))?;
-            builder.append_data(&mut header, relative, content.take(metadata.len())).map_err(io_error(&path))?;
+            builder
+                .append_data(&mut header, relative, content.take(metadata.len()))
+                .map_err(io_error(&path))?;
             files += 1;
         } else if file_type.is_symlink() {
             let target = std::fs::read_link(&path).map_err(io_error(&path))?;
@@ -244,7 +268,9 @@ pub fn unpack(archive: &Path, dest: &Path, limit: u64) -> Result<(), SnapshotErr
     let root = dest.canonicalize().map_err(io_error(dest))?;
     let mut tar = tar::Archive::new(file);
     let mut total = 0u64;
-    let refused = |path: &Path, why: &str| SnapshotError::Refused(format!("snapshot entry '{}' refused: {why}", path.display()));
+    let refused = |path: &Path, why: &str| {
+        SnapshotError::Refused(format!("snapshot entry '{}' refused: {why}", path.display()))
+    };
     for entry in tar.entries().map_err(io_error(archive))? {
         let mut entry = entry.map_err(io_error(archive))?;
         let path = entry.path().map_err(io_error(archive))?.into_owned();
@@ -254,7 +280,9 @@ pub fn unpack(archive: &Path, dest: &Path, limit: u64) -> Result<(), SnapshotErr
                 Component::Normal(part) => relative.push(part),
                 Component::CurDir => {}
                 Component::ParentDir => return Err(refused(&path, "it contains a '..' component")),
-                Component::RootDir | Component::Prefix(_) => return Err(refused(&path, "it is an absolute path")),
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(refused(&path, "it is an absolute path"));
+                }
             }
         }
         if relative.as_os_str().is_empty() {
@@ -282,7 +310,8 @@ pub fn unpack(archive: &Path, dest: &Path, limit: u64) -> Result<(), SnapshotErr
                 io::copy(&mut entry, &mut out).map_err(io_error(&target))?;
                 use std::os::unix::fs::PermissionsExt;
                 let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode)).map_err(io_error(&target))?;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+                    .map_err(io_error(&target))?;
             }
             tar::EntryType::Symlink => {
                 let link = entry
@@ -291,7 +320,10 @@ pub fn unpack(archive: &Path, dest: &Path, limit: u64) -> Result<(), SnapshotErr
                     .ok_or_else(|| refused(&path, "a link without a target"))?
                     .into_owned();
                 if !link_stays_inside(&relative, &link) {
-                    return Err(refused(&path, &format!("it links to '{}', outside the snapshot", link.display())));
+                    return Err(refused(
+                        &path,
+                        &format!("it links to '{}', outside the snapshot", link.display()),
+                    ));
                 }
                 ensure_parent_inside(&root, &target).map_err(|why| refused(&path, &why))?;
                 if std::fs::symlink_metadata(&target).is_ok() {
@@ -300,7 +332,9 @@ pub fn unpack(archive: &Path, dest: &Path, limit: u64) -> Result<(), SnapshotErr
                 std::os::unix::fs::symlink(&link, &target).map_err(io_error(&target))?;
             }
             tar::EntryType::Link => return Err(refused(&path, "hard links are not accepted")),
-            tar::EntryType::Char | tar::EntryType::Block => return Err(refused(&path, "device files are not accepted")),
+            tar::EntryType::Char | tar::EntryType::Block => {
+                return Err(refused(&path, "device files are not accepted"));
+            }
             tar::EntryType::Fifo => return Err(refused(&path, "FIFOs are not accepted")),
             other => return Err(refused(&path, &format!("entry type {other:?} is not accepted"))),
         }
@@ -312,13 +346,18 @@ pub fn unpack(archive: &Path, dest: &Path, limit: u64) -> Result<(), SnapshotErr
 /// inside `root`.
 fn ensure_parent_inside(root: &Path, target: &Path) -> Result<(), String> {
     let parent = target.parent().ok_or("it has no parent directory")?;
-    std::fs::create_dir_all(parent).map_err(|error| format!("cannot create its directory: {error}"))?;
+    std::fs::create_dir_all(parent)
+        .map_err(|error| format!("cannot create its directory: {error}"))?;
     ensure_inside(root, parent)
 }
 
 fn ensure_inside(root: &Path, path: &Path) -> Result<(), String> {
     let resolved = path.canonicalize().map_err(|error| format!("cannot resolve it: {error}"))?;
-    if resolved.starts_with(root) { Ok(()) } else { Err("it resolves outside the snapshot".to_string()) }
+    if resolved.starts_with(root) {
+        Ok(())
+    } else {
+        Err("it resolves outside the snapshot".to_string())
+    }
 }
 
 #[cfg(test)]

@@ -4,13 +4,21 @@ use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
 
-use crate::convert::view_type_to_wire;
+use drover_project::snapshot::SnapshotDigest;
+use tokio_stream::{Stream, StreamExt};
+
+use crate::convert::{parse_digest, view_type_to_wire};
 use crate::domain::{
     CreateExperiment, CreateRun, Experiment, ExperimentRef, ListRuns, Metric, MetricHistoryQuery,
     Page, Param, RenameExperiment, Run, RunId, RunInfo, Tag, UpdateRun, ViewType,
 };
 use crate::error::ApiError;
+use crate::execution::{
+    BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SubmitRun, UploadedSnapshot,
+    WorkerMessage,
+};
 use crate::pb;
+use crate::service::MAX_MESSAGE_BYTES;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -49,6 +57,9 @@ pub struct Client {
     address: String,
     experiments: pb::experiments_client::ExperimentsClient<Channel>,
     runs: pb::runs_client::RunsClient<Channel>,
+    snapshots: pb::snapshots_client::SnapshotsClient<Channel>,
+    execution: pb::execution_client::ExecutionClient<Channel>,
+    workers: pb::workers_client::WorkersClient<Channel>,
 }
 
 impl Client {
@@ -74,7 +85,15 @@ impl Client {
         Ok(Client {
             address: uri,
             experiments: pb::experiments_client::ExperimentsClient::new(channel.clone()),
-            runs: pb::runs_client::RunsClient::new(channel),
+            runs: pb::runs_client::RunsClient::new(channel.clone()),
+            snapshots: pb::snapshots_client::SnapshotsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            execution: pb::execution_client::ExecutionClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            workers: pb::workers_client::WorkersClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
         })
     }
 
@@ -209,6 +228,97 @@ impl Client {
             items: reply.metrics.into_iter().map(Into::into).collect(),
             next_page_token: (!reply.next_page_token.is_empty()).then_some(reply.next_page_token),
         })
+    }
+
+    // -- Snapshots ---------------------------------------------------------------------
+
+    /// Whether the scheduler has the snapshot, and the largest snapshot it accepts.
+    pub async fn has_snapshot(&self, digest: &SnapshotDigest) -> ApiResult<(bool, u64)> {
+        let request = pb::HasSnapshotRequest { digest: digest.to_string() };
+        let reply = self.snapshots.clone().has_snapshot(request).await?.into_inner();
+        Ok((reply.present, reply.limit_bytes))
+    }
+
+    /// Uploads a snapshot of `size` bytes given as a stream of chunks.
+    pub async fn upload_snapshot(
+        &self,
+        digest: &SnapshotDigest,
+        size: u64,
+        chunks: impl Stream<Item = Vec<u8>> + Send + 'static,
+    ) -> ApiResult<UploadedSnapshot> {
+        let digest_text = digest.to_string();
+        let mut first = true;
+        let chunks = chunks.map(move |data| {
+            let header = std::mem::take(&mut first);
+            pb::SnapshotChunk {
+                digest: if header { digest_text.clone() } else { String::new() },
+                size_bytes: if header { size } else { 0 },
+                data,
+            }
+        });
+        let reply = self.snapshots.clone().upload_snapshot(chunks).await?.into_inner();
+        Ok(UploadedSnapshot {
+            digest: parse_digest(&reply.digest)?,
+            size: reply.size_bytes,
+            stored: reply.stored,
+        })
+    }
+
+    /// Downloads a snapshot as a stream of chunks.
+    pub async fn download_snapshot(
+        &self,
+        digest: &SnapshotDigest,
+    ) -> ApiResult<BoxStream<ApiResult<Vec<u8>>>> {
+        let request = pb::DownloadSnapshotRequest { digest: digest.to_string() };
+        let stream = self.snapshots.clone().download_snapshot(request).await?.into_inner();
+        Ok(Box::pin(stream.map(|chunk| chunk.map(|chunk| chunk.data).map_err(ApiError::from))))
+    }
+
+    // -- Execution ---------------------------------------------------------------------
+
+    pub async fn submit_run(&self, request: SubmitRun) -> ApiResult<Run> {
+        let reply = self.execution.clone().submit_run(pb::SubmitRunRequest::from(request)).await?;
+        reply.into_inner().try_into()
+    }
+
+    pub async fn cancel_run(&self, run_id: RunId) -> ApiResult<RunInfo> {
+        let request = pb::GetRunRequest { run_id: run_id.to_string() };
+        self.execution.clone().cancel_run(request).await?.into_inner().try_into()
+    }
+
+    /// The run's log from the cursor on, then (when following) live output and its end.
+    pub async fn follow_run(
+        &self,
+        request: FollowRun,
+    ) -> ApiResult<BoxStream<ApiResult<RunEvent>>> {
+        let request = pb::FollowRunRequest {
+            run_id: request.run_id.to_string(),
+            follow: request.follow,
+            after_cursor: request.after_cursor,
+        };
+        let stream = self.execution.clone().follow_run(request).await?.into_inner();
+        Ok(Box::pin(stream.map(|event| event.map_err(ApiError::from).and_then(RunEvent::try_from))))
+    }
+
+    pub async fn cluster_status(&self) -> ApiResult<ClusterStatus> {
+        let reply = self.execution.clone().list_workers(pb::ListWorkersRequest {}).await?;
+        Ok(reply.into_inner().into())
+    }
+
+    // -- Workers -----------------------------------------------------------------------
+
+    /// Opens a worker's stream: `outgoing` goes to the scheduler, its messages come back.
+    pub async fn attach_worker(
+        &self,
+        outgoing: impl Stream<Item = WorkerMessage> + Send + 'static,
+    ) -> ApiResult<BoxStream<ApiResult<SchedulerMessage>>> {
+        let outgoing = outgoing.map(pb::WorkerMessage::from);
+        let stream = self.workers.clone().attach(outgoing).await?.into_inner();
+        Ok(Box::pin(
+            stream.map(|message| {
+                message.map_err(ApiError::from).and_then(SchedulerMessage::try_from)
+            }),
+        ))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod client;
 mod convert;
 pub mod domain;
 pub mod error;
+pub mod execution;
 pub mod service;
 
 #[allow(clippy::all, missing_docs, unreachable_pub)]

@@ -1,17 +1,25 @@
-//! The server side of the wire contract: the scheduler implements [`Tracking`] on domain
-//! types, and [`grpc_routes`] wraps it in the generated tonic services, converting at the edge.
+//! The server side of the wire contract: the scheduler implements [`Tracking`] and
+//! [`Execution`] on domain types, and [`grpc_routes`] wraps them in the generated tonic
+//! services, converting at the edge.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
 
-use crate::convert::{parse_run_id, view_type_from_request};
+use drover_project::snapshot::SnapshotDigest;
+
+use crate::convert::{parse_digest, parse_run_id, view_type_from_request};
 use crate::domain::{
     CreateExperiment, CreateRun, Experiment, ExperimentRef, ListRuns, Metric, MetricHistoryQuery,
     Page, Param, RenameExperiment, Run, RunId, RunInfo, Tag, UpdateRun, ViewType,
 };
 use crate::error::ApiError;
+use crate::execution::{
+    BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SnapshotChunk, SubmitRun,
+    UploadedSnapshot, WorkerMessage,
+};
 use crate::pb;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -68,16 +76,82 @@ pub trait Tracking: Send + Sync + 'static {
     ) -> impl Future<Output = ApiResult<Page<Metric>>> + Send;
 }
 
+/// Submitting, following and cancelling runs; snapshots; the workers' stream.
+pub trait Execution: Send + Sync + 'static {
+    fn submit_run(&self, request: SubmitRun) -> impl Future<Output = ApiResult<Run>> + Send;
+    fn cancel_run(&self, run_id: RunId) -> impl Future<Output = ApiResult<RunInfo>> + Send;
+    fn follow_run(
+        &self,
+        request: FollowRun,
+    ) -> impl Future<Output = ApiResult<BoxStream<ApiResult<RunEvent>>>> + Send;
+    fn cluster_status(&self) -> impl Future<Output = ApiResult<ClusterStatus>> + Send;
+
+    /// Whether the snapshot is stored, and the largest snapshot accepted.
+    fn has_snapshot(
+        &self,
+        digest: SnapshotDigest,
+    ) -> impl Future<Output = ApiResult<(bool, u64)>> + Send;
+    fn upload_snapshot(
+        &self,
+        chunks: BoxStream<ApiResult<SnapshotChunk>>,
+    ) -> impl Future<Output = ApiResult<UploadedSnapshot>> + Send;
+    fn download_snapshot(
+        &self,
+        digest: SnapshotDigest,
+    ) -> impl Future<Output = ApiResult<BoxStream<ApiResult<Vec<u8>>>>> + Send;
+
+    /// A worker's long-lived stream: its messages in, the scheduler's out.
+    fn connect_worker(
+        &self,
+        incoming: BoxStream<ApiResult<WorkerMessage>>,
+    ) -> impl Future<Output = ApiResult<BoxStream<ApiResult<SchedulerMessage>>>> + Send;
+}
+
+/// Largest gRPC message accepted: a snapshot chunk or log chunk with room to spare.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
 /// The gRPC services over `api`, ready to be served beside other routes.
-pub fn grpc_routes<T: Tracking>(api: Arc<T>) -> tonic::service::Routes {
+pub fn grpc_routes<T: Tracking + Execution>(api: Arc<T>) -> tonic::service::Routes {
     tonic::service::Routes::new(pb::experiments_server::ExperimentsServer::new(ExperimentsAdapter(
         api.clone(),
     )))
-    .add_service(pb::runs_server::RunsServer::new(RunsAdapter(api)))
+    .add_service(pb::runs_server::RunsServer::new(RunsAdapter(api.clone())))
+    .add_service(
+        pb::snapshots_server::SnapshotsServer::new(SnapshotsAdapter(api.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    )
+    .add_service(pb::execution_server::ExecutionServer::new(ExecutionAdapter(api.clone())))
+    .add_service(
+        pb::workers_server::WorkersServer::new(WorkersAdapter(api))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    )
 }
 
 struct ExperimentsAdapter<T>(Arc<T>);
 struct RunsAdapter<T>(Arc<T>);
+struct SnapshotsAdapter<T>(Arc<T>);
+struct ExecutionAdapter<T>(Arc<T>);
+struct WorkersAdapter<T>(Arc<T>);
+
+type WireStream<T> = BoxStream<Result<T, Status>>;
+
+/// Converts an incoming wire stream to domain items.
+fn incoming<W, D>(stream: Streaming<W>) -> BoxStream<ApiResult<D>>
+where
+    W: Send + 'static,
+    D: TryFrom<W, Error = ApiError> + Send + 'static,
+{
+    Box::pin(stream.map(|item| item.map_err(ApiError::from).and_then(D::try_from)))
+}
+
+/// Converts an outgoing domain stream to wire items.
+fn outgoing<D, W>(stream: BoxStream<ApiResult<D>>) -> WireStream<W>
+where
+    D: Send + 'static,
+    W: From<D> + Send + 'static,
+{
+    Box::pin(stream.map(|item| item.map(W::from).map_err(Status::from)))
+}
 
 fn reply<T, U: From<T>>(result: ApiResult<T>) -> Result<Response<U>, Status> {
     result.map(|value| Response::new(U::from(value))).map_err(Status::from)
@@ -246,5 +320,110 @@ impl<T: Tracking> pb::runs_server::Runs for RunsAdapter<T> {
             metrics: page.items.into_iter().map(Into::into).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
+    }
+}
+
+impl TryFrom<pb::SnapshotChunk> for SnapshotChunk {
+    type Error = ApiError;
+
+    fn try_from(chunk: pb::SnapshotChunk) -> Result<Self, ApiError> {
+        let digest =
+            if chunk.digest.is_empty() { None } else { Some(parse_digest(&chunk.digest)?) };
+        Ok(SnapshotChunk { digest, size: chunk.size_bytes, data: chunk.data })
+    }
+}
+
+#[tonic::async_trait]
+impl<T: Execution> pb::snapshots_server::Snapshots for SnapshotsAdapter<T> {
+    async fn has_snapshot(
+        &self,
+        request: Request<pb::HasSnapshotRequest>,
+    ) -> Result<Response<pb::HasSnapshotResponse>, Status> {
+        let digest = parse_digest(&request.into_inner().digest)?;
+        let (present, limit_bytes) = self.0.has_snapshot(digest).await?;
+        Ok(Response::new(pb::HasSnapshotResponse { present, limit_bytes }))
+    }
+
+    async fn upload_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::UploadSnapshotResponse>, Status> {
+        let uploaded = self.0.upload_snapshot(incoming(request.into_inner())).await?;
+        Ok(Response::new(pb::UploadSnapshotResponse {
+            digest: uploaded.digest.to_string(),
+            size_bytes: uploaded.size,
+            stored: uploaded.stored,
+        }))
+    }
+
+    type DownloadSnapshotStream = WireStream<pb::SnapshotChunk>;
+
+    async fn download_snapshot(
+        &self,
+        request: Request<pb::DownloadSnapshotRequest>,
+    ) -> Result<Response<Self::DownloadSnapshotStream>, Status> {
+        let digest = parse_digest(&request.into_inner().digest)?;
+        let chunks = self.0.download_snapshot(digest).await?;
+        let chunks = chunks.map(|chunk| {
+            chunk
+                .map(|data| pb::SnapshotChunk { digest: String::new(), size_bytes: 0, data })
+                .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(chunks)))
+    }
+}
+
+#[tonic::async_trait]
+impl<T: Execution> pb::execution_server::Execution for ExecutionAdapter<T> {
+    async fn submit_run(
+        &self,
+        request: Request<pb::SubmitRunRequest>,
+    ) -> Result<Response<pb::Run>, Status> {
+        let request = SubmitRun::try_from(request.into_inner())?;
+        reply(self.0.submit_run(request).await)
+    }
+
+    async fn cancel_run(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::RunInfo>, Status> {
+        let run_id = parse_run_id(&request.into_inner().run_id)?;
+        reply(self.0.cancel_run(run_id).await)
+    }
+
+    type FollowRunStream = WireStream<pb::RunEvent>;
+
+    async fn follow_run(
+        &self,
+        request: Request<pb::FollowRunRequest>,
+    ) -> Result<Response<Self::FollowRunStream>, Status> {
+        let request = request.into_inner();
+        let follow = FollowRun {
+            run_id: parse_run_id(&request.run_id)?,
+            follow: request.follow,
+            after_cursor: request.after_cursor,
+        };
+        let events = self.0.follow_run(follow).await?;
+        Ok(Response::new(outgoing(events)))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        reply(self.0.cluster_status().await)
+    }
+}
+
+#[tonic::async_trait]
+impl<T: Execution> pb::workers_server::Workers for WorkersAdapter<T> {
+    type AttachStream = WireStream<pb::SchedulerMessage>;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<pb::WorkerMessage>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let replies = self.0.connect_worker(incoming(request.into_inner())).await?;
+        Ok(Response::new(outgoing(replies)))
     }
 }

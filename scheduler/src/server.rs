@@ -9,6 +9,7 @@ use axum::routing::get;
 use drover_proto::service::grpc_routes;
 use tokio::net::TcpListener;
 
+use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::store::Store;
 
 /// How long in-flight calls may take to finish once shutdown begins.
@@ -19,10 +20,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn run(
     listener: TcpListener,
     store: Store,
+    options: SchedulerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     store.announce(&format!("http://{}", listener.local_addr()?))?;
-    serve(listener, store, shutdown).await
+    serve(listener, store, options, shutdown).await
 }
 
 /// Serves the scheduler API for `store` on `listener` until `shutdown` completes, then stops
@@ -30,19 +32,24 @@ pub async fn run(
 pub async fn serve(
     listener: TcpListener,
     store: Store,
+    options: SchedulerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let address = format!("http://{}", listener.local_addr()?);
-    let router = grpc_routes(Arc::new(store.clone()))
+    let (scheduler, stop) =
+        Scheduler::start(store.clone(), options).map_err(std::io::Error::other)?;
+    let router = grpc_routes(Arc::new(scheduler))
         .into_axum_router()
         .route("/health", get(|| async { "ok" }));
     tracing::info!(%address, data_dir = %store.dir().display(), "scheduler listening");
 
     let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
+    let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new calls, draining in-flight ones");
         let _ = draining.send(());
+        let _ = stop_sender.send(());
     };
     let server = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
     let drain_deadline = async move {
@@ -52,14 +59,28 @@ pub async fn serve(
             std::future::pending::<()>().await;
         }
     };
-    let served = tokio::select! {
-        result = server => result,
-        () = drain_deadline => {
-            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "in-flight calls did not finish in time; closing them");
-            Ok(())
+    // Long-lived streams (workers, followers) end as soon as shutdown begins, so that
+    // draining can finish.
+    let stop_streams = async move {
+        if stop_receiver.await.is_ok() {
+            stop.stop();
         }
+        stop
     };
-    store.close();
+    let (served, stop) = tokio::join!(
+        async {
+            tokio::select! {
+                result = server => result,
+                () = drain_deadline => {
+                    tracing::warn!(timeout = ?DRAIN_TIMEOUT, "in-flight calls did not finish in time; closing them");
+                    Ok(())
+                }
+            }
+        },
+        stop_streams
+    );
+    stop.finish().await;
+    store.close_and_release(DRAIN_TIMEOUT).await;
     tracing::info!("store flushed; scheduler stopped");
     served
 }

@@ -1,7 +1,5 @@
 //! The tracking API the scheduler serves over gRPC, answered by the store.
 
-use std::future::Future;
-
 use drover_proto::ApiError;
 use drover_proto::domain::{
     CreateExperiment, CreateRun, Experiment, ExperimentRef, ListRuns, Metric, MetricHistoryQuery,
@@ -9,100 +7,76 @@ use drover_proto::domain::{
 };
 use drover_proto::service::Tracking;
 
-use crate::store::Store;
+use crate::scheduler::Scheduler;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-impl Tracking for Store {
-    fn create_experiment(
-        &self,
-        request: CreateExperiment,
-    ) -> impl Future<Output = ApiResult<Experiment>> + Send {
-        Store::create_experiment(self, request)
+impl Tracking for Scheduler {
+    async fn create_experiment(&self, request: CreateExperiment) -> ApiResult<Experiment> {
+        self.store.create_experiment(request).await
     }
 
     async fn get_experiment(&self, experiment: ExperimentRef) -> ApiResult<Experiment> {
-        self.experiment(&experiment)
+        self.store.experiment(&experiment)
     }
 
     async fn list_experiments(&self, view: ViewType) -> ApiResult<Vec<Experiment>> {
-        self.experiments(view)
+        self.store.experiments(view)
     }
 
-    fn rename_experiment(
-        &self,
-        request: RenameExperiment,
-    ) -> impl Future<Output = ApiResult<Experiment>> + Send {
-        Store::rename_experiment(self, request)
+    async fn rename_experiment(&self, request: RenameExperiment) -> ApiResult<Experiment> {
+        self.store.rename_experiment(request).await
     }
 
-    fn delete_experiment(
-        &self,
-        experiment: ExperimentRef,
-    ) -> impl Future<Output = ApiResult<Experiment>> + Send {
-        Store::delete_experiment(self, experiment)
+    async fn delete_experiment(&self, experiment: ExperimentRef) -> ApiResult<Experiment> {
+        self.store.delete_experiment(experiment).await
     }
 
-    fn restore_experiment(
-        &self,
-        experiment: ExperimentRef,
-    ) -> impl Future<Output = ApiResult<Experiment>> + Send {
-        Store::restore_experiment(self, experiment)
+    async fn restore_experiment(&self, experiment: ExperimentRef) -> ApiResult<Experiment> {
+        self.store.restore_experiment(experiment).await
     }
 
-    fn create_run(&self, request: CreateRun) -> impl Future<Output = ApiResult<Run>> + Send {
-        Store::create_run(self, request)
+    async fn create_run(&self, request: CreateRun) -> ApiResult<Run> {
+        self.store.create_run(request).await
     }
 
     async fn get_run(&self, run_id: RunId) -> ApiResult<Run> {
-        self.run(run_id)
+        self.store.run(run_id)
     }
 
-    fn update_run(&self, request: UpdateRun) -> impl Future<Output = ApiResult<RunInfo>> + Send {
-        Store::update_run(self, request)
+    async fn update_run(&self, request: UpdateRun) -> ApiResult<RunInfo> {
+        self.store.update_run(request).await
     }
 
-    fn delete_run(&self, run_id: RunId) -> impl Future<Output = ApiResult<RunInfo>> + Send {
-        Store::delete_run(self, run_id)
+    async fn delete_run(&self, run_id: RunId) -> ApiResult<RunInfo> {
+        self.store.delete_run(run_id).await
     }
 
-    fn restore_run(&self, run_id: RunId) -> impl Future<Output = ApiResult<RunInfo>> + Send {
-        Store::restore_run(self, run_id)
+    async fn restore_run(&self, run_id: RunId) -> ApiResult<RunInfo> {
+        self.store.restore_run(run_id).await
     }
 
     async fn list_runs(&self, request: ListRuns) -> ApiResult<Page<Run>> {
-        Store::list_runs(self, request)
+        self.store.list_runs(request)
     }
 
-    fn log_params(
-        &self,
-        run_id: RunId,
-        params: Vec<Param>,
-    ) -> impl Future<Output = ApiResult<()>> + Send {
-        Store::log_params(self, run_id, params)
+    async fn log_params(&self, run_id: RunId, params: Vec<Param>) -> ApiResult<()> {
+        self.store.log_params(run_id, params).await
     }
 
-    fn set_tags(
-        &self,
-        run_id: RunId,
-        tags: Vec<Tag>,
-    ) -> impl Future<Output = ApiResult<()>> + Send {
-        Store::set_tags(self, run_id, tags)
+    async fn set_tags(&self, run_id: RunId, tags: Vec<Tag>) -> ApiResult<()> {
+        self.store.set_tags(run_id, tags).await
     }
 
     async fn delete_tag(&self, run_id: RunId, key: String) -> ApiResult<()> {
-        Store::delete_tag(self, run_id, &key).await
+        self.store.delete_tag(run_id, &key).await
     }
 
-    fn log_metrics(
-        &self,
-        run_id: RunId,
-        metrics: Vec<Metric>,
-    ) -> impl Future<Output = ApiResult<usize>> + Send {
-        Store::log_metrics(self, run_id, metrics)
+    async fn log_metrics(&self, run_id: RunId, metrics: Vec<Metric>) -> ApiResult<usize> {
+        self.store.log_metrics(run_id, metrics).await
     }
 
     async fn metric_history(&self, query: MetricHistoryQuery) -> ApiResult<Page<Metric>> {
-        Store::metric_history(self, query)
+        self.store.metric_history(query)
     }
 }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use drover_scheduler::Store;
+use std::time::Duration;
+
+use drover_scheduler::{LeaseOptions, SchedulerOptions, Store};
 use tokio::net::TcpListener;
 
 use crate::{GlobalOptions, drover_home};
@@ -21,6 +23,31 @@ pub struct Options {
     /// Serve beyond loopback without authentication. Only on a network you trust.
     #[arg(long)]
     insecure: bool,
+    /// How long a worker may stay silent before its runs are requeued or failed.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_timeout: Duration,
+    /// Largest project snapshot accepted, e.g. 1g or 500m.
+    #[arg(long, value_name = "SIZE", default_value = "1g", value_parser = parse_size)]
+    snapshot_limit: u64,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    drover_project::docker::parse_bytes(text)
+        .ok_or_else(|| format!("'{text}' is not a size such as 1g or 500m"))
+}
+
+impl Options {
+    pub fn scheduler_options(&self) -> anyhow::Result<SchedulerOptions> {
+        if self.lease_timeout < Duration::from_secs(1) {
+            bail!("--lease-timeout must be at least 1s");
+        }
+        let lease = LeaseOptions {
+            heartbeat_interval: (self.lease_timeout / 5).max(Duration::from_millis(200)),
+            lease_timeout: self.lease_timeout,
+            ..LeaseOptions::default()
+        };
+        Ok(SchedulerOptions { lease, snapshot_limit: self.snapshot_limit })
+    }
 }
 
 pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()> {
@@ -33,12 +60,13 @@ pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()>
             options.listen
         );
     }
-    let data_dir = options.data_dir.unwrap_or_else(drover_home);
+    let scheduler_options = options.scheduler_options()?;
+    let data_dir = options.data_dir.clone().unwrap_or_else(drover_home);
     let store = Store::open(&data_dir)?;
     let listener = TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
-    drover_scheduler::run(listener, store, shutdown_signal()).await?;
+    drover_scheduler::run(listener, store, scheduler_options, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -13,6 +13,11 @@
 //! | `t/`        | run id, tag key                                        | tag value              |
 //! | `h/`        | run id, metric key, 0, step, timestamp, batch, index   | f64 bits BE            |
 //! | `l/`        | run id, metric key                                     | value, timestamp, step |
+//! | `q/`        | run id                                                 | ExecutionRecord, JSON  |
+//! | `o/`        | run id, start cursor u64 BE                            | stream byte, log bytes |
+//! | `oz/`       | run id                                                 | log length, u64 BE     |
+//! | `oa/`       | run id, attempt u32 BE                                 | bytes received, u64 BE |
+//! | `s/`        | snapshot digest                                        | SnapshotRecord, JSON   |
 //!
 //! Metric keys never contain a NUL byte (validation refuses them), so the 0 after the key ends
 //! it unambiguously. Signed numbers are stored with the sign bit flipped, big-endian, so they
@@ -30,6 +35,11 @@ pub const PARAM: &[u8] = b"p/";
 pub const TAG: &[u8] = b"t/";
 pub const HISTORY: &[u8] = b"h/";
 pub const LATEST: &[u8] = b"l/";
+pub const EXECUTION: &[u8] = b"q/";
+pub const LOG: &[u8] = b"o/";
+pub const LOG_LENGTH: &[u8] = b"oz/";
+pub const ATTEMPT_LOG_LENGTH: &[u8] = b"oa/";
+pub const SNAPSHOT: &[u8] = b"s/";
 
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let length = prefix.len() + parts.iter().map(|part| part.len()).sum::<usize>();
@@ -125,6 +135,30 @@ pub fn latest_metrics(run: RunId) -> Vec<u8> {
 
 pub fn latest_metric(run: RunId, metric: &str) -> Vec<u8> {
     key(LATEST, &[run.as_bytes(), metric.as_bytes()])
+}
+
+pub fn execution(run: RunId) -> Vec<u8> {
+    key(EXECUTION, &[run.as_bytes()])
+}
+
+pub fn log_chunks(run: RunId) -> Vec<u8> {
+    key(LOG, &[run.as_bytes()])
+}
+
+pub fn log_chunk(run: RunId, start: u64) -> Vec<u8> {
+    key(LOG, &[run.as_bytes(), &start.to_be_bytes()])
+}
+
+pub fn log_length(run: RunId) -> Vec<u8> {
+    key(LOG_LENGTH, &[run.as_bytes()])
+}
+
+pub fn attempt_log_length(run: RunId, attempt: u32) -> Vec<u8> {
+    key(ATTEMPT_LOG_LENGTH, &[run.as_bytes(), &attempt.to_be_bytes()])
+}
+
+pub fn snapshot(digest: &str) -> Vec<u8> {
+    key(SNAPSHOT, &[digest.as_bytes()])
 }
 
 /// The latest point of a metric: value bits, timestamp, step.

@@ -5,6 +5,7 @@
 //! group commit, so nothing is acknowledged before it is on disk.
 
 mod commit;
+mod execution;
 mod experiments;
 mod keys;
 mod lock;
@@ -22,6 +23,7 @@ use drover_proto::domain::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use execution::{ExecutionRecord, LogChunk, Placement, RunChange, SnapshotRecord};
 pub use lock::{Holder, read_holder};
 
 use self::commit::GroupCommit;
@@ -129,6 +131,21 @@ impl Store {
     /// Flushes everything to disk and stops the flusher; later writes fail.
     pub fn close(&self) {
         self.inner.commit.close();
+    }
+
+    /// Closes the store, then waits (up to `timeout`) for the tasks still holding handles
+    /// to let go, so the directory is free for the next holder when this returns.
+    pub async fn close_and_release(self, timeout: std::time::Duration) {
+        self.close();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while Arc::strong_count(&self.inner) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        if Arc::strong_count(&self.inner) > 1 {
+            tracing::warn!(
+                "tasks still hold the store after shutdown; it is released when they end"
+            );
+        }
     }
 
     /// Writes the schema version and the default experiment into a new store, and refuses

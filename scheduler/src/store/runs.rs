@@ -27,6 +27,14 @@ const HISTORY_SUFFIX_LEN: usize = 8 + 8 + 8 + 4;
 
 impl Store {
     pub async fn create_run(&self, request: CreateRun) -> Result<Run, ApiError> {
+        let (run, batch) = self.new_run(request)?;
+        self.db().apply_batch(batch).map_err(storage_error)?;
+        self.durable().await?;
+        Ok(run)
+    }
+
+    /// A new run and the batch that stores it, for the caller to extend and apply.
+    pub(super) fn new_run(&self, request: CreateRun) -> Result<(Run, sled::Batch), ApiError> {
         let experiment = self.experiment_by_id(request.experiment_id)?;
         if experiment.lifecycle_stage != LifecycleStage::Active {
             return Err(ApiError::FailedPrecondition(format!(
@@ -65,10 +73,10 @@ impl Store {
         for tag in &tags {
             batch.insert(keys::tag(run_id, &tag.key), tag.value.as_bytes());
         }
-        self.db().apply_batch(batch).map_err(storage_error)?;
-        self.durable().await?;
         tags.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Run { info, data: RunData { params: Vec::new(), tags, latest_metrics: Vec::new() } })
+        let run =
+            Run { info, data: RunData { params: Vec::new(), tags, latest_metrics: Vec::new() } };
+        Ok((run, batch))
     }
 
     pub fn run(&self, run_id: RunId) -> Result<Run, ApiError> {
@@ -332,7 +340,7 @@ impl Store {
         Ok(Page { items, next_page_token })
     }
 
-    fn run_info(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
+    pub(super) fn run_info(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
         let value = self
             .db()
             .get(keys::run(run_id))
@@ -383,7 +391,7 @@ fn supersedes(candidate: &Metric, current: &Metric) -> bool {
     (candidate.step, candidate.timestamp_ms) >= (current.step, current.timestamp_ms)
 }
 
-fn validate_tag(tag: &Tag) -> Result<(), ApiError> {
+pub(super) fn validate_tag(tag: &Tag) -> Result<(), ApiError> {
     validate::key("tag", &tag.key)?;
     validate::value("tag", &tag.key, &tag.value, MAX_TAG_VALUE_LEN)
 }

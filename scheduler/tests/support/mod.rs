@@ -7,7 +7,7 @@ use drover_proto::Client;
 use drover_proto::domain::{
     CreateExperiment, CreateRun, ExperimentId, ExperimentName, Run, RunStatus,
 };
-use drover_scheduler::Store;
+use drover_scheduler::{SchedulerOptions, Store};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -25,9 +25,14 @@ impl TestScheduler {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address").to_string();
         let (stop, stopped) = oneshot::channel();
-        let server = tokio::spawn(drover_scheduler::run(listener, store, async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(drover_scheduler::run(
+            listener,
+            store,
+            SchedulerOptions::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let client = Client::connect(&address).await.expect("connect");
         TestScheduler {
             client,

@@ -1,5 +1,4 @@
-//! Conversions between the prost-generated wire types and the domain types, in both
-//! directions. Everything arriving from the wire is validated here, once.
+//! Tracking: experiments, runs, params, tags and metrics.
 
 use crate::domain::{
     CreateExperiment, CreateRun, Experiment, ExperimentName, ExperimentRef, LifecycleStage,
@@ -9,7 +8,7 @@ use crate::domain::{
 use crate::error::ApiError;
 use crate::pb;
 
-fn non_empty(text: String) -> Option<String> {
+pub(super) fn non_empty(text: String) -> Option<String> {
     if text.is_empty() { None } else { Some(text) }
 }
 
@@ -70,7 +69,7 @@ impl From<RunStatus> for pb::RunStatus {
 }
 
 /// `None` for UNSPECIFIED.
-fn run_status_from_wire(value: i32) -> Result<Option<RunStatus>, ApiError> {
+pub(super) fn run_status_from_wire(value: i32) -> Result<Option<RunStatus>, ApiError> {
     match pb::RunStatus::try_from(value) {
         Ok(pb::RunStatus::Unspecified) => Ok(None),
         Ok(pb::RunStatus::Running) => Ok(Some(RunStatus::Running)),

@@ -1,0 +1,465 @@
+//! Running projects: run specs, submissions, run events, snapshots and the worker protocol.
+
+use std::time::Duration;
+
+use drover_project::docker::DockerOptions;
+use drover_project::snapshot::SnapshotDigest;
+
+use super::tracking::{non_empty, run_status_from_wire};
+use crate::domain::{RunStatus, Tag};
+use crate::error::ApiError;
+use crate::execution::{
+    Assignment, AttemptId, ClusterStatus, EnvManager, LogAppend, LogStream, RunEvent, RunPhase,
+    RunSpec, RunUpdate, SchedulerMessage, SubmitRun, WorkerEvent, WorkerMessage,
+    WorkerRegistration, WorkerStatus,
+};
+use crate::pb;
+
+fn invalid(what: &str) -> ApiError {
+    ApiError::InvalidArgument(what.to_string())
+}
+
+pub(crate) fn parse_digest(text: &str) -> Result<SnapshotDigest, ApiError> {
+    text.parse().map_err(|error: drover_project::snapshot::SnapshotError| {
+        ApiError::InvalidArgument(error.to_string())
+    })
+}
+
+fn pairs_to_wire(pairs: Vec<(String, String)>) -> Vec<pb::Param> {
+    pairs.into_iter().map(|(key, value)| pb::Param { key, value }).collect()
+}
+
+fn pairs_from_wire(params: Vec<pb::Param>) -> Vec<(String, String)> {
+    params.into_iter().map(|param| (param.key, param.value)).collect()
+}
+
+fn tags_to_wire(tags: Vec<Tag>) -> Vec<pb::Tag> {
+    tags.into_iter().map(Into::into).collect()
+}
+
+fn tags_from_wire(tags: Vec<pb::Tag>) -> Vec<Tag> {
+    tags.into_iter().map(Into::into).collect()
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+// ---------------------------------------------------------------------------
+// Run specs and submissions
+// ---------------------------------------------------------------------------
+
+impl From<EnvManager> for pb::EnvManager {
+    fn from(manager: EnvManager) -> Self {
+        match manager {
+            EnvManager::Local => pb::EnvManager::Local,
+            EnvManager::Docker => pb::EnvManager::Docker,
+        }
+    }
+}
+
+fn env_manager_from_wire(value: i32) -> Result<EnvManager, ApiError> {
+    match pb::EnvManager::try_from(value) {
+        Ok(pb::EnvManager::Local) => Ok(EnvManager::Local),
+        Ok(pb::EnvManager::Docker) => Ok(EnvManager::Docker),
+        _ => Err(invalid("the run spec needs an environment manager (local or docker)")),
+    }
+}
+
+impl From<DockerOptions> for pb::DockerOptions {
+    fn from(options: DockerOptions) -> Self {
+        pb::DockerOptions {
+            gpus: options.gpus,
+            cpus: options.cpus,
+            memory_bytes: options.memory_bytes,
+            shm_size_bytes: options.shm_size_bytes,
+            env: pairs_to_wire(options.env),
+            user: options.user,
+        }
+    }
+}
+
+impl From<pb::DockerOptions> for DockerOptions {
+    fn from(options: pb::DockerOptions) -> Self {
+        DockerOptions {
+            gpus: options.gpus,
+            cpus: options.cpus,
+            memory_bytes: options.memory_bytes,
+            shm_size_bytes: options.shm_size_bytes,
+            env: pairs_from_wire(options.env),
+            user: options.user,
+        }
+    }
+}
+
+impl From<RunSpec> for pb::RunSpec {
+    fn from(spec: RunSpec) -> Self {
+        pb::RunSpec {
+            project_name: spec.project_name,
+            snapshot_digest: spec.snapshot.to_string(),
+            snapshot_size_bytes: spec.snapshot_size,
+            entry_point: spec.entry_point,
+            parameters: pairs_to_wire(spec.parameters),
+            env_manager: pb::EnvManager::from(spec.env_manager) as i32,
+            image: spec.image.unwrap_or_default(),
+            volumes: spec.volumes,
+            environment: pairs_to_wire(spec.environment),
+            docker: Some(spec.docker.into()),
+            max_retries: spec.max_retries,
+            priority: spec.priority,
+        }
+    }
+}
+
+impl TryFrom<pb::RunSpec> for RunSpec {
+    type Error = ApiError;
+
+    fn try_from(spec: pb::RunSpec) -> Result<Self, ApiError> {
+        let env_manager = env_manager_from_wire(spec.env_manager)?;
+        let image = non_empty(spec.image);
+        if env_manager == EnvManager::Docker && image.is_none() {
+            return Err(invalid("a Docker run needs an image"));
+        }
+        if spec.entry_point.is_empty() {
+            return Err(invalid("the run spec needs an entry point"));
+        }
+        Ok(RunSpec {
+            project_name: spec.project_name,
+            snapshot: parse_digest(&spec.snapshot_digest)?,
+            snapshot_size: spec.snapshot_size_bytes,
+            entry_point: spec.entry_point,
+            parameters: pairs_from_wire(spec.parameters),
+            env_manager,
+            image,
+            volumes: spec.volumes,
+            environment: pairs_from_wire(spec.environment),
+            docker: spec.docker.unwrap_or_default().into(),
+            max_retries: spec.max_retries,
+            priority: spec.priority,
+        })
+    }
+}
+
+impl From<SubmitRun> for pb::SubmitRunRequest {
+    fn from(request: SubmitRun) -> Self {
+        pb::SubmitRunRequest {
+            experiment_id: request.experiment_id.to_string(),
+            run_name: request.run_name.unwrap_or_default(),
+            user_id: request.user_id,
+            tags: tags_to_wire(request.tags),
+            spec: Some(request.spec.into()),
+        }
+    }
+}
+
+impl TryFrom<pb::SubmitRunRequest> for SubmitRun {
+    type Error = ApiError;
+
+    fn try_from(request: pb::SubmitRunRequest) -> Result<Self, ApiError> {
+        Ok(SubmitRun {
+            experiment_id: request.experiment_id.parse()?,
+            run_name: non_empty(request.run_name),
+            user_id: request.user_id,
+            tags: tags_from_wire(request.tags),
+            spec: request
+                .spec
+                .ok_or_else(|| invalid("a submission needs a run spec"))?
+                .try_into()?,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Run events
+// ---------------------------------------------------------------------------
+
+impl From<LogStream> for pb::LogStream {
+    fn from(stream: LogStream) -> Self {
+        match stream {
+            LogStream::Stdout => pb::LogStream::Stdout,
+            LogStream::Stderr => pb::LogStream::Stderr,
+            LogStream::System => pb::LogStream::System,
+        }
+    }
+}
+
+fn log_stream_from_wire(value: i32) -> Result<LogStream, ApiError> {
+    match pb::LogStream::try_from(value) {
+        Ok(pb::LogStream::Stdout) => Ok(LogStream::Stdout),
+        Ok(pb::LogStream::Stderr) => Ok(LogStream::Stderr),
+        Ok(pb::LogStream::System) => Ok(LogStream::System),
+        _ => Err(invalid("a log chunk needs a stream (stdout, stderr or system)")),
+    }
+}
+
+impl From<RunEvent> for pb::RunEvent {
+    fn from(event: RunEvent) -> Self {
+        let event = match event {
+            RunEvent::Log { stream, data, cursor } => pb::run_event::Event::Log(pb::LogOutput {
+                stream: pb::LogStream::from(stream) as i32,
+                data,
+                cursor,
+            }),
+            RunEvent::State { status, exit_code, message } => {
+                pb::run_event::Event::State(pb::RunState {
+                    status: pb::RunStatus::from(status) as i32,
+                    exit_code,
+                    message,
+                })
+            }
+        };
+        pb::RunEvent { event: Some(event) }
+    }
+}
+
+impl TryFrom<pb::RunEvent> for RunEvent {
+    type Error = ApiError;
+
+    fn try_from(event: pb::RunEvent) -> Result<Self, ApiError> {
+        match event.event {
+            Some(pb::run_event::Event::Log(log)) => Ok(RunEvent::Log {
+                stream: log_stream_from_wire(log.stream)?,
+                data: log.data,
+                cursor: log.cursor,
+            }),
+            Some(pb::run_event::Event::State(state)) => Ok(RunEvent::State {
+                status: run_status_from_wire(state.status)?.unwrap_or(RunStatus::Running),
+                exit_code: state.exit_code,
+                message: state.message,
+            }),
+            None => Err(ApiError::Internal("empty run event on the wire".to_string())),
+        }
+    }
+}
+
+impl From<WorkerStatus> for pb::WorkerStatus {
+    fn from(worker: WorkerStatus) -> Self {
+        pb::WorkerStatus {
+            worker_id: worker.worker_id,
+            hostname: worker.hostname,
+            slots: worker.slots,
+            busy_slots: worker.busy_slots,
+            cpus: worker.cpus,
+            memory_bytes: worker.memory_bytes,
+            docker_available: worker.docker_available,
+            connected: worker.connected,
+            last_seen_ms: worker.last_seen_ms,
+            labels: tags_to_wire(worker.labels),
+        }
+    }
+}
+
+impl From<pb::WorkerStatus> for WorkerStatus {
+    fn from(worker: pb::WorkerStatus) -> Self {
+        WorkerStatus {
+            worker_id: worker.worker_id,
+            hostname: worker.hostname,
+            slots: worker.slots,
+            busy_slots: worker.busy_slots,
+            cpus: worker.cpus,
+            memory_bytes: worker.memory_bytes,
+            docker_available: worker.docker_available,
+            connected: worker.connected,
+            last_seen_ms: worker.last_seen_ms,
+            labels: tags_from_wire(worker.labels),
+        }
+    }
+}
+
+impl From<ClusterStatus> for pb::ListWorkersResponse {
+    fn from(status: ClusterStatus) -> Self {
+        pb::ListWorkersResponse {
+            workers: status.workers.into_iter().map(Into::into).collect(),
+            queued_runs: status.queued_runs,
+        }
+    }
+}
+
+impl From<pb::ListWorkersResponse> for ClusterStatus {
+    fn from(status: pb::ListWorkersResponse) -> Self {
+        ClusterStatus {
+            workers: status.workers.into_iter().map(Into::into).collect(),
+            queued_runs: status.queued_runs,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The worker protocol
+// ---------------------------------------------------------------------------
+
+impl From<AttemptId> for pb::Attempt {
+    fn from(attempt: AttemptId) -> Self {
+        pb::Attempt { run_id: attempt.run_id.to_string(), attempt: attempt.attempt }
+    }
+}
+
+impl TryFrom<pb::Attempt> for AttemptId {
+    type Error = ApiError;
+
+    fn try_from(attempt: pb::Attempt) -> Result<Self, ApiError> {
+        Ok(AttemptId { run_id: attempt.run_id.parse()?, attempt: attempt.attempt })
+    }
+}
+
+fn attempt_from_wire(attempt: Option<pb::Attempt>) -> Result<AttemptId, ApiError> {
+    attempt.ok_or_else(|| invalid("the message names no attempt"))?.try_into()
+}
+
+fn attempts_from_wire(attempts: Vec<pb::Attempt>) -> Result<Vec<AttemptId>, ApiError> {
+    attempts.into_iter().map(TryInto::try_into).collect()
+}
+
+fn attempts_to_wire(attempts: Vec<AttemptId>) -> Vec<pb::Attempt> {
+    attempts.into_iter().map(Into::into).collect()
+}
+
+impl From<RunPhase> for pb::RunPhase {
+    fn from(phase: RunPhase) -> Self {
+        match phase {
+            RunPhase::Started => pb::RunPhase::Started,
+            RunPhase::Finished => pb::RunPhase::Finished,
+            RunPhase::Failed => pb::RunPhase::Failed,
+            RunPhase::Killed => pb::RunPhase::Killed,
+        }
+    }
+}
+
+fn run_phase_from_wire(value: i32) -> Result<RunPhase, ApiError> {
+    match pb::RunPhase::try_from(value) {
+        Ok(pb::RunPhase::Started) => Ok(RunPhase::Started),
+        Ok(pb::RunPhase::Finished) => Ok(RunPhase::Finished),
+        Ok(pb::RunPhase::Failed) => Ok(RunPhase::Failed),
+        Ok(pb::RunPhase::Killed) => Ok(RunPhase::Killed),
+        _ => Err(invalid("a run update needs a phase")),
+    }
+}
+
+impl From<WorkerMessage> for pb::WorkerMessage {
+    fn from(message: WorkerMessage) -> Self {
+        use pb::worker_message::Body;
+        let body = match message.event {
+            WorkerEvent::Register(registration) => Body::Register(pb::RegisterWorker {
+                worker_id: registration.worker_id,
+                hostname: registration.hostname,
+                slots: registration.slots,
+                cpus: registration.cpus,
+                memory_bytes: registration.memory_bytes,
+                docker_available: registration.docker_available,
+                running: attempts_to_wire(registration.running),
+                labels: tags_to_wire(registration.labels),
+            }),
+            WorkerEvent::Heartbeat { running } => {
+                Body::Heartbeat(pb::Heartbeat { running: attempts_to_wire(running) })
+            }
+            WorkerEvent::Update(update) => Body::Update(pb::RunUpdate {
+                attempt: Some(update.attempt.into()),
+                phase: pb::RunPhase::from(update.phase) as i32,
+                exit_code: update.exit_code,
+                message: update.message,
+                tags: tags_to_wire(update.tags),
+            }),
+            WorkerEvent::Log(log) => Body::Log(pb::LogAppend {
+                attempt: Some(log.attempt.into()),
+                stream: pb::LogStream::from(log.stream) as i32,
+                offset: log.offset,
+                data: log.data,
+            }),
+        };
+        pb::WorkerMessage { seq: message.seq.unwrap_or(0), body: Some(body) }
+    }
+}
+
+impl TryFrom<pb::WorkerMessage> for WorkerMessage {
+    type Error = ApiError;
+
+    fn try_from(message: pb::WorkerMessage) -> Result<Self, ApiError> {
+        use pb::worker_message::Body;
+        let event = match message.body.ok_or_else(|| invalid("empty worker message"))? {
+            Body::Register(registration) => {
+                if registration.worker_id.trim().is_empty() {
+                    return Err(invalid("a worker registers with an id"));
+                }
+                WorkerEvent::Register(WorkerRegistration {
+                    worker_id: registration.worker_id,
+                    hostname: registration.hostname,
+                    slots: registration.slots,
+                    cpus: registration.cpus,
+                    memory_bytes: registration.memory_bytes,
+                    docker_available: registration.docker_available,
+                    running: attempts_from_wire(registration.running)?,
+                    labels: tags_from_wire(registration.labels),
+                })
+            }
+            Body::Heartbeat(heartbeat) => {
+                WorkerEvent::Heartbeat { running: attempts_from_wire(heartbeat.running)? }
+            }
+            Body::Update(update) => WorkerEvent::Update(RunUpdate {
+                attempt: attempt_from_wire(update.attempt)?,
+                phase: run_phase_from_wire(update.phase)?,
+                exit_code: update.exit_code,
+                message: update.message,
+                tags: tags_from_wire(update.tags),
+            }),
+            Body::Log(log) => WorkerEvent::Log(LogAppend {
+                attempt: attempt_from_wire(log.attempt)?,
+                stream: log_stream_from_wire(log.stream)?,
+                offset: log.offset,
+                data: log.data,
+            }),
+        };
+        Ok(WorkerMessage { seq: (message.seq != 0).then_some(message.seq), event })
+    }
+}
+
+impl From<SchedulerMessage> for pb::SchedulerMessage {
+    fn from(message: SchedulerMessage) -> Self {
+        use pb::scheduler_message::Body;
+        let body = match message {
+            SchedulerMessage::Registered { heartbeat_interval, lease_timeout } => {
+                Body::Registered(pb::Registered {
+                    heartbeat_interval_ms: millis(heartbeat_interval),
+                    lease_timeout_ms: millis(lease_timeout),
+                })
+            }
+            SchedulerMessage::Ack(seq) => Body::Ack(seq),
+            SchedulerMessage::Assign(assignment) => Body::Assign(pb::Assignment {
+                attempt: Some(assignment.attempt.into()),
+                experiment_id: assignment.experiment_id.to_string(),
+                spec: Some(assignment.spec.into()),
+            }),
+            SchedulerMessage::Cancel { attempt, grace_period } => Body::Cancel(pb::CancelAttempt {
+                attempt: Some(attempt.into()),
+                grace_period_ms: millis(grace_period),
+            }),
+        };
+        pb::SchedulerMessage { body: Some(body) }
+    }
+}
+
+impl TryFrom<pb::SchedulerMessage> for SchedulerMessage {
+    type Error = ApiError;
+
+    fn try_from(message: pb::SchedulerMessage) -> Result<Self, ApiError> {
+        use pb::scheduler_message::Body;
+        Ok(match message.body.ok_or_else(|| invalid("empty scheduler message"))? {
+            Body::Registered(registered) => SchedulerMessage::Registered {
+                heartbeat_interval: Duration::from_millis(registered.heartbeat_interval_ms),
+                lease_timeout: Duration::from_millis(registered.lease_timeout_ms),
+            },
+            Body::Ack(seq) => SchedulerMessage::Ack(seq),
+            Body::Assign(assignment) => SchedulerMessage::Assign(Box::new(Assignment {
+                attempt: attempt_from_wire(assignment.attempt)?,
+                experiment_id: assignment.experiment_id.parse()?,
+                spec: assignment
+                    .spec
+                    .ok_or_else(|| invalid("an assignment needs a run spec"))?
+                    .try_into()?,
+            })),
+            Body::Cancel(cancel) => SchedulerMessage::Cancel {
+                attempt: attempt_from_wire(cancel.attempt)?,
+                grace_period: Duration::from_millis(cancel.grace_period_ms),
+            },
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! The domain vocabulary of running projects: run specs, submissions, run events, the worker
+//! protocol, and cluster status.
+
+use std::fmt;
+use std::pin::Pin;
+use std::time::Duration;
+
+use drover_project::docker::DockerOptions;
+use drover_project::snapshot::SnapshotDigest;
+use serde::{Deserialize, Serialize};
+use tokio_stream::Stream;
+
+use crate::domain::{ExperimentId, RunId, RunStatus, Tag};
+
+/// A boxed stream, for the streaming calls of the API.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send + 'static>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvManager {
+    /// A process on the worker.
+    Local,
+    /// A Docker container on the worker.
+    Docker,
+}
+
+impl EnvManager {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvManager::Local => "local",
+            EnvManager::Docker => "docker",
+        }
+    }
+}
+
+/// Everything a worker needs to execute a run; stored with the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub project_name: String,
+    pub snapshot: SnapshotDigest,
+    pub snapshot_size: u64,
+    pub entry_point: String,
+    /// As submitted, paths already made relative to the project.
+    pub parameters: Vec<(String, String)>,
+    pub env_manager: EnvManager,
+    /// The image of a Docker run.
+    pub image: Option<String>,
+    /// docker_env volumes, `host:container[:options]`.
+    pub volumes: Vec<String>,
+    /// Environment variables for the run, resolved at submission.
+    pub environment: Vec<(String, String)>,
+    pub docker: DockerOptions,
+    pub max_retries: u32,
+    pub priority: i32,
+}
+
+#[derive(Clone, Debug)]
+pub struct SubmitRun {
+    pub experiment_id: ExperimentId,
+    pub run_name: Option<String>,
+    pub user_id: String,
+    pub tags: Vec<Tag>,
+    pub spec: RunSpec,
+}
+
+/// One attempt at executing a run. Attempts count from 1; a retry is a new attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AttemptId {
+    pub run_id: RunId,
+    pub attempt: u32,
+}
+
+impl fmt::Display for AttemptId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} attempt {}", self.run_id, self.attempt)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    /// Lines drover itself writes into a run's log.
+    System,
+}
+
+/// What following a run yields: its log, then its final state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunEvent {
+    Log { stream: LogStream, data: Vec<u8>, cursor: u64 },
+    State { status: RunStatus, exit_code: Option<i32>, message: String },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct FollowRun {
+    pub run_id: RunId,
+    pub follow: bool,
+    pub after_cursor: u64,
+}
+
+/// A piece of a snapshot upload; the first names the digest and total size.
+#[derive(Clone, Debug)]
+pub struct SnapshotChunk {
+    pub digest: Option<SnapshotDigest>,
+    pub size: u64,
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadedSnapshot {
+    pub digest: SnapshotDigest,
+    pub size: u64,
+    /// False when the scheduler already had it.
+    pub stored: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerRegistration {
+    pub worker_id: String,
+    pub hostname: String,
+    pub slots: u32,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub docker_available: bool,
+    pub running: Vec<AttemptId>,
+    pub labels: Vec<Tag>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunPhase {
+    Started,
+    Finished,
+    Failed,
+    Killed,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunUpdate {
+    pub attempt: AttemptId,
+    pub phase: RunPhase,
+    pub exit_code: Option<i32>,
+    pub message: String,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogAppend {
+    pub attempt: AttemptId,
+    pub stream: LogStream,
+    /// Byte offset of `data` within this attempt's output.
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkerEvent {
+    Register(WorkerRegistration),
+    Heartbeat { running: Vec<AttemptId> },
+    Update(RunUpdate),
+    Log(LogAppend),
+}
+
+/// A message from a worker. Those with a sequence number are acknowledged once durable and
+/// resent until then.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerMessage {
+    pub seq: Option<u64>,
+    pub event: WorkerEvent,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assignment {
+    pub attempt: AttemptId,
+    pub experiment_id: ExperimentId,
+    pub spec: RunSpec,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SchedulerMessage {
+    Registered {
+        heartbeat_interval: Duration,
+        lease_timeout: Duration,
+    },
+    /// The worker message with this sequence number is durable, or was refused as stale.
+    Ack(u64),
+    Assign(Box<Assignment>),
+    Cancel {
+        attempt: AttemptId,
+        grace_period: Duration,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WorkerStatus {
+    pub worker_id: String,
+    pub hostname: String,
+    pub slots: u32,
+    pub busy_slots: u32,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub docker_available: bool,
+    pub connected: bool,
+    pub last_seen_ms: i64,
+    pub labels: Vec<Tag>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClusterStatus {
+    pub workers: Vec<WorkerStatus>,
+    pub queued_runs: u32,
+}

@@ -1,0 +1,632 @@
+//! The dispatcher: one task that owns the queue, the workers and their leases, and every
+//! placement decision. Other tasks talk to it through a [`DispatchHandle`].
+//!
+//! Each state change is written to the store before it is acted on or acknowledged, so a
+//! restarted scheduler rebuilds the queue and the leases from the store alone.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drover_proto::ApiError;
+use drover_proto::domain::{RunId, RunInfo, RunStatus, Tag};
+use drover_proto::execution::{
+    Assignment, AttemptId, ClusterStatus, EnvManager, RunPhase, RunUpdate, SchedulerMessage,
+    WorkerRegistration, WorkerStatus,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::store::{ExecutionRecord, Placement, RunChange, Store, now_ms};
+
+/// Timings of the worker protocol.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseOptions {
+    /// How often workers say they are alive.
+    pub heartbeat_interval: Duration,
+    /// How long a worker may stay silent before its runs are requeued or failed.
+    pub lease_timeout: Duration,
+    /// How long a cancelled run gets between SIGTERM and SIGKILL.
+    pub cancel_grace: Duration,
+}
+
+impl Default for LeaseOptions {
+    fn default() -> Self {
+        LeaseOptions {
+            heartbeat_interval: Duration::from_secs(3),
+            lease_timeout: Duration::from_secs(15),
+            cancel_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+pub const WORKER_TAG: &str = "drover.worker";
+pub const ATTEMPT_TAG: &str = "drover.attempt";
+pub const EXIT_CODE_TAG: &str = "drover.exit_code";
+pub const FAILURE_TAG: &str = "drover.failure_reason";
+
+enum Command {
+    Submitted(Box<ExecutionRecord>),
+    Cancel {
+        run_id: RunId,
+        reply: oneshot::Sender<Result<RunInfo, ApiError>>,
+    },
+    Attach {
+        registration: WorkerRegistration,
+        outbox: mpsc::Sender<SchedulerMessage>,
+        reply: oneshot::Sender<u64>,
+    },
+    Detach {
+        worker_id: String,
+        session: u64,
+    },
+    Heartbeat {
+        worker_id: String,
+        session: u64,
+    },
+    Update {
+        worker_id: String,
+        update: RunUpdate,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+    Status {
+        reply: oneshot::Sender<ClusterStatus>,
+    },
+}
+
+/// A cheap-to-clone handle on the dispatcher task.
+#[derive(Clone)]
+pub struct DispatchHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+fn stopped() -> ApiError {
+    ApiError::Unavailable("the scheduler is shutting down".to_string())
+}
+
+impl DispatchHandle {
+    async fn send(&self, command: Command) -> Result<(), ApiError> {
+        self.commands.send(command).await.map_err(|_| stopped())
+    }
+
+    pub async fn submitted(&self, record: ExecutionRecord) -> Result<(), ApiError> {
+        self.send(Command::Submitted(Box::new(record))).await
+    }
+
+    pub async fn cancel(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Cancel { run_id, reply }).await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Registers a worker's stream; returns the session that later messages name.
+    pub async fn attach(
+        &self,
+        registration: WorkerRegistration,
+        outbox: mpsc::Sender<SchedulerMessage>,
+    ) -> Result<u64, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Attach { registration, outbox, reply }).await?;
+        answer.await.map_err(|_| stopped())
+    }
+
+    pub async fn detach(&self, worker_id: String, session: u64) {
+        let _ = self.send(Command::Detach { worker_id, session }).await;
+    }
+
+    pub async fn heartbeat(&self, worker_id: String, session: u64) -> Result<(), ApiError> {
+        self.send(Command::Heartbeat { worker_id, session }).await
+    }
+
+    /// Applies a worker's report; stale reports (an attempt that is not current) are ignored.
+    pub async fn update(&self, worker_id: String, update: RunUpdate) -> Result<(), ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Update { worker_id, update, reply }).await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    pub async fn status(&self) -> Result<ClusterStatus, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Status { reply }).await?;
+        answer.await.map_err(|_| stopped())
+    }
+}
+
+struct Worker {
+    registration: WorkerRegistration,
+    /// None while the worker is disconnected but its lease has not lapsed.
+    outbox: Option<mpsc::Sender<SchedulerMessage>>,
+    session: u64,
+    last_seen: Instant,
+    last_seen_ms: i64,
+    attempts: HashSet<AttemptId>,
+}
+
+impl Worker {
+    fn free_slots(&self) -> u32 {
+        self.registration.slots.saturating_sub(self.attempts.len() as u32)
+    }
+}
+
+/// Queue order: higher priority first, then earlier submission.
+type QueueKey = (Reverse<i32>, i64, RunId);
+
+fn queue_key(record: &ExecutionRecord) -> QueueKey {
+    (Reverse(record.spec.priority), record.submitted_ms, record.run_id)
+}
+
+pub struct Dispatcher {
+    store: Store,
+    options: LeaseOptions,
+    commands: mpsc::Receiver<Command>,
+    /// Records of runs that have not ended.
+    records: HashMap<RunId, ExecutionRecord>,
+    queue: BTreeSet<QueueKey>,
+    workers: HashMap<String, Worker>,
+    next_session: u64,
+    /// Bumped after every visible change, for followers.
+    changes: Arc<watch::Sender<u64>>,
+}
+
+impl Dispatcher {
+    /// Rebuilds the dispatcher's state from the store. Runs that were placed on a worker keep
+    /// their lease for one lease period, so their worker can reconnect and claim them.
+    pub fn recover(
+        store: Store,
+        options: LeaseOptions,
+        changes: Arc<watch::Sender<u64>>,
+    ) -> Result<(Dispatcher, DispatchHandle), ApiError> {
+        let (sender, commands) = mpsc::channel(1024);
+        let mut dispatcher = Dispatcher {
+            store,
+            options,
+            commands,
+            records: HashMap::new(),
+            queue: BTreeSet::new(),
+            workers: HashMap::new(),
+            next_session: 1,
+            changes,
+        };
+        for record in dispatcher.store.pending_executions()? {
+            match record.placement.worker() {
+                Some(worker_id) => {
+                    let worker =
+                        dispatcher.workers.entry(worker_id.to_string()).or_insert_with(|| Worker {
+                            registration: WorkerRegistration {
+                                worker_id: worker_id.to_string(),
+                                hostname: String::new(),
+                                slots: 0,
+                                cpus: 0,
+                                memory_bytes: 0,
+                                docker_available: false,
+                                running: Vec::new(),
+                                labels: Vec::new(),
+                            },
+                            outbox: None,
+                            session: 0,
+                            last_seen: Instant::now(),
+                            last_seen_ms: now_ms(),
+                            attempts: HashSet::new(),
+                        });
+                    worker.attempts.insert(record.current_attempt());
+                }
+                None => {
+                    dispatcher.queue.insert(queue_key(&record));
+                }
+            }
+            dispatcher.records.insert(record.run_id, record);
+        }
+        Ok((dispatcher, DispatchHandle { commands: sender }))
+    }
+
+    /// Serves commands until `stop` completes or every handle is dropped.
+    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut ticks =
+            tokio::time::interval(self.options.heartbeat_interval.min(Duration::from_secs(1)));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.place().await;
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle(command).await,
+                    None => break,
+                },
+                _ = ticks.tick() => {
+                    self.expire_leases().await;
+                    self.place().await;
+                }
+            }
+        }
+        tracing::debug!("dispatcher stopped");
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Submitted(record) => {
+                self.queue.insert(queue_key(&record));
+                self.records.insert(record.run_id, *record);
+                self.place().await;
+            }
+            Command::Cancel { run_id, reply } => {
+                let result = self.cancel(run_id).await;
+                let _ = reply.send(result);
+                self.place().await;
+            }
+            Command::Attach { registration, outbox, reply } => {
+                let session = self.attach(registration, outbox).await;
+                let _ = reply.send(session);
+                self.place().await;
+            }
+            Command::Detach { worker_id, session } => {
+                if let Some(worker) = self.workers.get_mut(&worker_id)
+                    && worker.session == session
+                {
+                    tracing::info!(worker_id, "worker disconnected; its lease runs on");
+                    worker.outbox = None;
+                }
+            }
+            Command::Heartbeat { worker_id, session } => {
+                if let Some(worker) = self.workers.get_mut(&worker_id)
+                    && worker.session == session
+                {
+                    worker.last_seen = Instant::now();
+                    worker.last_seen_ms = now_ms();
+                }
+            }
+            Command::Update { worker_id, update, reply } => {
+                let result = self.update(&worker_id, update).await;
+                let _ = reply.send(result);
+                self.place().await;
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    fn status(&self) -> ClusterStatus {
+        let mut workers: Vec<WorkerStatus> = self
+            .workers
+            .values()
+            .map(|worker| WorkerStatus {
+                worker_id: worker.registration.worker_id.clone(),
+                hostname: worker.registration.hostname.clone(),
+                slots: worker.registration.slots,
+                busy_slots: worker.attempts.len() as u32,
+                cpus: worker.registration.cpus,
+                memory_bytes: worker.registration.memory_bytes,
+                docker_available: worker.registration.docker_available,
+                connected: worker.outbox.is_some(),
+                last_seen_ms: worker.last_seen_ms,
+                labels: worker.registration.labels.clone(),
+            })
+            .collect();
+        workers.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+        ClusterStatus { workers, queued_runs: self.queue.len() as u32 }
+    }
+
+    async fn attach(
+        &mut self,
+        registration: WorkerRegistration,
+        outbox: mpsc::Sender<SchedulerMessage>,
+    ) -> u64 {
+        let session = self.next_session;
+        self.next_session += 1;
+        let worker_id = registration.worker_id.clone();
+        let claimed: HashSet<AttemptId> = registration.running.iter().copied().collect();
+        tracing::info!(
+            worker_id,
+            slots = registration.slots,
+            running = claimed.len(),
+            "worker attached"
+        );
+        let _ = outbox
+            .send(SchedulerMessage::Registered {
+                heartbeat_interval: self.options.heartbeat_interval,
+                lease_timeout: self.options.lease_timeout,
+            })
+            .await;
+        let previous =
+            self.workers.remove(&worker_id).map(|worker| worker.attempts).unwrap_or_default();
+        let mut worker = Worker {
+            registration,
+            outbox: Some(outbox.clone()),
+            session,
+            last_seen: Instant::now(),
+            last_seen_ms: now_ms(),
+            attempts: HashSet::new(),
+        };
+        // Attempts the worker still runs and we still expect from it stay; others are stale.
+        for attempt in &claimed {
+            let current = self.records.get(&attempt.run_id).is_some_and(|record| {
+                record.current_attempt() == *attempt
+                    && record.placement.worker() == Some(worker_id.as_str())
+            });
+            if current {
+                worker.attempts.insert(*attempt);
+            } else {
+                tracing::warn!(worker_id, %attempt, "worker runs an attempt that is no longer current; cancelling it");
+                let _ = outbox
+                    .send(SchedulerMessage::Cancel {
+                        attempt: *attempt,
+                        grace_period: self.options.cancel_grace,
+                    })
+                    .await;
+            }
+        }
+        self.workers.insert(worker_id.clone(), worker);
+        // Attempts placed on this worker that it no longer has were lost with its old process.
+        for attempt in previous.difference(&claimed) {
+            self.lose_attempt(
+                *attempt,
+                &format!("worker {worker_id} restarted and no longer runs it"),
+            )
+            .await;
+        }
+        self.changed();
+        session
+    }
+
+    async fn update(&mut self, worker_id: &str, update: RunUpdate) -> Result<(), ApiError> {
+        let attempt = update.attempt;
+        let Some(record) = self.records.get(&attempt.run_id) else {
+            tracing::warn!(worker_id, %attempt, "report for a run that is not pending; ignored");
+            return Ok(());
+        };
+        if record.current_attempt() != attempt || record.placement.worker() != Some(worker_id) {
+            tracing::warn!(worker_id, %attempt, current = record.attempt, "stale report ignored");
+            return Ok(());
+        }
+        let mut record = record.clone();
+        let mut change = RunChange { status: None, tags: update.tags };
+        let log_line;
+        match update.phase {
+            RunPhase::Started => {
+                record.placement = Placement::Running { worker_id: worker_id.to_string() };
+                change.status = Some(RunStatus::Running);
+                log_line = format!("attempt {} started on worker {worker_id}", attempt.attempt);
+            }
+            phase => {
+                let status = match phase {
+                    RunPhase::Finished => RunStatus::Finished,
+                    RunPhase::Killed => RunStatus::Killed,
+                    _ => RunStatus::Failed,
+                };
+                record.placement = Placement::Done;
+                record.exit_code = update.exit_code;
+                record.message = update.message.clone();
+                change.status = Some(status);
+                if let Some(code) = update.exit_code {
+                    change.tags.push(tag(EXIT_CODE_TAG, &code.to_string()));
+                }
+                if !update.message.is_empty() {
+                    change.tags.push(tag(FAILURE_TAG, &update.message));
+                }
+                log_line = match (&update.exit_code, update.message.as_str()) {
+                    (_, message) if !message.is_empty() => format!("run ended {status}: {message}"),
+                    (Some(code), _) => format!("run ended {status} (exit code {code})"),
+                    (None, _) => format!("run ended {status}"),
+                };
+            }
+        }
+        self.store.append_system_log(attempt.run_id, &log_line).await?;
+        self.store.save_execution(&record, change).await?;
+        if record.placement == Placement::Done {
+            self.records.remove(&attempt.run_id);
+            if let Some(worker) = self.workers.get_mut(worker_id) {
+                worker.attempts.remove(&attempt);
+            }
+        } else {
+            self.records.insert(attempt.run_id, record);
+        }
+        self.changed();
+        Ok(())
+    }
+
+    async fn cancel(&mut self, run_id: RunId) -> Result<RunInfo, ApiError> {
+        let Some(record) = self.records.get(&run_id).cloned() else {
+            return match self.store.execution(run_id)? {
+                Some(_) => {
+                    let info = self.store.run(run_id)?.info;
+                    Err(ApiError::FailedPrecondition(format!(
+                        "run {run_id} has already ended ({})",
+                        info.status
+                    )))
+                }
+                None => {
+                    self.store.run(run_id)?;
+                    Err(ApiError::FailedPrecondition(format!(
+                        "run {run_id} was not submitted to drover's queue, so there is nothing to cancel; set its status instead"
+                    )))
+                }
+            };
+        };
+        if record.cancel_requested {
+            return Ok(self.store.run(run_id)?.info);
+        }
+        match record.placement.clone() {
+            Placement::Queued => {
+                self.queue.remove(&queue_key(&record));
+                let info =
+                    self.finish(record, RunStatus::Killed, "cancelled before it started").await?;
+                Ok(info)
+            }
+            Placement::Assigned { worker_id } | Placement::Running { worker_id } => {
+                let mut record = record;
+                record.cancel_requested = true;
+                self.store.append_system_log(run_id, "cancel requested; stopping the run").await?;
+                let info = self.store.save_execution(&record, RunChange::default()).await?;
+                let attempt = record.current_attempt();
+                self.records.insert(run_id, record);
+                if let Some(outbox) = self.workers.get(&worker_id).and_then(|w| w.outbox.clone()) {
+                    let _ = outbox
+                        .send(SchedulerMessage::Cancel {
+                            attempt,
+                            grace_period: self.options.cancel_grace,
+                        })
+                        .await;
+                }
+                self.changed();
+                Ok(info)
+            }
+            Placement::Done => {
+                Err(ApiError::FailedPrecondition(format!("run {run_id} has already ended")))
+            }
+        }
+    }
+
+    /// Ends a run that no worker will report on.
+    async fn finish(
+        &mut self,
+        mut record: ExecutionRecord,
+        status: RunStatus,
+        reason: &str,
+    ) -> Result<RunInfo, ApiError> {
+        record.placement = Placement::Done;
+        record.message = reason.to_string();
+        self.store
+            .append_system_log(record.run_id, &format!("run ended {status}: {reason}"))
+            .await?;
+        let change = RunChange { status: Some(status), tags: vec![tag(FAILURE_TAG, reason)] };
+        let info = self.store.save_execution(&record, change).await?;
+        self.records.remove(&record.run_id);
+        self.changed();
+        Ok(info)
+    }
+
+    /// An attempt whose worker is gone: requeue it while retries remain, else fail it.
+    async fn lose_attempt(&mut self, attempt: AttemptId, reason: &str) {
+        let Some(record) = self.records.get(&attempt.run_id).cloned() else { return };
+        if record.current_attempt() != attempt {
+            return;
+        }
+        let result = if record.cancel_requested {
+            self.finish(record, RunStatus::Killed, &format!("cancelled; {reason}"))
+                .await
+                .map(|_| ())
+        } else if matches!(record.placement, Placement::Assigned { .. })
+            || record.retries_used < record.spec.max_retries
+        {
+            // An attempt that never started costs no retry.
+            let mut record = record;
+            if matches!(record.placement, Placement::Running { .. }) {
+                record.retries_used += 1;
+            }
+            record.placement = Placement::Queued;
+            let line = format!(
+                "{reason}; requeued (retries used: {} of {})",
+                record.retries_used, record.spec.max_retries
+            );
+            match self.store.append_system_log(record.run_id, &line).await {
+                Ok(()) => {
+                    let change = RunChange { status: Some(RunStatus::Scheduled), tags: Vec::new() };
+                    let saved = self.store.save_execution(&record, change).await;
+                    if saved.is_ok() {
+                        self.queue.insert(queue_key(&record));
+                        self.records.insert(record.run_id, record);
+                        self.changed();
+                    }
+                    saved.map(|_| ())
+                }
+                Err(error) => Err(error),
+            }
+        } else {
+            self.finish(record, RunStatus::Failed, reason).await.map(|_| ())
+        };
+        if let Err(error) = result {
+            tracing::error!(%attempt, %error, "could not record a lost attempt");
+        }
+    }
+
+    async fn expire_leases(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, worker)| now.duration_since(worker.last_seen) > self.options.lease_timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for worker_id in expired {
+            let Some(worker) = self.workers.remove(&worker_id) else { continue };
+            tracing::warn!(worker_id, attempts = worker.attempts.len(), "worker lease expired");
+            for attempt in worker.attempts {
+                self.lose_attempt(
+                    attempt,
+                    &format!("worker {worker_id} stopped responding (lease expired)"),
+                )
+                .await;
+            }
+            self.changed();
+        }
+    }
+
+    /// Places queued runs on workers with free slots, best-first.
+    async fn place(&mut self) {
+        while let Some(key) = self.queue.first().copied() {
+            let Some(record) = self.records.get(&key.2).cloned() else {
+                self.queue.remove(&key);
+                continue;
+            };
+            let needs_docker = record.spec.env_manager == EnvManager::Docker;
+            let candidate = self
+                .workers
+                .values()
+                .filter(|worker| worker.outbox.is_some() && worker.free_slots() > 0)
+                .filter(|worker| !needs_docker || worker.registration.docker_available)
+                .max_by_key(|worker| {
+                    (worker.free_slots(), Reverse(worker.registration.worker_id.clone()))
+                })
+                .map(|worker| worker.registration.worker_id.clone());
+            let Some(worker_id) = candidate else { break };
+            self.queue.remove(&key);
+            let mut record = record;
+            record.attempt += 1;
+            record.placement = Placement::Assigned { worker_id: worker_id.clone() };
+            let attempt = record.current_attempt();
+            let change = RunChange {
+                status: None,
+                tags: vec![
+                    tag(WORKER_TAG, &worker_id),
+                    tag(ATTEMPT_TAG, &attempt.attempt.to_string()),
+                ],
+            };
+            let line = format!("attempt {} assigned to worker {worker_id}", attempt.attempt);
+            let saved = match self.store.append_system_log(record.run_id, &line).await {
+                Ok(()) => self.store.save_execution(&record, change).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = saved {
+                tracing::error!(%attempt, %error, "could not record an assignment; leaving the run queued");
+                self.queue.insert(key);
+                break;
+            }
+            let assignment = Assignment {
+                attempt,
+                experiment_id: record.experiment_id,
+                spec: record.spec.clone(),
+            };
+            self.records.insert(record.run_id, record);
+            if let Some(worker) = self.workers.get_mut(&worker_id) {
+                worker.attempts.insert(attempt);
+                if let Some(outbox) = &worker.outbox
+                    && outbox.send(SchedulerMessage::Assign(Box::new(assignment))).await.is_err()
+                {
+                    // The stream closed under us; the lease decides what happens next.
+                    worker.outbox = None;
+                }
+            }
+            tracing::info!(%attempt, worker_id, "run assigned");
+            self.changed();
+        }
+    }
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag { key: key.to_string(), value: value.to_string() }
+}

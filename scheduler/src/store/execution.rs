@@ -1,0 +1,306 @@
+//! Submitted runs: their execution records (spec, attempt, placement), their state changes,
+//! their logs, and the snapshots they run from.
+
+use drover_project::snapshot::SnapshotDigest;
+use drover_proto::ApiError;
+use drover_proto::domain::{CreateRun, Param, Run, RunId, RunInfo, RunStatus, Tag};
+use drover_proto::execution::{AttemptId, LogStream, RunSpec, SubmitRun};
+use serde::{Deserialize, Serialize};
+
+use super::runs::validate_tag;
+use super::validate::{self, MAX_PARAM_VALUE_LEN};
+use super::{Store, decode, encode, keys, now_ms, storage_error};
+
+/// Where a submitted run is in its life.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Placement {
+    /// Waiting for a worker.
+    Queued,
+    /// Sent to a worker, not started yet.
+    Assigned { worker_id: String },
+    /// Started on a worker.
+    Running { worker_id: String },
+    /// Ended; the run's status says how.
+    Done,
+}
+
+impl Placement {
+    pub fn worker(&self) -> Option<&str> {
+        match self {
+            Placement::Assigned { worker_id } | Placement::Running { worker_id } => Some(worker_id),
+            Placement::Queued | Placement::Done => None,
+        }
+    }
+}
+
+/// The scheduler's durable record of a submitted run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    pub run_id: RunId,
+    pub experiment_id: drover_proto::domain::ExperimentId,
+    pub spec: RunSpec,
+    /// The current attempt; 0 before the first assignment.
+    pub attempt: u32,
+    pub placement: Placement,
+    /// Attempts requeued after their worker was lost.
+    pub retries_used: u32,
+    pub cancel_requested: bool,
+    pub submitted_ms: i64,
+    pub exit_code: Option<i32>,
+    /// Why the run failed or was killed, when drover knows.
+    pub message: String,
+}
+
+impl ExecutionRecord {
+    pub fn current_attempt(&self) -> AttemptId {
+        AttemptId { run_id: self.run_id, attempt: self.attempt }
+    }
+}
+
+/// A change to a run's visible state, applied with its execution record.
+#[derive(Debug, Default)]
+pub struct RunChange {
+    pub status: Option<RunStatus>,
+    pub tags: Vec<Tag>,
+}
+
+/// A piece of a run's stored log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogChunk {
+    pub stream: LogStream,
+    pub data: Vec<u8>,
+    /// Where the next chunk starts.
+    pub end_cursor: u64,
+}
+
+/// Metadata of a stored snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub digest: SnapshotDigest,
+    pub size: u64,
+    pub stored_ms: i64,
+}
+
+fn stream_byte(stream: LogStream) -> u8 {
+    match stream {
+        LogStream::Stdout => 1,
+        LogStream::Stderr => 2,
+        LogStream::System => 3,
+    }
+}
+
+fn stream_from_byte(byte: u8) -> LogStream {
+    match byte {
+        1 => LogStream::Stdout,
+        2 => LogStream::Stderr,
+        _ => LogStream::System,
+    }
+}
+
+impl Store {
+    /// Creates a SCHEDULED run with its params, tags and execution record, in one write.
+    pub async fn submit_run(&self, request: SubmitRun) -> Result<(Run, ExecutionRecord), ApiError> {
+        for (key, value) in &request.spec.parameters {
+            validate::key("param", key)?;
+            validate::value("param", key, value, MAX_PARAM_VALUE_LEN)?;
+        }
+        for tag in &request.tags {
+            validate_tag(tag)?;
+        }
+        let create = CreateRun {
+            experiment_id: request.experiment_id,
+            run_name: request.run_name,
+            user_id: request.user_id,
+            start_time_ms: None,
+            tags: request.tags,
+            status: RunStatus::Scheduled,
+        };
+        let (mut run, mut batch) = self.new_run(create)?;
+        for (key, value) in &request.spec.parameters {
+            batch.insert(keys::param(run.info.run_id, key), value.as_bytes());
+            run.data.params.push(Param { key: key.clone(), value: value.clone() });
+        }
+        run.data.params.sort_by(|a, b| a.key.cmp(&b.key));
+        let record = ExecutionRecord {
+            run_id: run.info.run_id,
+            experiment_id: run.info.experiment_id,
+            spec: request.spec,
+            attempt: 0,
+            placement: Placement::Queued,
+            retries_used: 0,
+            cancel_requested: false,
+            submitted_ms: run.info.start_time_ms,
+            exit_code: None,
+            message: String::new(),
+        };
+        batch.insert(keys::execution(run.info.run_id), encode(&record));
+        self.db().apply_batch(batch).map_err(storage_error)?;
+        self.durable().await?;
+        Ok((run, record))
+    }
+
+    pub fn execution(&self, run_id: RunId) -> Result<Option<ExecutionRecord>, ApiError> {
+        let value = self.db().get(keys::execution(run_id)).map_err(storage_error)?;
+        value.map(|bytes| decode(&bytes, "execution record")).transpose()
+    }
+
+    /// Every execution record that has not ended, for recovery at start-up.
+    pub fn pending_executions(&self) -> Result<Vec<ExecutionRecord>, ApiError> {
+        let mut records = Vec::new();
+        for entry in self.db().scan_prefix(keys::EXECUTION) {
+            let (_, value) = entry.map_err(storage_error)?;
+            let record: ExecutionRecord = decode(&value, "execution record")?;
+            if record.placement != Placement::Done {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Stores `record` and, in the same write, the run's new status and tags. A terminal
+    /// status sets the run's end time.
+    pub async fn save_execution(
+        &self,
+        record: &ExecutionRecord,
+        change: RunChange,
+    ) -> Result<RunInfo, ApiError> {
+        let info = {
+            let _guard = self.write_guard();
+            let mut info = self.run_info(record.run_id)?;
+            let mut batch = sled::Batch::default();
+            if let Some(status) = change.status {
+                info.status = status;
+                if status.is_terminal() {
+                    info.end_time_ms.get_or_insert_with(now_ms);
+                }
+                batch.insert(keys::run(record.run_id), encode(&info));
+            }
+            for tag in &change.tags {
+                batch.insert(keys::tag(record.run_id, &tag.key), tag.value.as_bytes());
+            }
+            batch.insert(keys::execution(record.run_id), encode(record));
+            self.db().apply_batch(batch).map_err(storage_error)?;
+            info
+        };
+        self.durable().await?;
+        Ok(info)
+    }
+
+    /// Appends output of `attempt` at byte `offset` of that attempt's output. A chunk seen
+    /// before (a resend) is skipped; returns whether anything was stored.
+    pub async fn append_attempt_log(
+        &self,
+        attempt: AttemptId,
+        stream: LogStream,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<bool, ApiError> {
+        let stored = {
+            let _guard = self.write_guard();
+            let received_key = keys::attempt_log_length(attempt.run_id, attempt.attempt);
+            let received = self
+                .db()
+                .get(&received_key)
+                .map_err(storage_error)?
+                .as_deref()
+                .and_then(keys::decode_u64)
+                .unwrap_or(0);
+            let end = offset.saturating_add(data.len() as u64);
+            if end <= received {
+                false
+            } else {
+                // Keep only the part not stored yet (a resend may overlap what arrived).
+                let skip = usize::try_from(received.saturating_sub(offset))
+                    .unwrap_or(usize::MAX)
+                    .min(data.len());
+                let mut batch = self.log_batch(attempt.run_id, stream, &data[skip..])?;
+                batch.insert(received_key, &end.to_be_bytes());
+                self.db().apply_batch(batch).map_err(storage_error)?;
+                true
+            }
+        };
+        if stored {
+            self.durable().await?;
+        }
+        Ok(stored)
+    }
+
+    /// Appends a line drover writes into a run's log.
+    pub async fn append_system_log(&self, run_id: RunId, line: &str) -> Result<(), ApiError> {
+        {
+            let _guard = self.write_guard();
+            let text = format!("drover: {line}\n");
+            let batch = self.log_batch(run_id, LogStream::System, text.as_bytes())?;
+            self.db().apply_batch(batch).map_err(storage_error)?;
+        }
+        self.durable().await
+    }
+
+    /// A batch appending `data` at the end of the run's log. Call under the write lock.
+    fn log_batch(
+        &self,
+        run_id: RunId,
+        stream: LogStream,
+        data: &[u8],
+    ) -> Result<sled::Batch, ApiError> {
+        let length_key = keys::log_length(run_id);
+        let start = self
+            .db()
+            .get(&length_key)
+            .map_err(storage_error)?
+            .as_deref()
+            .and_then(keys::decode_u64)
+            .unwrap_or(0);
+        let mut value = Vec::with_capacity(data.len() + 1);
+        value.push(stream_byte(stream));
+        value.extend_from_slice(data);
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::log_chunk(run_id, start), value);
+        batch.insert(length_key, &(start + data.len() as u64).to_be_bytes());
+        Ok(batch)
+    }
+
+    /// Log chunks from `after_cursor` on, up to about `max_bytes`.
+    pub fn read_log(
+        &self,
+        run_id: RunId,
+        after_cursor: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<LogChunk>, ApiError> {
+        let prefix = keys::log_chunks(run_id);
+        let mut chunks = Vec::new();
+        let mut bytes = 0;
+        for entry in self.db().range(keys::log_chunk(run_id, after_cursor)..) {
+            let (key, value) = entry.map_err(storage_error)?;
+            if !key.starts_with(&prefix) || bytes >= max_bytes {
+                break;
+            }
+            let start = keys::decode_u64(&key[prefix.len()..])
+                .ok_or_else(|| ApiError::Internal("stored log key is unreadable".to_string()))?;
+            let Some((&stream, data)) = value.split_first() else { continue };
+            bytes += data.len();
+            chunks.push(LogChunk {
+                stream: stream_from_byte(stream),
+                data: data.to_vec(),
+                end_cursor: start + data.len() as u64,
+            });
+        }
+        Ok(chunks)
+    }
+
+    pub fn snapshot_record(
+        &self,
+        digest: &SnapshotDigest,
+    ) -> Result<Option<SnapshotRecord>, ApiError> {
+        let value = self.db().get(keys::snapshot(digest.as_str())).map_err(storage_error)?;
+        value.map(|bytes| decode(&bytes, "snapshot record")).transpose()
+    }
+
+    pub async fn record_snapshot(&self, record: &SnapshotRecord) -> Result<(), ApiError> {
+        self.db()
+            .insert(keys::snapshot(record.digest.as_str()), encode(record))
+            .map_err(storage_error)?;
+        self.durable().await
+    }
+}
