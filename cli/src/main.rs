@@ -3,6 +3,7 @@
 
 mod backend;
 mod commands;
+mod follow;
 mod output;
 
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::commands::{experiments, runs, scheduler};
+use crate::commands::{experiments, run, runs, scheduler, status, worker};
 
 /// Queue, run, sweep and track machine-learning runs across machines.
 #[derive(Parser, Debug)]
@@ -40,20 +41,26 @@ pub fn drover_home() -> PathBuf {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a project (a directory, with or without an MLproject) on a worker.
+    Run(run::RunArgs),
     /// Create, list, rename, delete and restore experiments.
     #[command(subcommand)]
     Experiments(experiments::Command),
-    /// List, describe, delete and restore runs.
+    /// List, describe, follow, cancel, delete and restore runs.
     #[command(subcommand)]
     Runs(runs::Command),
-    /// Serve the scheduler: the store, the gRPC API, and (later) the web UI, on one address.
+    /// Serve the scheduler: the store, the queue and the gRPC API, on one address.
     Scheduler(scheduler::Options),
+    /// Execute runs for a scheduler, in Docker containers or local processes.
+    Worker(worker::Options),
+    /// Show the cluster: workers, their capacity, and the queue.
+    Status(status::Options),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Scheduler(_) => "info",
+        Command::Scheduler(_) | Command::Worker(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -71,14 +78,18 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
         match cli.command {
-            Command::Experiments(command) => experiments::run(&cli.global, command).await,
+            Command::Run(args) => run::run(&cli.global, args).await,
+            Command::Experiments(command) => done(experiments::run(&cli.global, command).await),
             Command::Runs(command) => runs::run(&cli.global, command).await,
-            Command::Scheduler(options) => scheduler::run(&cli.global, options).await,
+            Command::Scheduler(options) => done(scheduler::run(&cli.global, options).await),
+            Command::Worker(options) => done(worker::run(&cli.global, options).await),
+            Command::Status(options) => done(status::run(&cli.global, options).await),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

@@ -83,6 +83,49 @@ pub fn format_duration(ms: i64) -> String {
     }
 }
 
+/// A progress bar for uploads big enough to notice, when a person is watching.
+pub fn upload_progress(size: u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if size < (8 << 20) || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "uploading project {bar:40} {bytes}/{total_bytes} ({bytes_per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+/// The file's content as a stream of 1 MiB chunks, advancing `progress` as they go.
+pub fn file_chunks(
+    mut file: tokio::fs::File,
+    progress: Option<indicatif::ProgressBar>,
+) -> tokio_stream::wrappers::ReceiverStream<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let mut buffer = vec![0u8; 1 << 20];
+            match file.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => {
+                    buffer.truncate(read);
+                    if let Some(bar) = &progress {
+                        bar.inc(read as u64);
+                    }
+                    if sender.send(buffer).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

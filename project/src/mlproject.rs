@@ -156,7 +156,10 @@ impl MlProject {
             Value::Mapping(mapping) => mapping,
             Value::Null => Mapping::new(),
             _ => {
-                return Err(invalid("", "expected a mapping of keys such as name and entry_points"));
+                return Err(invalid(
+                    "",
+                    "expected a mapping of keys such as name and entry_points",
+                ));
             }
         };
         for key in top.keys() {

@@ -1,8 +1,11 @@
 //! One module per top-level command.
 
 pub mod experiments;
+pub mod run;
 pub mod runs;
 pub mod scheduler;
+pub mod status;
+pub mod worker;
 
 use clap::Args;
 use drover_proto::domain::{ExperimentId, ExperimentRef};

@@ -4,16 +4,23 @@ use clap::{Args, Subcommand};
 use drover_proto::domain::{ExperimentId, ExperimentRef, ListRuns, Run, RunId};
 
 use super::View;
+use std::process::ExitCode;
+
 use crate::GlobalOptions;
-use crate::backend::with_client;
+use crate::backend::{Backend, with_client};
+use crate::follow::{follow_run, report_end};
 use crate::output::{OutputFormat, Table, format_duration, format_time, print_json};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// List runs, newest first.
     List(ListOptions),
-    /// Show a run: status, times, params, latest metrics and tags.
+    /// Show a run: status, times, params, latest metrics, tags, and how it executed.
     Describe(DescribeOptions),
+    /// Print a run's output; with -f, follow it until the run ends.
+    Logs(LogsOptions),
+    /// Cancel a queued or running run: SIGTERM, then SIGKILL after a grace period.
+    Cancel(RunArgument),
     /// Delete a run (it can be restored).
     Delete(RunArgument),
     /// Restore a deleted run.
@@ -47,28 +54,69 @@ pub struct DescribeOptions {
 }
 
 #[derive(Args, Debug)]
+pub struct LogsOptions {
+    /// The run's ID (32 hex characters).
+    run_id: String,
+    /// Keep printing output as it arrives, until the run ends.
+    #[arg(short = 'f', long)]
+    follow: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct RunArgument {
     /// The run's ID (32 hex characters).
     run_id: String,
 }
 
-pub async fn run(global: &GlobalOptions, command: Command) -> anyhow::Result<()> {
+pub async fn run(global: &GlobalOptions, command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::List(options) => list(global, options).await,
-        Command::Describe(options) => describe(global, options).await,
+        Command::List(options) => list(global, options).await.map(|()| ExitCode::SUCCESS),
+        Command::Describe(options) => describe(global, options).await.map(|()| ExitCode::SUCCESS),
+        Command::Logs(options) => logs(global, options).await,
+        Command::Cancel(argument) => {
+            let run_id: RunId = argument.run_id.parse()?;
+            let info =
+                with_client(global, async |client| Ok(client.cancel_run(run_id).await?)).await?;
+            if info.status.is_terminal() {
+                println!("Cancelled run {run_id} before it started");
+            } else {
+                println!("Cancelling run {run_id}: it stops within the grace period");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Delete(argument) => {
             let run_id: RunId = argument.run_id.parse()?;
             with_client(global, async |client| Ok(client.delete_run(run_id).await?)).await?;
             println!("Deleted run {run_id}");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Restore(argument) => {
             let run_id: RunId = argument.run_id.parse()?;
             with_client(global, async |client| Ok(client.restore_run(run_id).await?)).await?;
             println!("Restored run {run_id}");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn logs(global: &GlobalOptions, options: LogsOptions) -> anyhow::Result<ExitCode> {
+    let run_id: RunId = options.run_id.parse()?;
+    let backend = Backend::connect(global).await?;
+    // An embedded scheduler has no worker: nothing would ever arrive to follow.
+    let follow = options.follow && !backend.is_embedded();
+    if options.follow && !follow {
+        eprintln!(
+            "drover: no scheduler serves this store, so the run is not executing; printing its stored log"
+        );
+    }
+    let result = follow_run(&backend.client, run_id, follow, false).await;
+    backend.close().await?;
+    let end = result?;
+    Ok(if options.follow && end.status.is_terminal() {
+        report_end(run_id, &end)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn list(global: &GlobalOptions, options: ListOptions) -> anyhow::Result<()> {
@@ -165,6 +213,12 @@ fn render_run(run: &Run, experiment_name: &str) -> String {
         ]);
     }
     fields.row(vec!["Artifacts".into(), info.artifact_uri.clone()]);
+    let tag = |key: &str| run.data.tags.iter().find(|t| t.key == key).map(|t| t.value.clone());
+    for (label, key) in EXECUTION_FIELDS {
+        if let Some(value) = tag(key) {
+            fields.row(vec![label.to_string(), value]);
+        }
+    }
     let mut out = fields.render();
 
     let section = |title: &str, rows: Vec<Vec<String>>, header: &[&str]| -> String {
@@ -205,6 +259,21 @@ fn render_run(run: &Run, experiment_name: &str) -> String {
     ));
     out
 }
+
+/// How a run executed, shown beside its status when drover ran it.
+const EXECUTION_FIELDS: &[(&str, &str)] = &[
+    ("Exit code", "drover.exit_code"),
+    ("Failure", "drover.failure_reason"),
+    ("Worker", "drover.worker"),
+    ("Attempt", "drover.attempt"),
+    ("Entry point", "mlflow.project.entryPoint"),
+    ("Command", "drover.command"),
+    ("Image", "drover.docker.image"),
+    ("Image ID", "drover.docker.image_id"),
+    ("Snapshot", "drover.snapshot.digest"),
+    ("Git commit", "mlflow.source.git.commit"),
+    ("Source", "mlflow.source.name"),
+];
 
 fn indent(text: &str) -> String {
     text.lines().map(|line| format!("  {line}\n")).collect()

@@ -71,7 +71,7 @@ pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()>
 }
 
 /// Completes on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) =
         (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))

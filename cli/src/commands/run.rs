@@ -1,0 +1,317 @@
+//! `drover run`: check a project and its parameters, ship it as a snapshot, queue the run,
+//! and follow it to the end.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use drover_project::docker::DockerOptions;
+use drover_project::snapshot::{self, PackedSnapshot};
+use drover_project::{EnvVar, Environment, MlProject, PathCheck, parse_param_args};
+use drover_proto::ApiError;
+use drover_proto::Client;
+use drover_proto::domain::{
+    CreateExperiment, DEFAULT_EXPERIMENT_ID, ExperimentId, ExperimentName, ExperimentRef, Tag,
+};
+use drover_proto::execution::{EnvManager, RunSpec, SubmitRun};
+
+use crate::GlobalOptions;
+use crate::backend::{Backend, Embedding};
+use crate::follow::{follow_run, report_end};
+
+/// The image for Docker runs of projects without `docker_env`.
+pub const DEFAULT_IMAGE: &str = "drover/python:3";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EnvManagerArg {
+    Local,
+    Docker,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The project directory.
+    #[arg(default_value = ".", value_name = "URI")]
+    pub uri: PathBuf,
+    /// Entry point: one declared in MLproject, or a .py or .sh file of the project.
+    #[arg(short = 'e', long = "entry-point", default_value = "main", value_name = "ENTRY")]
+    pub entry_point: String,
+    /// A parameter, key=value (repeatable).
+    #[arg(short = 'P', long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// A docker run argument, name=value or name: gpus, cpus, memory, shm-size, env, user.
+    #[arg(short = 'A', long = "docker-arg", value_name = "ARG")]
+    pub docker_args: Vec<String>,
+    /// Experiment to run in, by name (created when missing).
+    #[arg(long, conflicts_with = "experiment_id", value_name = "NAME")]
+    pub experiment_name: Option<String>,
+    /// Experiment to run in, by ID.
+    #[arg(long, value_name = "ID")]
+    pub experiment_id: Option<String>,
+    /// A name for the run (default: a generated one).
+    #[arg(long, value_name = "NAME")]
+    pub run_name: Option<String>,
+    /// Where the run executes: a local process, or a Docker container (the default for
+    /// projects with docker_env).
+    #[arg(long, value_enum, value_name = "MANAGER")]
+    pub env_manager: Option<EnvManagerArg>,
+    /// CPUs for a Docker run, e.g. 1.5.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<String>,
+    /// Memory limit for a Docker run, e.g. 4g.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// GPUs for a Docker run: all, a count, or device=ID[,ID].
+    #[arg(long, value_name = "GPUS")]
+    pub gpus: Option<String>,
+    /// Higher runs first when the cluster is busy.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Times the run is requeued when its worker is lost.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_retries: u32,
+    /// Queue the run and return without following it.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// A run checked and ready to submit, with its snapshot packed.
+pub struct PreparedRun {
+    pub spec: RunSpec,
+    pub tags: Vec<Tag>,
+    pub command: String,
+    pub snapshot: PackedSnapshot,
+}
+
+pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
+    let prepared = prepare(&args)?;
+    if args.detach
+        && global.scheduler.is_none()
+        && drover_scheduler::read_holder(&crate::drover_home()).is_none_or(|h| h.address.is_none())
+    {
+        bail!(
+            "--detach needs a running scheduler (start `drover scheduler` and `drover worker`, or pass --scheduler); without one the run would stop with this command"
+        );
+    }
+    let backend = Backend::connect_with(global, Embedding::WithWorker).await?;
+    let result = submit_and_follow(&backend.client, &args, prepared).await;
+    backend.close().await?;
+    result
+}
+
+async fn submit_and_follow(
+    client: &Client,
+    args: &RunArgs,
+    prepared: PreparedRun,
+) -> anyhow::Result<std::process::ExitCode> {
+    let experiment_id = resolve_experiment(client, args).await?;
+    upload_snapshot(client, &prepared.snapshot).await?;
+    let run = client
+        .submit_run(SubmitRun {
+            experiment_id,
+            run_name: args.run_name.clone(),
+            user_id: user(),
+            tags: prepared.tags,
+            spec: prepared.spec.clone(),
+        })
+        .await?;
+    let run_id = run.info.run_id;
+    let place = match (&prepared.spec.env_manager, &prepared.spec.image) {
+        (EnvManager::Docker, Some(image)) => format!("in a Docker container from {image}"),
+        _ => "as a local process".to_string(),
+    };
+    eprintln!("=== Run (ID='{run_id}') queued in experiment {experiment_id} ===");
+    eprintln!("=== Running command '{}' {place} ===", prepared.command);
+    if args.detach {
+        println!("{run_id}");
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let end = follow_run(client, run_id, true, true).await?;
+    Ok(report_end(run_id, &end))
+}
+
+/// Checks everything that can be checked locally and packs the snapshot.
+pub fn prepare(args: &RunArgs) -> anyhow::Result<PreparedRun> {
+    let project_dir = &args.uri;
+    let uri = project_dir.display().to_string();
+    if uri.contains("://") || uri.starts_with("git@") {
+        bail!(
+            "'{uri}' is not a local directory; drover runs projects from local directories (clone the repository first)"
+        );
+    }
+    if !project_dir.is_dir() {
+        bail!("project directory '{uri}' does not exist");
+    }
+    let project = MlProject::load(project_dir)?;
+    let given = parse_param_args(&args.params)?;
+    let mut docker = DockerOptions::parse_args(&args.docker_args)?;
+    if let Some(cpus) = &args.cpus {
+        docker.set_cpus(cpus)?;
+    }
+    if let Some(memory) = &args.memory {
+        docker.set_memory(memory)?;
+    }
+    if let Some(gpus) = &args.gpus {
+        docker.set_gpus(gpus)?;
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let paths = PathCheck::Local { cwd, project_dir: project_dir.clone() };
+    let invocation = project.invocation(&args.entry_point, &given, &paths)?;
+
+    let env_manager = match (args.env_manager, &project.environment) {
+        (Some(EnvManagerArg::Local), _) => EnvManager::Local,
+        (Some(EnvManagerArg::Docker), _) | (None, Environment::Docker(_)) => EnvManager::Docker,
+        (None, _) => EnvManager::Local,
+    };
+    let docker_flags_given = docker != DockerOptions::default();
+    if env_manager == EnvManager::Local && docker_flags_given {
+        bail!(
+            "docker arguments (-A, --cpus, --memory, --gpus) apply to Docker runs; this run is a local process (use --env-manager docker)"
+        );
+    }
+    let (image, volumes, environment) = match (&project.environment, env_manager) {
+        (Environment::Docker(docker_env), EnvManager::Docker) => {
+            let environment = docker_env
+                .environment
+                .iter()
+                .map(|variable| match variable {
+                    EnvVar::Set(name, value) => Ok((name.clone(), value.clone())),
+                    EnvVar::Copy(name) => std::env::var(name).map(|value| (name.clone(), value)).map_err(|_| {
+                        anyhow::anyhow!("MLproject: docker_env.environment copies '{name}', which is not set in your environment")
+                    }),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            (Some(docker_env.image.clone()), docker_env.volumes.clone(), environment)
+        }
+        (_, EnvManager::Docker) => {
+            let image =
+                std::env::var("DROVER_DEFAULT_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.to_string());
+            (Some(image), Vec::new(), Vec::new())
+        }
+        (_, EnvManager::Local) => (None, Vec::new(), Vec::new()),
+    };
+
+    let snapshot = snapshot::pack(project_dir, snapshot::DEFAULT_SIZE_LIMIT)?;
+    let mut tags = vec![
+        tag("mlflow.source.name", &absolute(project_dir).display().to_string()),
+        tag("mlflow.source.type", "PROJECT"),
+        tag("mlflow.project.env", project.environment.kind()),
+        tag("mlflow.user", &user()),
+        tag("drover.project.name", &project.name),
+    ];
+    if let Some(run_name) = &args.run_name {
+        tags.push(tag("mlflow.runName", run_name));
+    }
+    tags.extend(git_tags(project_dir));
+    let spec = RunSpec {
+        project_name: project.name.clone(),
+        snapshot: snapshot.digest.clone(),
+        snapshot_size: snapshot.size,
+        entry_point: invocation.entry_point.clone(),
+        parameters: invocation.params.clone(),
+        env_manager,
+        image,
+        volumes,
+        environment,
+        docker,
+        max_retries: args.max_retries,
+        priority: args.priority,
+    };
+    Ok(PreparedRun { spec, tags, command: invocation.command, snapshot })
+}
+
+/// The experiment to run in: by ID (must exist), by name (created when missing), or Default.
+pub async fn resolve_experiment(client: &Client, args: &RunArgs) -> anyhow::Result<ExperimentId> {
+    if let Some(id) = &args.experiment_id {
+        let id: ExperimentId = id.parse()?;
+        return Ok(client.get_experiment(ExperimentRef::Id(id)).await?.id);
+    }
+    let Some(name) = &args.experiment_name else { return Ok(DEFAULT_EXPERIMENT_ID) };
+    match client.get_experiment(ExperimentRef::Name(name.clone())).await {
+        Ok(experiment) => Ok(experiment.id),
+        Err(ApiError::NotFound(_)) => {
+            let request = CreateExperiment {
+                name: ExperimentName::parse(name)?,
+                artifact_location: None,
+                tags: Vec::new(),
+            };
+            match client.create_experiment(request).await {
+                Ok(experiment) => {
+                    eprintln!("Created experiment '{}' with ID {}", experiment.name, experiment.id);
+                    Ok(experiment.id)
+                }
+                // Another submission created it in the meantime.
+                Err(ApiError::AlreadyExists(_)) => {
+                    Ok(client.get_experiment(ExperimentRef::Name(name.clone())).await?.id)
+                }
+                Err(error) => Err(error.into()),
+            }
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Uploads the snapshot unless the scheduler already has it.
+pub async fn upload_snapshot(client: &Client, snapshot: &PackedSnapshot) -> anyhow::Result<()> {
+    let (present, limit) = client.has_snapshot(&snapshot.digest).await?;
+    if present {
+        return Ok(());
+    }
+    if snapshot.size > limit {
+        bail!(
+            "the project snapshot is {} bytes; the scheduler accepts up to {limit} bytes",
+            snapshot.size
+        );
+    }
+    let progress = crate::output::upload_progress(snapshot.size);
+    let file = tokio::fs::File::open(snapshot.file.path())
+        .await
+        .context("cannot read the packed snapshot")?;
+    let chunks = crate::output::file_chunks(file, progress.clone());
+    client.upload_snapshot(&snapshot.digest, snapshot.size, chunks).await?;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    Ok(())
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag { key: key.to_string(), value: value.to_string() }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+}
+
+pub fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|user| user.name)
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Source tags for a project inside a git work tree: commit, remote, branch, dirty flag.
+fn git_tags(dir: &Path) -> Vec<Tag> {
+    let git = |args: &[&str]| -> Option<String> {
+        let output =
+            std::process::Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
+        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    };
+    let Some(commit) = git(&["rev-parse", "HEAD"]) else { return Vec::new() };
+    let mut tags = vec![tag("mlflow.source.git.commit", &commit)];
+    if let Some(url) = git(&["remote", "get-url", "origin"]).filter(|url| !url.is_empty()) {
+        tags.push(tag("mlflow.source.git.repoURL", &url));
+    }
+    if let Some(branch) =
+        git(&["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| !b.is_empty() && b != "HEAD")
+    {
+        tags.push(tag("mlflow.source.git.branch", &branch));
+    }
+    let dirty = git(&["status", "--porcelain", "--", "."]).is_some_and(|status| !status.is_empty());
+    tags.push(tag("drover.source.git.dirty", if dirty { "true" } else { "false" }));
+    tags
+}

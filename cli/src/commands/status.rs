@@ -1,0 +1,43 @@
+//! `drover status`: the cluster's workers, their capacity, and the queue.
+
+use clap::Args;
+
+use crate::GlobalOptions;
+use crate::backend::with_client;
+use crate::output::{OutputFormat, Table, format_time, print_json};
+
+#[derive(Args, Debug)]
+pub struct Options {
+    #[arg(long, short = 'o', value_enum, default_value_t)]
+    output: OutputFormat,
+}
+
+pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()> {
+    let status = with_client(global, async |client| Ok(client.cluster_status().await?)).await?;
+    if options.output == OutputFormat::Json {
+        return print_json(&status);
+    }
+    let mut table =
+        Table::new(&["WORKER", "HOST", "STATE", "SLOTS", "CPUS", "MEMORY", "DOCKER", "LAST SEEN"]);
+    for worker in &status.workers {
+        table.row(vec![
+            worker.worker_id.clone(),
+            worker.hostname.clone(),
+            if worker.connected { "connected" } else { "lost (lease running)" }.to_string(),
+            format!("{}/{}", worker.busy_slots, worker.slots),
+            worker.cpus.to_string(),
+            format!("{:.1} GiB", worker.memory_bytes as f64 / (1u64 << 30) as f64),
+            if worker.docker_available { "yes" } else { "no" }.to_string(),
+            format_time(worker.last_seen_ms),
+        ]);
+    }
+    print!("{}", table.render());
+    let busy: u32 = status.workers.iter().map(|w| w.busy_slots).sum();
+    let slots: u32 = status.workers.iter().filter(|w| w.connected).map(|w| w.slots).sum();
+    println!(
+        "\n{} worker(s), {busy}/{slots} slots busy, {} run(s) queued",
+        status.workers.len(),
+        status.queued_runs
+    );
+    Ok(())
+}

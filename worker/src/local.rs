@@ -1,0 +1,107 @@
+//! The local-process executor: the command in `sh -c`, in its own process group, in the
+//! extracted snapshot. Cancelling sends SIGTERM to the group, then SIGKILL after the grace
+//! period.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use drover_proto::execution::LogStream;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use crate::runner::{Outcome, Output, Started};
+
+pub struct LocalRun {
+    pub command: String,
+    pub dir: PathBuf,
+    pub environment: Vec<(String, String)>,
+}
+
+impl LocalRun {
+    pub async fn execute(
+        self,
+        output: Output,
+        mut cancelled: watch::Receiver<Option<Duration>>,
+        started: Started,
+    ) -> Result<Outcome, String> {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(&self.command)
+            .current_dir(&self.dir)
+            .envs(self.environment.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|error| format!("cannot start the command: {error}"))?;
+        let group = child.id().map(|pid| Pid::from_raw(pid as i32));
+        let _ = started.send(Vec::new());
+        let stdout = child
+            .stdout
+            .take()
+            .map(|pipe| tokio::spawn(pump(pipe, LogStream::Stdout, output.clone())));
+        let stderr =
+            child.stderr.take().map(|pipe| tokio::spawn(pump(pipe, LogStream::Stderr, output)));
+
+        let mut killed = false;
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status.map_err(|error| format!("cannot wait for the command: {error}"))?,
+                changed = cancelled.changed(), if !killed => {
+                    let grace = match (changed, *cancelled.borrow()) {
+                        (Ok(()), Some(grace)) => grace,
+                        (Ok(()), None) => continue,
+                        // The worker is gone; stop promptly.
+                        (Err(_), _) => Duration::ZERO,
+                    };
+                    killed = true;
+                    signal_group(group, Signal::SIGTERM);
+                    let deadline = tokio::time::sleep(grace);
+                    tokio::select! {
+                        status = child.wait() => break status.map_err(|error| format!("cannot wait for the command: {error}"))?,
+                        () = deadline => signal_group(group, Signal::SIGKILL),
+                    }
+                }
+            }
+        };
+        // The run ends with its main process; whatever it left behind in its group goes too,
+        // so that nothing holds the output pipes open.
+        signal_group(group, Signal::SIGKILL);
+        for pump in [stdout, stderr].into_iter().flatten() {
+            let _ = pump.await;
+        }
+        let exit_code = status.code().or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            status.signal().map(|signal| 128 + signal)
+        });
+        Ok(Outcome { exit_code, killed })
+    }
+}
+
+fn signal_group(group: Option<Pid>, signal: Signal) {
+    if let Some(group) = group {
+        // ESRCH (the group is already gone) is the expected case after a normal exit.
+        let _ = killpg(group, signal);
+    }
+}
+
+/// Copies a pipe to the output channel as the bytes arrive.
+async fn pump(mut pipe: impl tokio::io::AsyncRead + Unpin, stream: LogStream, output: Output) {
+    let mut buffer = vec![0u8; 64 << 10];
+    loop {
+        match pipe.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => {
+                if output.send((stream, buffer[..read].to_vec())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}

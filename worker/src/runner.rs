@@ -1,0 +1,210 @@
+//! One attempt at a run: fetch and extract its snapshot, render its command from the
+//! MLproject, execute it, stream its output, and report how it ended.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_project::MlProject;
+use drover_project::params::PathCheck;
+use drover_proto::Client;
+use drover_proto::domain::Tag;
+use drover_proto::execution::{
+    Assignment, EnvManager, LogAppend, LogStream, RunPhase, RunUpdate, WorkerEvent,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::WorkerOptions;
+use crate::docker::{DockerExecutor, DockerRun};
+use crate::local::LocalRun;
+use crate::snapshots::SnapshotCache;
+
+pub const COMMAND_TAG: &str = "drover.command";
+
+/// What every run on this worker shares.
+pub struct RunContext {
+    pub worker_id: String,
+    pub options: WorkerOptions,
+    pub docker: Option<DockerExecutor>,
+    pub snapshots: SnapshotCache,
+}
+
+/// How an executed process ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub exit_code: Option<i32>,
+    /// Stopped because the run was cancelled.
+    pub killed: bool,
+}
+
+/// Output of a running process: which stream, and the bytes.
+pub type Output = mpsc::Sender<(LogStream, Vec<u8>)>;
+
+/// Told once the process has started, with facts to record on the run.
+pub type Started = oneshot::Sender<Vec<Tag>>;
+
+pub struct Runner {
+    context: Arc<RunContext>,
+    assignment: Assignment,
+    events: mpsc::Sender<WorkerEvent>,
+    cancelled: watch::Receiver<Option<Duration>>,
+}
+
+fn tag(key: &str, value: impl Into<String>) -> Tag {
+    Tag { key: key.to_string(), value: value.into() }
+}
+
+impl Runner {
+    pub fn new(
+        context: Arc<RunContext>,
+        assignment: Assignment,
+        events: mpsc::Sender<WorkerEvent>,
+        cancelled: watch::Receiver<Option<Duration>>,
+    ) -> Runner {
+        Runner { context, assignment, events, cancelled }
+    }
+
+    pub async fn execute(self) {
+        let attempt = self.assignment.attempt;
+        let run_dir = self
+            .context
+            .options
+            .work_dir
+            .join("runs")
+            .join(format!("{}-{}", attempt.run_id, attempt.attempt));
+        let result = self.attempt(&run_dir).await;
+        let update = match result {
+            Ok(Outcome { killed: true, exit_code }) => RunUpdate {
+                attempt,
+                phase: RunPhase::Killed,
+                exit_code,
+                message: "cancelled".to_string(),
+                tags: Vec::new(),
+            },
+            Ok(Outcome { exit_code: Some(0), .. }) => RunUpdate {
+                attempt,
+                phase: RunPhase::Finished,
+                exit_code: Some(0),
+                message: String::new(),
+                tags: Vec::new(),
+            },
+            Ok(Outcome { exit_code, .. }) => RunUpdate {
+                attempt,
+                phase: RunPhase::Failed,
+                exit_code,
+                message: match exit_code {
+                    Some(code) => format!("the command exited with code {code}"),
+                    None => "the command ended without an exit code".to_string(),
+                },
+                tags: Vec::new(),
+            },
+            Err(reason) => {
+                let killed = self.cancelled.borrow().is_some();
+                RunUpdate {
+                    attempt,
+                    phase: if killed { RunPhase::Killed } else { RunPhase::Failed },
+                    exit_code: None,
+                    message: reason,
+                    tags: Vec::new(),
+                }
+            }
+        };
+        tracing::info!(%attempt, phase = ?update.phase, exit_code = ?update.exit_code, "run ended");
+        let _ = self.events.send(WorkerEvent::Update(update)).await;
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(run_dir)).await;
+    }
+
+    async fn attempt(&self, run_dir: &std::path::Path) -> Result<Outcome, String> {
+        let spec = &self.assignment.spec;
+        let attempt = self.assignment.attempt;
+        if self.cancelled.borrow().is_some() {
+            return Ok(Outcome { exit_code: None, killed: true });
+        }
+        let client =
+            Client::connect(&self.context.options.scheduler).await.map_err(|e| e.to_string())?;
+        let archive = self.context.snapshots.fetch(&client, &spec.snapshot).await?;
+        self.context.snapshots.extract(&archive, run_dir).await?;
+        let project = MlProject::load(run_dir)
+            .map_err(|error| format!("the project's MLproject: {error}"))?;
+        let invocation = project
+            .invocation(&spec.entry_point, &spec.parameters, &PathCheck::AsSubmitted)
+            .map_err(|error| error.to_string())?;
+
+        let tracking_uri = self.context.options.tracking_uri.clone().unwrap_or_else(|| {
+            drover_proto::client::normalize_address(&self.context.options.scheduler)
+                .unwrap_or_default()
+        });
+        let mut environment = vec![
+            ("MLFLOW_TRACKING_URI".to_string(), tracking_uri),
+            ("MLFLOW_RUN_ID".to_string(), attempt.run_id.to_string()),
+            ("MLFLOW_EXPERIMENT_ID".to_string(), self.assignment.experiment_id.to_string()),
+            ("DROVER_RUN_ID".to_string(), attempt.run_id.to_string()),
+            ("DROVER_ATTEMPT".to_string(), attempt.attempt.to_string()),
+        ];
+        environment.extend(spec.environment.iter().cloned());
+
+        let (output, mut output_rx) = mpsc::channel::<(LogStream, Vec<u8>)>(64);
+        let (started, started_rx) = oneshot::channel::<Vec<Tag>>();
+        let forward = {
+            let events = self.events.clone();
+            let command_tag = tag(COMMAND_TAG, invocation.command.clone());
+            async move {
+                // The start is reported before any output, so it reaches the scheduler first.
+                if let Ok(mut tags) = started_rx.await {
+                    tags.push(command_tag);
+                    let update = RunUpdate {
+                        attempt,
+                        phase: RunPhase::Started,
+                        exit_code: None,
+                        message: String::new(),
+                        tags,
+                    };
+                    let _ = events.send(WorkerEvent::Update(update)).await;
+                }
+                let mut offset = 0u64;
+                while let Some((stream, data)) = output_rx.recv().await {
+                    let length = data.len() as u64;
+                    let log = LogAppend { attempt, stream, offset, data };
+                    if events.send(WorkerEvent::Log(log)).await.is_err() {
+                        break;
+                    }
+                    offset += length;
+                }
+            }
+        };
+        let cancelled = self.cancelled.clone();
+        let execution = async {
+            match spec.env_manager {
+                EnvManager::Local => {
+                    let run = LocalRun {
+                        command: invocation.command.clone(),
+                        dir: PathBuf::from(run_dir),
+                        environment,
+                    };
+                    run.execute(output, cancelled, started).await
+                }
+                EnvManager::Docker => {
+                    let docker = self.context.docker.as_ref().ok_or_else(|| {
+                        format!("worker {} cannot reach Docker", self.context.worker_id)
+                    })?;
+                    let image = spec.image.clone().ok_or("a Docker run needs an image")?;
+                    let mut environment = environment;
+                    environment.extend(spec.docker.env.iter().cloned());
+                    let run = DockerRun {
+                        attempt,
+                        image,
+                        command: invocation.command.clone(),
+                        dir: PathBuf::from(run_dir),
+                        volumes: spec.volumes.clone(),
+                        environment,
+                        options: spec.docker.clone(),
+                        pull: self.context.options.pull_images,
+                    };
+                    docker.execute(run, output, cancelled, started).await
+                }
+            }
+        };
+        let (outcome, ()) = tokio::join!(execution, forward);
+        outcome
+    }
+}
