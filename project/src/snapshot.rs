@@ -420,4 +420,75 @@ mod tests {
         assert!(hex.parse::<SnapshotDigest>().is_err());
         assert!(format!("sha256:{}", "A".repeat(64)).parse::<SnapshotDigest>().is_err());
     }
+
+    /// Writes an archive with raw headers, the way a hostile client could.
+    fn hostile(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut builder = tar::Builder::new(file.reopen().unwrap());
+        for (path, kind, link, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            let name = &mut header.as_gnu_mut().unwrap().name;
+            name[..path.len()].copy_from_slice(path.as_bytes());
+            header.set_entry_type(*kind);
+            header.set_mode(0o644);
+            header.set_size(data.len() as u64);
+            if !link.is_empty() {
+                header.set_link_name(link).unwrap();
+            }
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        builder.into_inner().unwrap();
+        file
+    }
+
+    #[test]
+    fn hostile_archives_are_refused_without_writing_outside() {
+        use tar::EntryType::{Block, Char, Directory, Fifo, Link, Regular, Symlink};
+        let cases: Vec<(Vec<(&str, tar::EntryType, &str, &[u8])>, &str)> = vec![
+            (vec![("/tmp/drover-absolute", Regular, "", b"x")], "absolute path"),
+            (vec![("../escape", Regular, "", b"x")], "'..'"),
+            (vec![("a/../../escape", Regular, "", b"x")], "'..'"),
+            (vec![("out", Symlink, "/etc", b"")], "outside the snapshot"),
+            (vec![("out", Symlink, "../..", b"")], "outside the snapshot"),
+            (
+                vec![("dir", Directory, "", b""), ("dir/up", Symlink, "../../x", b"")],
+                "outside the snapshot",
+            ),
+            (vec![("hard", Link, "/etc/passwd", b"")], "hard links"),
+            (vec![("tty", Char, "", b"")], "device files"),
+            (vec![("disk", Block, "", b"")], "device files"),
+            (vec![("pipe", Fifo, "", b"")], "FIFOs"),
+        ];
+        for (entries, expected) in cases {
+            let archive = hostile(&entries);
+            let parent = tempfile::tempdir().unwrap();
+            let dest = parent.path().join("run");
+            let error = unpack(archive.path(), &dest, DEFAULT_SIZE_LIMIT).unwrap_err().to_string();
+            assert!(error.contains(expected), "{:?}: {error}", entries[entries.len() - 1].0);
+            assert!(!parent.path().join("escape").exists());
+        }
+        assert!(!Path::new("/tmp/drover-absolute").exists());
+
+        // A link that stays inside is fine, but nothing may be written through a link.
+        let archive = hostile(&[
+            ("inner", Directory, "", b""),
+            ("alias", Symlink, "inner", b""),
+            ("alias/file", Regular, "", b"ok"),
+        ]);
+        let dest = tempfile::tempdir().unwrap();
+        let error = unpack(archive.path(), dest.path(), DEFAULT_SIZE_LIMIT);
+        // Writing into a directory reached through an inside link stays inside: accepted.
+        assert!(error.is_ok(), "{error:?}");
+        assert_eq!(std::fs::read_to_string(dest.path().join("inner/file")).unwrap(), "ok");
+    }
+
+    #[test]
+    fn oversize_archives_are_refused() {
+        let big = vec![b'x'; 4096];
+        let archive = hostile(&[("big.bin", tar::EntryType::Regular, "", &big)]);
+        let dest = tempfile::tempdir().unwrap();
+        let error = unpack(archive.path(), dest.path(), 1024).unwrap_err();
+        assert!(matches!(error, SnapshotError::TooLarge { .. }), "{error}");
+    }
 }

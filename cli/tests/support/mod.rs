@@ -1,8 +1,13 @@
 //! Helpers for the CLI's end-to-end tests: the built `drover` binary, run against a temporary
-//! home (the embedded default) or a `drover scheduler` child process.
+//! home (the embedded default) or `drover scheduler` and `drover worker` child processes;
+//! Docker and the project images for the tests that need them.
 
-use std::path::Path;
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use drover_scheduler::{Holder, read_holder};
@@ -67,9 +72,18 @@ pub struct SchedulerProcess {
 
 impl SchedulerProcess {
     pub fn spawn(data_dir: &Path) -> SchedulerProcess {
+        SchedulerProcess::spawn_with(data_dir, &[])
+    }
+
+    pub fn spawn_with(data_dir: &Path, extra: &[&str]) -> SchedulerProcess {
+        SchedulerProcess::spawn_at(data_dir, "127.0.0.1:0", extra)
+    }
+
+    pub fn spawn_at(data_dir: &Path, listen: &str, extra: &[&str]) -> SchedulerProcess {
         let child = Command::new(DROVER)
-            .args(["scheduler", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["scheduler", "--listen", listen, "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env_remove("DROVER_SCHEDULER")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -117,4 +131,148 @@ impl Drop for SchedulerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A `drover worker` child process.
+pub struct WorkerProcess {
+    pub child: Child,
+}
+
+impl WorkerProcess {
+    pub fn spawn(scheduler: &str, work_dir: &Path, worker_id: &str, slots: u32) -> WorkerProcess {
+        let child = Command::new(DROVER)
+            .args([
+                "--scheduler",
+                scheduler,
+                "worker",
+                "--worker-id",
+                worker_id,
+                "--slots",
+                &slots.to_string(),
+                "--work-dir",
+            ])
+            .arg(work_dir)
+            .env_remove("DROVER_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn drover worker");
+        WorkerProcess { child }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        send_signal(&self.child, signal);
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn send_signal(child: &Child, signal: i32) {
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: sending a signal to our own child process.
+    #[allow(unsafe_code)]
+    let result = unsafe { libc::kill(pid, signal) };
+    assert_eq!(result, 0, "kill({pid}, {signal})");
+}
+
+/// A project directory: an MLproject and files, under `dir`.
+pub fn project(dir: &Path, mlproject: &str, files: &[(&str, &str)]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("MLproject"), mlproject).unwrap();
+    for (name, content) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// The run's JSON description, through the CLI.
+pub fn describe(home: &Path, scheduler: Option<&str>, run_id: &str) -> serde_json::Value {
+    let mut command = drover(home);
+    if let Some(address) = scheduler {
+        command.args(["--scheduler", address]);
+    }
+    let outcome = run(command.args(["runs", "describe", run_id, "-o", "json"]));
+    assert!(outcome.success, "describe failed: {}", outcome.stderr);
+    serde_json::from_str(&outcome.stdout).unwrap()
+}
+
+pub fn tag(run: &serde_json::Value, key: &str) -> Option<String> {
+    run["data"]["tags"]
+        .as_array()?
+        .iter()
+        .find(|t| t["key"] == key)
+        .and_then(|t| t["value"].as_str())
+        .map(str::to_string)
+}
+
+/// Polls until the run has `status`, failing after `timeout`.
+pub fn wait_for_status(
+    home: &Path,
+    scheduler: Option<&str>,
+    run_id: &str,
+    status: &str,
+    timeout: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let run = describe(home, scheduler, run_id);
+        if run["info"]["status"] == status {
+            return run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {run_id} did not reach {status}; it is {}",
+            run["info"]["status"]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The run ID from `drover run`'s first line on stderr.
+pub fn run_id_from(stderr: &str) -> String {
+    let start = stderr.find("Run (ID='").expect("a run ID in the output") + "Run (ID='".len();
+    stderr[start..start + 32].to_string()
+}
+
+/// Whether Docker tests can run here. In CI (CI=true) a missing engine is a failure, not a skip.
+pub fn docker_ready() -> bool {
+    static READY: OnceLock<bool> = OnceLock::new();
+    *READY.get_or_init(|| {
+        let engine = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output();
+        let available = engine.as_ref().is_ok_and(|output| output.status.success());
+        if !available {
+            let message = "the Docker engine is not reachable (`docker info` failed); Docker-backed tests need it";
+            if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+                panic!("{message}");
+            }
+            eprintln!("skipping: {message}");
+            return false;
+        }
+        let missing = ["drover/python:3", "drover/busybox:1"]
+            .iter()
+            .any(|image| !Command::new("docker").args(["image", "inspect", image]).output().is_ok_and(|o| o.status.success()));
+        if missing {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images/build.sh");
+            let status = Command::new("bash").arg(&script).status().expect("run deploy/images/build.sh");
+            assert!(status.success(), "deploy/images/build.sh failed");
+        }
+        true
+    })
+}
+
+/// Containers carrying a label, e.g. `drover.run_id=...`.
+pub fn containers_with_label(label: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter", &format!("label={label}")])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
 }

@@ -1,0 +1,688 @@
+//! Running projects end to end through the real `drover` binary: the embedded default, a
+//! scheduler and workers as separate processes, local processes and real Docker containers.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::{
+    SchedulerProcess, WorkerProcess, containers_with_label, describe, docker_ready, drover, fails,
+    ok, project, run, run_id_from, send_signal, tag, wait_for_status,
+};
+
+const EXIT_PROJECT: &str = r#"
+name: exits
+entry_points:
+  main:
+    parameters:
+      code: {type: int, default: 0}
+    command: "echo exiting with {code}; exit {code}"
+"#;
+
+#[test]
+fn local_runs_succeed_and_fail_with_their_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let project = project(&dir.path().join("exits"), EXIT_PROJECT, &[]);
+
+    let outcome = run(drover(&home).arg("run").arg(&project));
+    assert!(outcome.success, "{}", outcome.stderr);
+    assert_eq!(outcome.stdout, "exiting with 0\n");
+    let run_id = run_id_from(&outcome.stderr);
+    assert!(
+        outcome.stderr.contains(&format!("=== Run (ID='{run_id}') succeeded ===")),
+        "{}",
+        outcome.stderr
+    );
+    let described = describe(&home, None, &run_id);
+    assert_eq!(described["info"]["status"], "FINISHED");
+    assert_eq!(tag(&described, "drover.exit_code").as_deref(), Some("0"));
+    assert_eq!(tag(&described, "drover.command").as_deref(), Some("echo exiting with 0; exit 0"));
+    assert_eq!(tag(&described, "mlflow.source.type").as_deref(), Some("PROJECT"));
+    assert_eq!(tag(&described, "mlflow.project.entryPoint").as_deref(), Some("main"));
+    assert_eq!(tag(&described, "mlflow.project.env").as_deref(), Some("local"));
+    assert!(tag(&described, "drover.snapshot.digest").unwrap().starts_with("sha256:"));
+    assert_eq!(described["data"]["params"][0]["value"], "0");
+
+    let outcome = run(drover(&home).arg("run").arg(&project).args([
+        "-P",
+        "code=3",
+        "--run-name",
+        "bad-exit",
+    ]));
+    assert!(!outcome.success);
+    let run_id = run_id_from(&outcome.stderr);
+    assert!(
+        outcome.stderr.contains(&format!("=== Run (ID='{run_id}') failed ===")),
+        "{}",
+        outcome.stderr
+    );
+    let described = describe(&home, None, &run_id);
+    assert_eq!(described["info"]["status"], "FAILED");
+    assert_eq!(described["info"]["run_name"], "bad-exit");
+    assert_eq!(tag(&described, "drover.exit_code").as_deref(), Some("3"));
+
+    // The stored log replays the run's output and drover's own lines.
+    let logs = run(drover(&home).args(["runs", "logs", &run_id]));
+    assert_eq!(logs.stdout, "exiting with 3\n");
+    assert!(logs.stderr.contains("run ended FAILED"), "{}", logs.stderr);
+}
+
+#[test]
+fn parameters_arrive_literally_and_extras_are_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let project = project(
+        &dir.path().join("echo"),
+        r#"
+entry_points:
+  main:
+    parameters:
+      value: string
+      count: {type: int, default: 1}
+    command: "python3 show.py {value} {count}"
+"#,
+        &[("show.py", "import json, sys\nprint(json.dumps(sys.argv[1:]))\n")],
+    );
+    let hostile = [
+        "; touch pwned-semicolon",
+        "$(touch pwned-subshell)",
+        "`touch pwned-backtick`",
+        "it's \"quoted\"",
+        "  spaced  out  ",
+        "a\nnewline",
+    ];
+    for value in hostile {
+        let outcome = run(drover(&home)
+            .arg("run")
+            .arg(&project)
+            .arg("-P")
+            .arg(format!("value={value}"))
+            .arg("-P")
+            .arg(format!("extra={value}")));
+        assert!(outcome.success, "{value:?}: {}", outcome.stderr);
+        let argv: Vec<String> = serde_json::from_str(outcome.stdout.trim()).unwrap();
+        assert_eq!(
+            argv,
+            vec![value.to_string(), "1".to_string(), "--extra".to_string(), value.to_string()]
+        );
+    }
+    let leftovers: Vec<_> =
+        walk(dir.path()).into_iter().filter(|path| path.contains("pwned")).collect();
+    assert!(leftovers.is_empty(), "a parameter was executed: {leftovers:?}");
+
+    // Files that are not declared entry points run with their interpreter.
+    let outcome =
+        run(drover(&home).arg("run").arg(&project).args(["-e", "show.py", "-P", "k=v w"]));
+    assert!(outcome.success, "{}", outcome.stderr);
+    assert_eq!(outcome.stdout.trim(), r#"["--k", "v w"]"#);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        found.push(path.display().to_string());
+        if path.is_dir() && !path.is_symlink() {
+            found.extend(walk(&path));
+        }
+    }
+    found
+}
+
+#[test]
+fn bad_submissions_are_refused_before_anything_is_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let typed = project(
+        &dir.path().join("typed"),
+        r#"
+entry_points:
+  main:
+    parameters:
+      alpha: float
+      epochs: int
+      data: path
+    command: "echo {alpha} {epochs} {data}"
+  other:
+    command: "true"
+"#,
+        &[("data.csv", "1")],
+    );
+    let broken = project(&dir.path().join("broken"), "entry_points: [oops\n", &[]);
+    let two_envs =
+        project(&dir.path().join("two"), "docker_env: {image: a}\nconda_env: c.yaml\n", &[]);
+    let no_image = project(&dir.path().join("noimage"), "docker_env: {volumes: []}\n", &[]);
+    let typed = typed.to_str().unwrap();
+    let base = ["run", typed, "-P", "data=typed/data.csv"];
+    let with = |extra: &[&'static str]| -> Vec<String> {
+        base.iter().map(|s| s.to_string()).chain(extra.iter().map(|s| s.to_string())).collect()
+    };
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            with(&["-P", "alpha=abc", "-P", "epochs=1"]),
+            "parameter 'alpha' expects a float, got 'abc'".into(),
+        ),
+        (
+            with(&["-P", "alpha=1", "-P", "epochs=1.5"]),
+            "parameter 'epochs' expects an int, got '1.5'".into(),
+        ),
+        (with(&[]), "missing values for parameters: alpha, epochs".into()),
+        (
+            with(&["-P", "alpha=1", "-P", "alpha=2"]),
+            "parameter 'alpha' is given more than once".into(),
+        ),
+        (with(&["-P", "alpha"]), "malformed parameter 'alpha': expected key=value".into()),
+        (
+            with(&["-P", "alpha=1", "-P", "epochs=1", "-e", "train"]),
+            "entry point 'train' not found (known entry points: main, other)".into(),
+        ),
+        (
+            with(&[
+                "-P",
+                "alpha=1",
+                "-P",
+                "epochs=1",
+                "--env-manager",
+                "docker",
+                "-A",
+                "privileged",
+            ]),
+            "docker argument 'privileged' is not supported".into(),
+        ),
+        (with(&["-P", "alpha=1", "-P", "epochs=1", "-A", "cpus=2"]), "apply to Docker runs".into()),
+        (
+            vec![
+                "run".into(),
+                typed.into(),
+                "-P".into(),
+                "alpha=1".into(),
+                "-P".into(),
+                "epochs=1".into(),
+                "-P".into(),
+                "data=nope.csv".into(),
+            ],
+            "parameter 'data' names 'nope.csv', which does not exist".into(),
+        ),
+        (
+            vec!["run".into(), broken.display().to_string()],
+            format!("{}/MLproject: not valid YAML", broken.display()),
+        ),
+        (vec!["run".into(), two_envs.display().to_string()], "at most one environment".into()),
+        (
+            vec!["run".into(), no_image.display().to_string()],
+            "docker_env: `image` is required".into(),
+        ),
+        (
+            vec!["run".into(), dir.path().join("missing").display().to_string()],
+            "does not exist".into(),
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let outcome = run(drover(&home).current_dir(dir.path()).args(&args));
+        assert!(!outcome.success, "{args:?} should fail");
+        assert!(
+            outcome.stderr.contains(&expected),
+            "{args:?}: expected {expected:?} in:\n{}",
+            outcome.stderr
+        );
+        assert!(
+            outcome.stderr.lines().count() == 1,
+            "{args:?}: one line expected:\n{}",
+            outcome.stderr
+        );
+    }
+    if home.exists() {
+        assert_eq!(ok(&home, &["runs", "list"]).lines().count(), 1, "nothing may be queued");
+    }
+}
+
+#[test]
+fn docker_runs_with_volumes_environment_and_options() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("input.txt"), "from the host volume").unwrap();
+    let project = project(
+        &dir.path().join("containerized"),
+        &format!(
+            r#"
+name: containerized
+docker_env:
+  image: drover/busybox:1
+  volumes: ["{}:/data"]
+  environment: [["SET_HERE", "literal value"], "COPIED_VAR"]
+entry_points:
+  main:
+    parameters:
+      word: string
+    command: "cat /data/input.txt; echo; echo word={{word}} set=$SET_HERE copied=$COPIED_VAR extra=$EXTRA run=$MLFLOW_RUN_ID uid=$(id -u); pwd; ls"
+"#,
+            data.display()
+        ),
+        &[("marker.txt", "in the snapshot")],
+    );
+    let outcome = run(drover(&home)
+        .env("COPIED_VAR", "copied from submitter")
+        .arg("run")
+        .arg(&project)
+        .args([
+            "-P",
+            "word=$(hostname)",
+            "-A",
+            "env=EXTRA=from -A",
+            "-A",
+            "user=1234",
+            "--memory",
+            "256m",
+        ]));
+    assert!(outcome.success, "{}\n{}", outcome.stdout, outcome.stderr);
+    let run_id = run_id_from(&outcome.stderr);
+    let lines: Vec<&str> = outcome.stdout.lines().collect();
+    assert_eq!(lines[0], "from the host volume");
+    assert_eq!(
+        lines[1],
+        format!(
+            "word=$(hostname) set=literal value copied=copied from submitter extra=from -A run={run_id} uid=1234"
+        )
+    );
+    assert_eq!(lines[2], "/mlflow/projects/code");
+    assert!(lines.contains(&"marker.txt"), "{}", outcome.stdout);
+
+    let described = describe(&home, None, &run_id);
+    assert_eq!(tag(&described, "drover.docker.image").as_deref(), Some("drover/busybox:1"));
+    assert!(tag(&described, "drover.docker.image_id").unwrap().starts_with("sha256:"));
+    assert_eq!(tag(&described, "mlflow.project.env").as_deref(), Some("docker"));
+    assert!(
+        containers_with_label(&format!("drover.run_id={run_id}")).is_empty(),
+        "the container must be removed"
+    );
+}
+
+#[test]
+fn a_missing_image_fails_the_run_with_its_name() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let project = project(
+        &dir.path().join("p"),
+        "docker_env: {image: drover/not-built:7}\nentry_points: {main: {command: 'true'}}\n",
+        &[],
+    );
+    let outcome = run(drover(&home).arg("run").arg(&project));
+    assert!(!outcome.success);
+    assert!(
+        outcome.stderr.contains("image 'drover/not-built:7' is not present on worker local"),
+        "{}",
+        outcome.stderr
+    );
+    let described = describe(&home, None, &run_id_from(&outcome.stderr));
+    assert_eq!(described["info"]["status"], "FAILED");
+}
+
+#[test]
+fn the_docker_example_runs_and_the_quickstart_runs_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let outcome = run(drover(&home).arg("run").arg(examples.join("quickstart")).args([
+        "-P",
+        "alpha=0.3",
+        "--experiment-name",
+        "quickstart",
+    ]));
+    assert!(outcome.success, "{}", outcome.stderr);
+    assert!(outcome.stdout.contains("::metric rmse="), "{}", outcome.stdout);
+    if !docker_ready() {
+        return;
+    }
+    let outcome =
+        run(drover(&home).arg("run").arg(examples.join("docker")).args(["-P", "epochs=3"]));
+    assert!(outcome.success, "{}", outcome.stderr);
+    assert!(outcome.stdout.contains("training in docker mode"), "{}", outcome.stdout);
+    assert!(outcome.stdout.contains("epoch 3: loss"), "{}", outcome.stdout);
+}
+
+/// A scheduler and a worker as separate processes, with a short lease.
+struct Cluster {
+    dir: tempfile::TempDir,
+    scheduler: SchedulerProcess,
+    worker: Option<WorkerProcess>,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let scheduler =
+            SchedulerProcess::spawn_with(&dir.path().join("store"), &["--lease-timeout", "3s"]);
+        let worker = WorkerProcess::spawn(&scheduler.address, &dir.path().join("work"), "w1", 2);
+        Cluster { dir, scheduler, worker: Some(worker) }
+    }
+
+    fn home(&self) -> std::path::PathBuf {
+        self.dir.path().join("client-home")
+    }
+
+    fn drover(&self) -> std::process::Command {
+        let mut command = drover(&self.home());
+        command.args(["--scheduler", &self.scheduler.address]);
+        command
+    }
+
+    fn submit(&self, project: &std::path::Path, extra: &[&str]) -> String {
+        let outcome = run(self.drover().arg("run").arg(project).arg("--detach").args(extra));
+        assert!(outcome.success, "{}", outcome.stderr);
+        outcome.stdout.trim().to_string()
+    }
+
+    fn wait(&self, run_id: &str, status: &str) -> serde_json::Value {
+        wait_for_status(
+            &self.home(),
+            Some(&self.scheduler.address),
+            run_id,
+            status,
+            Duration::from_secs(30),
+        )
+    }
+}
+
+const SLEEP_PROJECT: &str = r#"
+entry_points:
+  main:
+    parameters:
+      seconds: {type: int, default: 300}
+    command: "echo started; sleep {seconds}; echo done"
+"#;
+
+#[test]
+fn cancel_stops_local_and_docker_runs() {
+    let cluster = Cluster::start();
+    let local = project(&cluster.dir.path().join("sleep"), SLEEP_PROJECT, &[]);
+    let run_id = cluster.submit(&local, &[]);
+    cluster.wait(&run_id, "RUNNING");
+    let cancelled = run(cluster.drover().args(["runs", "cancel", &run_id]));
+    assert!(cancelled.success, "{}", cancelled.stderr);
+    let started = Instant::now();
+    let described = cluster.wait(&run_id, "KILLED");
+    assert!(started.elapsed() < Duration::from_secs(15), "cancel took {:?}", started.elapsed());
+    assert!(tag(&described, "drover.failure_reason").unwrap().contains("cancelled"));
+
+    // A queued run is cancelled before it starts; an ended one cannot be.
+    let error = run(cluster.drover().args(["runs", "cancel", &run_id]));
+    assert!(
+        !error.success && error.stderr.contains("has already ended (KILLED)"),
+        "{}",
+        error.stderr
+    );
+
+    if !docker_ready() {
+        return;
+    }
+    let containerized = project(
+        &cluster.dir.path().join("sleep-docker"),
+        &format!("docker_env: {{image: drover/busybox:1}}\n{SLEEP_PROJECT}"),
+        &[],
+    );
+    let run_id = cluster.submit(&containerized, &[]);
+    cluster.wait(&run_id, "RUNNING");
+    assert_eq!(containers_with_label(&format!("drover.run_id={run_id}")).len(), 1);
+    assert!(run(cluster.drover().args(["runs", "cancel", &run_id])).success);
+    cluster.wait(&run_id, "KILLED");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !containers_with_label(&format!("drover.run_id={run_id}")).is_empty() {
+        assert!(Instant::now() < deadline, "the cancelled run's container was not removed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ctrl_c_in_a_following_cli_cancels_the_run() {
+    let cluster = Cluster::start();
+    let sleeper = project(&cluster.dir.path().join("sleep"), SLEEP_PROJECT, &[]);
+    let mut child = cluster
+        .drover()
+        .arg("run")
+        .arg(&sleeper)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the run's first output line, then interrupt the CLI.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
+    send_signal(&child, libc::SIGINT);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("cancelling run"), "{stderr}");
+    let run_id = run_id_from(&stderr);
+    assert!(stderr.contains(&format!("=== Run (ID='{run_id}') failed ===")), "{stderr}");
+    cluster.wait(&run_id, "KILLED");
+}
+
+#[test]
+fn logs_stream_while_the_run_is_going() {
+    let cluster = Cluster::start();
+    let slow = project(
+        &cluster.dir.path().join("slow"),
+        "entry_points: {main: {command: 'echo first; sleep 3; echo second'}}\n",
+        &[],
+    );
+    let run_id = cluster.submit(&slow, &[]);
+    let mut follower = cluster
+        .drover()
+        .args(["runs", "logs", "-f", &run_id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(follower.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "first\n");
+    // The run has not ended when its first line arrives.
+    let status =
+        describe(&cluster.home(), Some(&cluster.scheduler.address), &run_id)["info"]["status"]
+            .clone();
+    assert_eq!(status, "RUNNING");
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "second\n");
+    assert!(follower.wait().unwrap().success());
+}
+
+#[test]
+fn a_restarted_worker_reaps_its_containers_and_the_run_is_retried() {
+    if !docker_ready() {
+        return;
+    }
+    let mut cluster = Cluster::start();
+    let containerized = project(
+        &cluster.dir.path().join("retry"),
+        "docker_env: {image: drover/busybox:1}\nentry_points: {main: {command: 'if [ \"$DROVER_ATTEMPT\" = 1 ]; then sleep 300; fi; echo attempt $DROVER_ATTEMPT'}}\n",
+        &[],
+    );
+    let run_id = cluster.submit(&containerized, &["--max-retries", "1"]);
+    cluster.wait(&run_id, "RUNNING");
+    let label = format!("drover.run_id={run_id}");
+    assert_eq!(containers_with_label(&label).len(), 1);
+
+    // The worker dies hard; its container outlives it.
+    let worker = cluster.worker.take().unwrap();
+    worker.signal(libc::SIGKILL);
+    drop(worker);
+    assert_eq!(containers_with_label(&label).len(), 1, "the container should outlive its worker");
+
+    // Restarted with the same id, the worker removes what it left behind, the scheduler learns
+    // the attempt was lost and runs it again.
+    cluster.worker = Some(WorkerProcess::spawn(
+        &cluster.scheduler.address,
+        &cluster.dir.path().join("work"),
+        "w1",
+        2,
+    ));
+    let described = cluster.wait(&run_id, "FINISHED");
+    assert_eq!(tag(&described, "drover.attempt").as_deref(), Some("2"));
+    assert!(containers_with_label(&label).is_empty());
+    let logs = run(cluster.drover().args(["runs", "logs", &run_id]));
+    assert!(logs.stdout.contains("attempt 2"), "{}", logs.stdout);
+    assert!(logs.stderr.contains("worker w1 restarted"), "{}", logs.stderr);
+}
+
+#[test]
+fn a_lost_worker_fails_its_runs_when_no_retry_remains() {
+    let mut cluster = Cluster::start();
+    let sleeper = project(&cluster.dir.path().join("sleep"), SLEEP_PROJECT, &[]);
+    let run_id = cluster.submit(&sleeper, &[]);
+    cluster.wait(&run_id, "RUNNING");
+    let worker = cluster.worker.take().unwrap();
+    worker.signal(libc::SIGKILL);
+    drop(worker);
+    let described = cluster.wait(&run_id, "FAILED");
+    assert!(
+        tag(&described, "drover.failure_reason")
+            .unwrap()
+            .contains("stopped responding (lease expired)"),
+        "{described}"
+    );
+}
+
+#[test]
+fn runs_survive_a_scheduler_killed_mid_run() {
+    let cluster = Cluster::start();
+    let counter = project(
+        &cluster.dir.path().join("count"),
+        "entry_points: {main: {command: 'for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done'}}\n",
+        &[],
+    );
+    let run_id = cluster.submit(&counter, &[]);
+    cluster.wait(&run_id, "RUNNING");
+    let store = cluster.dir.path().join("store");
+    let Cluster { dir, scheduler, worker } = cluster;
+    let address = scheduler.address.clone();
+    let port = address.rsplit(':').next().unwrap().to_string();
+    let mut scheduler = scheduler;
+    scheduler.signal(libc::SIGKILL);
+    scheduler.wait();
+    drop(scheduler);
+    // Same store, same address: the worker reconnects and resends what was not acknowledged.
+    let scheduler = SchedulerProcess::spawn_at(
+        &store,
+        &format!("127.0.0.1:{port}"),
+        &["--lease-timeout", "3s"],
+    );
+    let cluster = Cluster { dir, scheduler, worker };
+    cluster.wait(&run_id, "FINISHED");
+    let logs = run(cluster.drover().args(["runs", "logs", &run_id]));
+    let expected: String = (1..=6).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(logs.stdout, expected, "every line exactly once");
+}
+
+#[test]
+fn status_shows_workers_and_the_queue() {
+    let cluster = Cluster::start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = run(cluster.drover().arg("status"));
+        assert!(status.success, "{}", status.stderr);
+        if status.stdout.contains("w1") {
+            assert!(status.stdout.contains("connected"), "{}", status.stdout);
+            assert!(status.stdout.contains("0/2"), "{}", status.stdout);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker never showed up:\n{}", status.stdout);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let error = fails(&cluster.home(), &["worker"]);
+    assert!(error.contains("a worker needs a scheduler"), "{error}");
+}
+
+#[tokio::test]
+async fn hostile_snapshots_fail_the_run_and_write_nothing_outside() {
+    use drover_proto::Client;
+    use drover_proto::domain::DEFAULT_EXPERIMENT_ID;
+    use drover_proto::execution::{EnvManager, RunSpec, SubmitRun};
+    use sha2::{Digest, Sha256};
+
+    let cluster = Cluster::start();
+    let client = Client::connect(&cluster.scheduler.address).await.unwrap();
+    let cases: [(&str, tar::EntryType, &str, &str); 4] = [
+        ("../escape", tar::EntryType::Regular, "", "contains a '..' component"),
+        ("/tmp/drover-hostile-absolute", tar::EntryType::Regular, "", "is an absolute path"),
+        ("link", tar::EntryType::Symlink, "/etc", "outside the snapshot"),
+        ("device", tar::EntryType::Char, "", "device files are not accepted"),
+    ];
+    for (path, kind, link, reason) in cases {
+        let mut archive = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.as_gnu_mut().unwrap().name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_entry_type(kind);
+        header.set_mode(0o644);
+        header.set_size(1);
+        if !link.is_empty() {
+            header.set_link_name(link).unwrap();
+        }
+        header.set_cksum();
+        archive.append(&header, &b"x"[..]).unwrap();
+        let bytes = archive.into_inner().unwrap();
+        let digest: drover_project::snapshot::SnapshotDigest =
+            format!("sha256:{}", hex::encode(Sha256::digest(&bytes))).parse().unwrap();
+        client
+            .upload_snapshot(&digest, bytes.len() as u64, tokio_stream::iter(vec![bytes.clone()]))
+            .await
+            .unwrap();
+        let spec = RunSpec {
+            project_name: "hostile".into(),
+            snapshot: digest,
+            snapshot_size: bytes.len() as u64,
+            entry_point: "main".into(),
+            parameters: Vec::new(),
+            env_manager: EnvManager::Local,
+            image: None,
+            volumes: Vec::new(),
+            environment: Vec::new(),
+            docker: Default::default(),
+            max_retries: 0,
+            priority: 0,
+        };
+        let request = SubmitRun {
+            experiment_id: DEFAULT_EXPERIMENT_ID,
+            run_name: None,
+            user_id: "attacker".into(),
+            tags: Vec::new(),
+            spec,
+        };
+        let run_id = client.submit_run(request).await.unwrap().info.run_id.to_string();
+        let described = cluster.wait(&run_id, "FAILED");
+        let failure = tag(&described, "drover.failure_reason").unwrap();
+        assert!(
+            failure.contains("snapshot was refused") && failure.contains(reason),
+            "{path}: {failure}"
+        );
+    }
+    assert!(!cluster.dir.path().join("work/runs/escape").exists());
+    assert!(!cluster.dir.path().join("work/escape").exists());
+    assert!(!std::path::Path::new("/tmp/drover-hostile-absolute").exists());
+
+    // A snapshot whose bytes do not match its digest is refused at upload.
+    let digest: drover_project::snapshot::SnapshotDigest =
+        format!("sha256:{}", "0".repeat(64)).parse().unwrap();
+    let error = client
+        .upload_snapshot(&digest, 3, tokio_stream::iter(vec![b"abc".to_vec()]))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("digest is sha256:"), "{error}");
+}
