@@ -421,8 +421,11 @@ mod tests {
         assert!(format!("sha256:{}", "A".repeat(64)).parse::<SnapshotDigest>().is_err());
     }
 
+    /// An archive entry: path, type, link target, content.
+    type RawEntry<'a> = (&'a str, tar::EntryType, &'a str, &'a [u8]);
+
     /// Writes an archive with raw headers, the way a hostile client could.
-    fn hostile(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> tempfile::NamedTempFile {
+    fn hostile(entries: &[RawEntry<'_>]) -> tempfile::NamedTempFile {
         let file = tempfile::NamedTempFile::new().unwrap();
         let mut builder = tar::Builder::new(file.reopen().unwrap());
         for (path, kind, link, data) in entries {
@@ -445,7 +448,7 @@ mod tests {
     #[test]
     fn hostile_archives_are_refused_without_writing_outside() {
         use tar::EntryType::{Block, Char, Directory, Fifo, Link, Regular, Symlink};
-        let cases: Vec<(Vec<(&str, tar::EntryType, &str, &[u8])>, &str)> = vec![
+        let cases: Vec<(Vec<RawEntry<'_>>, &str)> = vec![
             (vec![("/tmp/drover-absolute", Regular, "", b"x")], "absolute path"),
             (vec![("../escape", Regular, "", b"x")], "'..'"),
             (vec![("a/../../escape", Regular, "", b"x")], "'..'"),
