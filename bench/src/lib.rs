@@ -1,0 +1,96 @@
+//! Shared pieces of drover's benchmarks: a scheduler and worker as child processes of the
+//! release binary, and the statistics the reports print.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The release `drover` binary (DROVER_BIN overrides).
+pub fn drover_binary() -> PathBuf {
+    std::env::var_os("DROVER_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/drover")
+    })
+}
+
+/// A process killed when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A scheduler and one idle worker on loopback, over a fresh store.
+pub struct LocalCluster {
+    pub address: String,
+    pub dir: tempfile::TempDir,
+    _scheduler: Process,
+    _worker: Process,
+}
+
+impl LocalCluster {
+    pub fn start(slots: u32) -> anyhow::Result<LocalCluster> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let address = format!("127.0.0.1:{port}");
+        let scheduler = Process(
+            Command::new(drover_binary())
+                .args(["scheduler", "--listen", &address, "--data-dir"])
+                .arg(dir.path().join("store"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        wait_for_port(&address)?;
+        let worker = Process(
+            Command::new(drover_binary())
+                .args(["--scheduler", &address, "worker", "--worker-id", "bench", "--slots", &slots.to_string(), "--work-dir"])
+                .arg(dir.path().join("work"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        Ok(LocalCluster { address, dir, _scheduler: scheduler, _worker: worker })
+    }
+}
+
+fn wait_for_port(address: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(address).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "nothing listens on {address}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// The value at quantile `q` (0..=1) of `samples`, nearest-rank.
+pub fn quantile(samples: &[f64], q: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Prints a table: a header row, then rows, columns padded.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (index, cell) in row.iter().enumerate() {
+            widths[index] = widths[index].max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = widths[i])).collect();
+        println!("| {} |", padded.join(" | "));
+    };
+    line(header.to_vec());
+    println!("|{}|", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("|"));
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
