@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 /// The release `drover` binary (DROVER_BIN overrides).
 pub fn drover_binary() -> PathBuf {
-    std::env::var_os("DROVER_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/drover")
-    })
+    std::env::var_os("DROVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/drover"))
 }
 
 /// A process killed when dropped.
@@ -46,7 +46,16 @@ impl LocalCluster {
         wait_for_port(&address)?;
         let worker = Process(
             Command::new(drover_binary())
-                .args(["--scheduler", &address, "worker", "--worker-id", "bench", "--slots", &slots.to_string(), "--work-dir"])
+                .args([
+                    "--scheduler",
+                    &address,
+                    "worker",
+                    "--worker-id",
+                    "bench",
+                    "--slots",
+                    &slots.to_string(),
+                    "--work-dir",
+                ])
                 .arg(dir.path().join("work"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -85,7 +94,11 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = widths[i])).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = widths[i]))
+            .collect();
         println!("| {} |", padded.join(" | "));
     };
     line(header.to_vec());

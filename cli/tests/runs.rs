@@ -686,3 +686,76 @@ async fn hostile_snapshots_fail_the_run_and_write_nothing_outside() {
         .unwrap_err();
     assert!(error.to_string().contains("digest is sha256:"), "{error}");
 }
+
+#[tokio::test]
+async fn metric_lines_land_in_the_run_while_it_goes() {
+    use drover_proto::Client;
+    use drover_proto::domain::{MetricHistoryQuery, RunId};
+
+    let cluster = Cluster::start();
+    let printer = project(
+        &cluster.dir.path().join("metrics"),
+        "entry_points: {main: {command: 'sh emit.sh'}}\n",
+        &[(
+            "emit.sh",
+            "for i in 0 1 2 3 4; do echo \"::metric loss=0.$((9 - i)) acc=0.$i\"; done\n\
+             echo '::metric loss=0.1 step=100'\n\
+             echo '::metric loss=oops'\n\
+             echo '::metric loss=0.05 step=101 junk'\n\
+             echo '::param optimizer=adam'\n\
+             echo '::tag phase=final'\n\
+             sleep 1\n",
+        )],
+    );
+    let run_id = cluster.submit(&printer, &[]);
+    let described = cluster.wait(&run_id, "FINISHED");
+    let latest: Vec<(String, f64, i64)> = described["data"]["latest_metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["key"].as_str().unwrap().to_string(),
+                m["value"].as_f64().unwrap(),
+                m["step"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(latest.contains(&("loss".to_string(), 0.1, 100)), "{latest:?}");
+    assert!(latest.contains(&("acc".to_string(), 0.4, 4)), "{latest:?}");
+    assert_eq!(tag(&described, "phase").as_deref(), Some("final"));
+    assert!(
+        described["data"]["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["key"] == "optimizer" && p["value"] == "adam")
+    );
+
+    let client = Client::connect(&cluster.scheduler.address).await.unwrap();
+    let run_id: RunId = run_id.parse().unwrap();
+    let history = client
+        .metric_history(MetricHistoryQuery {
+            run_id,
+            key: "loss".into(),
+            start_step: None,
+            end_step: None,
+            max_results: None,
+            page_token: None,
+        })
+        .await
+        .unwrap()
+        .items;
+    let points: Vec<(i64, f64)> = history.iter().map(|m| (m.step, m.value)).collect();
+    assert_eq!(points, vec![(0, 0.9), (1, 0.8), (2, 0.7), (3, 0.6), (4, 0.5), (100, 0.1)]);
+
+    // The lines stay in the log, and the malformed one is noted once.
+    let logs = run(cluster.drover().args(["runs", "logs", &run_id.to_string()]));
+    assert!(logs.stdout.contains("::metric loss=oops"), "{}", logs.stdout);
+    assert_eq!(
+        logs.stderr.matches("ignored a malformed metric line").count(),
+        1,
+        "{}",
+        logs.stderr
+    );
+}

@@ -10,7 +10,7 @@ use drover_project::snapshot::SnapshotDigest;
 use serde::{Deserialize, Serialize};
 use tokio_stream::Stream;
 
-use crate::domain::{ExperimentId, RunId, RunStatus, Tag};
+use crate::domain::{ExperimentId, Metric, Param, RunId, RunStatus, Tag};
 
 /// A boxed stream, for the streaming calls of the API.
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = T> + Send + 'static>>;
@@ -153,12 +153,24 @@ pub struct LogAppend {
     pub data: Vec<u8>,
 }
 
+/// Metrics, params and tags a run printed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricBatch {
+    pub attempt: AttemptId,
+    /// Counts from 1 within an attempt; one at or below the last stored is a resend.
+    pub batch: u64,
+    pub metrics: Vec<Metric>,
+    pub params: Vec<Param>,
+    pub tags: Vec<Tag>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkerEvent {
     Register(WorkerRegistration),
     Heartbeat { running: Vec<AttemptId> },
     Update(RunUpdate),
     Log(LogAppend),
+    Metrics(MetricBatch),
 }
 
 /// A message from a worker. Those with a sequence number are acknowledged once durable and

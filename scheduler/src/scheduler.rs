@@ -8,8 +8,8 @@ use drover_project::snapshot::{DEFAULT_SIZE_LIMIT, SnapshotDigest};
 use drover_proto::ApiError;
 use drover_proto::domain::{Run, RunId, RunInfo, Tag};
 use drover_proto::execution::{
-    BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SnapshotChunk, SubmitRun,
-    UploadedSnapshot, WorkerEvent, WorkerMessage,
+    AttemptId, BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SnapshotChunk,
+    SubmitRun, UploadedSnapshot, WorkerEvent, WorkerMessage,
 };
 use drover_proto::service::Execution;
 use tokio::sync::{mpsc, watch};
@@ -222,6 +222,20 @@ impl WorkerSession {
                 None => break,
             };
             match self.apply(message.event).await {
+                // A report that can never be applied is acknowledged and dropped, or the
+                // worker would resend it forever.
+                Err(
+                    ApiError::InvalidArgument(reason)
+                    | ApiError::NotFound(reason)
+                    | ApiError::FailedPrecondition(reason),
+                ) => {
+                    tracing::warn!(worker_id = self.worker_id, reason, "refused a worker report");
+                    if let Some(seq) = message.seq
+                        && self.outbox.send(SchedulerMessage::Ack(seq)).await.is_err()
+                    {
+                        break;
+                    }
+                }
                 Ok(()) => {
                     if let Some(seq) = message.seq
                         && self.outbox.send(SchedulerMessage::Ack(seq)).await.is_err()
@@ -239,6 +253,14 @@ impl WorkerSession {
         self.scheduler.dispatch.detach(self.worker_id.clone(), self.session).await;
     }
 
+    /// Whether `attempt` is the run's current one, placed on this worker.
+    fn is_current(&self, attempt: AttemptId) -> Result<bool, ApiError> {
+        Ok(self.scheduler.store.execution(attempt.run_id)?.is_some_and(|record| {
+            record.current_attempt() == attempt
+                && record.placement.worker() == Some(self.worker_id.as_str())
+        }))
+    }
+
     async fn apply(&self, event: WorkerEvent) -> Result<(), ApiError> {
         match event {
             WorkerEvent::Heartbeat { .. } => {
@@ -247,13 +269,20 @@ impl WorkerSession {
             WorkerEvent::Update(update) => {
                 self.scheduler.dispatch.update(self.worker_id.clone(), update).await
             }
+            WorkerEvent::Metrics(batch) => {
+                if !self.is_current(batch.attempt)? {
+                    tracing::debug!(worker_id = self.worker_id, attempt = %batch.attempt, "metrics of a stale attempt dropped");
+                    return Ok(());
+                }
+                let run_id = batch.attempt.run_id;
+                for conflict in self.scheduler.store.apply_metric_batch(&batch).await? {
+                    let line = format!("ignored a ::param line: {conflict}");
+                    self.scheduler.store.append_system_log(run_id, &line).await?;
+                }
+                Ok(())
+            }
             WorkerEvent::Log(log) => {
-                let current =
-                    self.scheduler.store.execution(log.attempt.run_id)?.is_some_and(|record| {
-                        record.current_attempt() == log.attempt
-                            && record.placement.worker() == Some(self.worker_id.as_str())
-                    });
-                if !current {
+                if !self.is_current(log.attempt)? {
                     tracing::debug!(worker_id = self.worker_id, attempt = %log.attempt, "log of a stale attempt dropped");
                     return Ok(());
                 }

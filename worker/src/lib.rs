@@ -4,6 +4,7 @@
 
 mod docker;
 mod local;
+mod metrics;
 mod runner;
 mod session;
 mod snapshots;

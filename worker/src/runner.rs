@@ -10,13 +10,15 @@ use drover_project::params::PathCheck;
 use drover_proto::Client;
 use drover_proto::domain::Tag;
 use drover_proto::execution::{
-    Assignment, EnvManager, LogAppend, LogStream, RunPhase, RunUpdate, WorkerEvent,
+    Assignment, AttemptId, EnvManager, LogAppend, LogStream, MetricBatch, RunPhase, RunUpdate,
+    WorkerEvent,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::WorkerOptions;
 use crate::docker::{DockerExecutor, DockerRun};
 use crate::local::LocalRun;
+use crate::metrics::{Declared, MetricLines};
 use crate::snapshots::SnapshotCache;
 
 pub const COMMAND_TAG: &str = "drover.command";
@@ -143,35 +145,10 @@ impl Runner {
         ];
         environment.extend(spec.environment.iter().cloned());
 
-        let (output, mut output_rx) = mpsc::channel::<(LogStream, Vec<u8>)>(64);
+        let (output, output_rx) = mpsc::channel::<(LogStream, Vec<u8>)>(64);
         let (started, started_rx) = oneshot::channel::<Vec<Tag>>();
-        let forward = {
-            let events = self.events.clone();
-            let command_tag = tag(COMMAND_TAG, invocation.command.clone());
-            async move {
-                // The start is reported before any output, so it reaches the scheduler first.
-                if let Ok(mut tags) = started_rx.await {
-                    tags.push(command_tag);
-                    let update = RunUpdate {
-                        attempt,
-                        phase: RunPhase::Started,
-                        exit_code: None,
-                        message: String::new(),
-                        tags,
-                    };
-                    let _ = events.send(WorkerEvent::Update(update)).await;
-                }
-                let mut offset = 0u64;
-                while let Some((stream, data)) = output_rx.recv().await {
-                    let length = data.len() as u64;
-                    let log = LogAppend { attempt, stream, offset, data };
-                    if events.send(WorkerEvent::Log(log)).await.is_err() {
-                        break;
-                    }
-                    offset += length;
-                }
-            }
-        };
+        let forward = Forwarder { attempt, events: self.events.clone(), offset: 0, batches: 0 }
+            .run(output_rx, started_rx, tag(COMMAND_TAG, invocation.command.clone()));
         let cancelled = self.cancelled.clone();
         let execution = async {
             match spec.env_manager {
@@ -206,5 +183,115 @@ impl Runner {
         };
         let (outcome, ()) = tokio::join!(execution, forward);
         outcome
+    }
+}
+
+/// Longest a metric point waits before it is sent.
+const METRIC_FLUSH: Duration = Duration::from_millis(100);
+/// Points that make a batch worth sending at once.
+const METRIC_BATCH_POINTS: usize = 1000;
+
+/// Turns a run's output into reports: log chunks (every byte, in order) and batches of the
+/// metrics, params and tags its lines declare.
+struct Forwarder {
+    attempt: AttemptId,
+    events: mpsc::Sender<WorkerEvent>,
+    /// Bytes of this attempt's output sent so far.
+    offset: u64,
+    batches: u64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+impl Forwarder {
+    async fn run(
+        mut self,
+        mut output: mpsc::Receiver<(LogStream, Vec<u8>)>,
+        started: oneshot::Receiver<Vec<Tag>>,
+        command_tag: Tag,
+    ) {
+        // The start is reported before any output, so it reaches the scheduler first.
+        if let Ok(mut tags) = started.await {
+            tags.push(command_tag);
+            let update = RunUpdate {
+                attempt: self.attempt,
+                phase: RunPhase::Started,
+                exit_code: None,
+                message: String::new(),
+                tags,
+            };
+            let _ = self.events.send(WorkerEvent::Update(update)).await;
+        }
+        let mut lines = MetricLines::default();
+        let mut pending = Declared::default();
+        let mut flush_at: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                chunk = output.recv() => {
+                    let Some((stream, data)) = chunk else { break };
+                    if stream == LogStream::Stdout {
+                        let (declared, note) = lines.feed(&data, now_ms());
+                        self.log(stream, data).await;
+                        if let Some(note) = note {
+                            self.log(LogStream::System, note.into_bytes()).await;
+                        }
+                        if !declared.is_empty() {
+                            flush_at.get_or_insert_with(|| tokio::time::Instant::now() + METRIC_FLUSH);
+                            pending.append(declared);
+                        }
+                        if pending.len() >= METRIC_BATCH_POINTS {
+                            self.flush(&mut pending).await;
+                            flush_at = None;
+                        }
+                    } else {
+                        self.log(stream, data).await;
+                    }
+                }
+                () = sleep_until(flush_at) => {
+                    self.flush(&mut pending).await;
+                    flush_at = None;
+                }
+            }
+        }
+        let (declared, note) = lines.finish(now_ms());
+        if let Some(note) = note {
+            self.log(LogStream::System, note.into_bytes()).await;
+        }
+        pending.append(declared);
+        self.flush(&mut pending).await;
+    }
+
+    async fn log(&mut self, stream: LogStream, data: Vec<u8>) {
+        let length = data.len() as u64;
+        let log = LogAppend { attempt: self.attempt, stream, offset: self.offset, data };
+        let _ = self.events.send(WorkerEvent::Log(log)).await;
+        self.offset += length;
+    }
+
+    async fn flush(&mut self, pending: &mut Declared) {
+        if pending.is_empty() {
+            return;
+        }
+        let declared = std::mem::take(pending);
+        self.batches += 1;
+        let batch = MetricBatch {
+            attempt: self.attempt,
+            batch: self.batches,
+            metrics: declared.metrics,
+            params: declared.params,
+            tags: declared.tags,
+        };
+        let _ = self.events.send(WorkerEvent::Metrics(batch)).await;
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }

@@ -33,17 +33,26 @@ fn main() -> anyhow::Result<()> {
     let cluster = LocalCluster::start(2)?;
     let project = cluster.dir.path().join("true-project");
     std::fs::create_dir_all(&project)?;
-    std::fs::write(project.join("MLproject"), format!("docker_env: {{image: {IMAGE}}}\nentry_points: {{main: {{command: 'true'}}}}\n"))?;
+    std::fs::write(
+        project.join("MLproject"),
+        format!("docker_env: {{image: {IMAGE}}}\nentry_points: {{main: {{command: 'true'}}}}\n"),
+    )?;
 
     // Warm both paths once (image layers, snapshot upload, connections).
     time_command(Command::new("docker").args(["run", "--rm", IMAGE, "true"]))?;
-    time_command(Command::new(drover_binary()).args(["--scheduler", &cluster.address, "run"]).arg(&project))?;
+    time_command(
+        Command::new(drover_binary()).args(["--scheduler", &cluster.address, "run"]).arg(&project),
+    )?;
 
     let mut docker = Vec::new();
     let mut drover = Vec::new();
     for _ in 0..REPEATS {
         docker.push(time_command(Command::new("docker").args(["run", "--rm", IMAGE, "true"]))?);
-        drover.push(time_command(Command::new(drover_binary()).args(["--scheduler", &cluster.address, "run"]).arg(&project))?);
+        drover.push(time_command(
+            Command::new(drover_binary())
+                .args(["--scheduler", &cluster.address, "run"])
+                .arg(&project),
+        )?);
     }
     let docker_median = quantile(&docker, 0.5);
     let drover_median = quantile(&drover, 0.5);
@@ -99,17 +108,30 @@ async fn start_latencies(cluster: &LocalCluster) -> anyhow::Result<Vec<f64>> {
     };
     let mut latencies = Vec::with_capacity(LATENCY_RUNS);
     for _ in 0..LATENCY_RUNS {
-        let request = SubmitRun { experiment_id: DEFAULT_EXPERIMENT_ID, run_name: None, user_id: "bench".into(), tags: Vec::new(), spec: spec.clone() };
+        let request = SubmitRun {
+            experiment_id: DEFAULT_EXPERIMENT_ID,
+            run_name: None,
+            user_id: "bench".into(),
+            tags: Vec::new(),
+            spec: spec.clone(),
+        };
         let submitted = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i128;
         let run = client.submit_run(request).await?;
-        let mut events = client.follow_run(FollowRun { run_id: run.info.run_id, follow: true, after_cursor: 0 }).await?;
+        let mut events = client
+            .follow_run(FollowRun { run_id: run.info.run_id, follow: true, after_cursor: 0 })
+            .await?;
         let mut output = String::new();
         while let Some(event) = events.next().await {
             match event? {
-                RunEvent::Log { stream: LogStream::Stdout, data, .. } => output.push_str(&String::from_utf8_lossy(&data)),
+                RunEvent::Log { stream: LogStream::Stdout, data, .. } => {
+                    output.push_str(&String::from_utf8_lossy(&data))
+                }
                 RunEvent::Log { .. } => {}
                 RunEvent::State { status, .. } => {
-                    anyhow::ensure!(status == RunStatus::Finished, "a benchmark run ended {status}");
+                    anyhow::ensure!(
+                        status == RunStatus::Finished,
+                        "a benchmark run ended {status}"
+                    );
                     break;
                 }
             }

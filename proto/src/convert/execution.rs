@@ -9,8 +9,8 @@ use super::tracking::{non_empty, run_status_from_wire};
 use crate::domain::{RunStatus, Tag};
 use crate::error::ApiError;
 use crate::execution::{
-    Assignment, AttemptId, ClusterStatus, EnvManager, LogAppend, LogStream, RunEvent, RunPhase,
-    RunSpec, RunUpdate, SchedulerMessage, SubmitRun, WorkerEvent, WorkerMessage,
+    Assignment, AttemptId, ClusterStatus, EnvManager, LogAppend, LogStream, MetricBatch, RunEvent,
+    RunPhase, RunSpec, RunUpdate, SchedulerMessage, SubmitRun, WorkerEvent, WorkerMessage,
     WorkerRegistration, WorkerStatus,
 };
 use crate::pb;
@@ -365,6 +365,13 @@ impl From<WorkerMessage> for pb::WorkerMessage {
                 offset: log.offset,
                 data: log.data,
             }),
+            WorkerEvent::Metrics(batch) => Body::Metrics(pb::MetricBatch {
+                attempt: Some(batch.attempt.into()),
+                batch: batch.batch,
+                metrics: batch.metrics.into_iter().map(Into::into).collect(),
+                params: batch.params.into_iter().map(Into::into).collect(),
+                tags: tags_to_wire(batch.tags),
+            }),
         };
         pb::WorkerMessage { seq: message.seq.unwrap_or(0), body: Some(body) }
     }
@@ -406,6 +413,13 @@ impl TryFrom<pb::WorkerMessage> for WorkerMessage {
                 stream: log_stream_from_wire(log.stream)?,
                 offset: log.offset,
                 data: log.data,
+            }),
+            Body::Metrics(batch) => WorkerEvent::Metrics(MetricBatch {
+                attempt: attempt_from_wire(batch.attempt)?,
+                batch: batch.batch,
+                metrics: batch.metrics.into_iter().map(Into::into).collect(),
+                params: batch.params.into_iter().map(Into::into).collect(),
+                tags: tags_from_wire(batch.tags),
             }),
         };
         Ok(WorkerMessage { seq: (message.seq != 0).then_some(message.seq), event })

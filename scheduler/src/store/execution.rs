@@ -4,11 +4,12 @@
 use drover_project::snapshot::SnapshotDigest;
 use drover_proto::ApiError;
 use drover_proto::domain::{CreateRun, Param, Run, RunId, RunInfo, RunStatus, Tag};
-use drover_proto::execution::{AttemptId, LogStream, RunSpec, SubmitRun};
+use drover_proto::execution::{AttemptId, LogStream, MetricBatch, RunSpec, SubmitRun};
 use serde::{Deserialize, Serialize};
 
-use super::runs::validate_tag;
-use super::validate::{self, MAX_PARAM_VALUE_LEN};
+use super::runs::{stage_tags, validate_param, validate_tag};
+use drover_proto::validate::{self, MAX_PARAM_VALUE_LEN};
+
 use super::{Store, decode, encode, keys, now_ms, storage_error};
 
 /// Where a submitted run is in its life.
@@ -224,6 +225,45 @@ impl Store {
             self.durable().await?;
         }
         Ok(stored)
+    }
+
+    /// Stores what a run printed as metrics, params and tags, once per batch number: a resent
+    /// batch is skipped. Params that would change a stored value are left out and returned.
+    pub async fn apply_metric_batch(&self, batch: &MetricBatch) -> Result<Vec<String>, ApiError> {
+        for metric in &batch.metrics {
+            validate::key("metric", &metric.key)?;
+        }
+        for param in &batch.params {
+            validate_param(param)?;
+        }
+        for tag in &batch.tags {
+            validate_tag(tag)?;
+        }
+        let run_id = batch.attempt.run_id;
+        let skipped = {
+            let _guard = self.write_guard();
+            let applied_key = keys::applied_metric_batch(run_id, batch.attempt.attempt);
+            let applied = self
+                .db()
+                .get(&applied_key)
+                .map_err(storage_error)?
+                .as_deref()
+                .and_then(keys::decode_u64)
+                .unwrap_or(0);
+            if batch.batch <= applied {
+                return Ok(Vec::new());
+            }
+            let info = self.run_info(run_id)?;
+            let mut writes = sled::Batch::default();
+            self.stage_metrics(run_id, &batch.metrics, &mut writes)?;
+            let conflicts = self.stage_params(run_id, &batch.params, &mut writes)?;
+            stage_tags(info, &batch.tags, &mut writes);
+            writes.insert(applied_key, &batch.batch.to_be_bytes());
+            self.db().apply_batch(writes).map_err(storage_error)?;
+            conflicts.into_iter().map(|conflict| conflict.to_string()).collect()
+        };
+        self.durable().await?;
+        Ok(skipped)
     }
 
     /// Appends a line drover writes into a run's log.

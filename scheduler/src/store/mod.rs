@@ -10,7 +10,6 @@ mod experiments;
 mod keys;
 mod lock;
 mod runs;
-mod validate;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -10,9 +10,9 @@ use drover_proto::domain::{
     Run, RunData, RunId, RunInfo, Tag, UpdateRun, ViewType,
 };
 
-use super::validate::{self, MAX_PARAM_VALUE_LEN, MAX_TAG_VALUE_LEN};
 use super::{Store, decode, encode, keys, now_ms, storage_error};
 use crate::names::random_run_name;
+use drover_proto::validate::{self, MAX_PARAM_VALUE_LEN, MAX_TAG_VALUE_LEN};
 
 pub const RUN_NAME_TAG: &str = "mlflow.runName";
 pub const USER_TAG: &str = "mlflow.user";
@@ -178,36 +178,51 @@ impl Store {
 
     pub async fn log_params(&self, run_id: RunId, params: Vec<Param>) -> Result<(), ApiError> {
         for param in &params {
-            validate::key("param", &param.key)?;
-            validate::value("param", &param.key, &param.value, MAX_PARAM_VALUE_LEN)?;
+            validate_param(param)?;
         }
         {
             let _guard = self.write_guard();
             self.active_run_info(run_id)?;
             let mut batch = sled::Batch::default();
-            let mut in_request: HashMap<&str, &str> = HashMap::new();
-            for param in &params {
-                let stored =
-                    self.db().get(keys::param(run_id, &param.key)).map_err(storage_error)?;
-                let earlier = match &stored {
-                    Some(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-                    None => in_request.get(param.key.as_str()).map(|v| v.to_string()),
-                };
-                if let Some(earlier) = earlier {
-                    if earlier != param.value {
-                        return Err(ApiError::InvalidArgument(format!(
-                            "param '{}' of run {run_id} was already logged with value '{earlier}'; params cannot change, got '{}'",
-                            param.key, param.value
-                        )));
-                    }
-                    continue;
-                }
-                in_request.insert(&param.key, &param.value);
-                batch.insert(keys::param(run_id, &param.key), param.value.as_bytes());
+            if let Some(conflict) = self.stage_params(run_id, &params, &mut batch)?.first() {
+                return Err(ApiError::InvalidArgument(conflict.to_string()));
             }
             self.db().apply_batch(batch).map_err(storage_error)?;
         }
         self.durable().await
+    }
+
+    /// Adds the params not stored yet to `batch`, and returns those that would change a
+    /// stored value (params are write-once). Call under the write lock.
+    pub(super) fn stage_params(
+        &self,
+        run_id: RunId,
+        params: &[Param],
+        batch: &mut sled::Batch,
+    ) -> Result<Vec<ParamConflict>, ApiError> {
+        let mut conflicts = Vec::new();
+        let mut in_request: HashMap<&str, &str> = HashMap::new();
+        for param in params {
+            let stored = self.db().get(keys::param(run_id, &param.key)).map_err(storage_error)?;
+            let earlier = match &stored {
+                Some(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+                None => in_request.get(param.key.as_str()).map(|v| v.to_string()),
+            };
+            match earlier {
+                Some(earlier) if earlier != param.value => conflicts.push(ParamConflict {
+                    run_id,
+                    key: param.key.clone(),
+                    earlier,
+                    attempted: param.value.clone(),
+                }),
+                Some(_) => {}
+                None => {
+                    in_request.insert(&param.key, &param.value);
+                    batch.insert(keys::param(run_id, &param.key), param.value.as_bytes());
+                }
+            }
+        }
+        Ok(conflicts)
     }
 
     pub async fn set_tags(&self, run_id: RunId, tags: Vec<Tag>) -> Result<(), ApiError> {
@@ -216,16 +231,9 @@ impl Store {
         }
         {
             let _guard = self.write_guard();
-            let mut info = self.active_run_info(run_id)?;
+            let info = self.active_run_info(run_id)?;
             let mut batch = sled::Batch::default();
-            for tag in &tags {
-                batch.insert(keys::tag(run_id, &tag.key), tag.value.as_bytes());
-            }
-            // The run name lives in the run record too; keep them the same.
-            if let Some(run_name) = tag_value(&tags, RUN_NAME_TAG) {
-                info.run_name = run_name;
-                batch.insert(keys::run(run_id), encode(&info));
-            }
+            stage_tags(info, &tags, &mut batch);
             self.db().apply_batch(batch).map_err(storage_error)?;
         }
         self.durable().await
@@ -260,36 +268,47 @@ impl Store {
         {
             let _guard = self.write_guard();
             self.active_run_info(run_id)?;
-            let batch_id = self.db().generate_id().map_err(storage_error)?;
             let mut batch = sled::Batch::default();
-            let mut latest: HashMap<&str, &Metric> = HashMap::new();
-            for (index, metric) in metrics.iter().enumerate() {
-                let key = keys::history_point(run_id, metric, batch_id, index as u32);
-                batch.insert(key, &metric.value.to_bits().to_be_bytes());
-                let newer =
-                    latest.get(metric.key.as_str()).is_none_or(|best| supersedes(metric, best));
-                if newer {
-                    latest.insert(&metric.key, metric);
-                }
-            }
-            for (key, candidate) in latest {
-                let stored =
-                    self.db().get(keys::latest_metric(run_id, key)).map_err(storage_error)?;
-                let replaces = match stored.as_deref().and_then(keys::decode_latest) {
-                    Some((value, timestamp_ms, step)) => {
-                        let stored = Metric { key: String::new(), value, timestamp_ms, step };
-                        supersedes(candidate, &stored)
-                    }
-                    None => true,
-                };
-                if replaces {
-                    batch.insert(keys::latest_metric(run_id, key), &keys::encode_latest(candidate));
-                }
-            }
+            self.stage_metrics(run_id, &metrics, &mut batch)?;
             self.db().apply_batch(batch).map_err(storage_error)?;
         }
         self.durable().await?;
         Ok(metrics.len())
+    }
+
+    /// Adds points to `batch`, and the latest value per key where they supersede it: the
+    /// highest step, then the latest timestamp, then the last to arrive. Call under the
+    /// write lock.
+    pub(super) fn stage_metrics(
+        &self,
+        run_id: RunId,
+        metrics: &[Metric],
+        batch: &mut sled::Batch,
+    ) -> Result<(), ApiError> {
+        let batch_id = self.db().generate_id().map_err(storage_error)?;
+        let mut latest: HashMap<&str, &Metric> = HashMap::new();
+        for (index, metric) in metrics.iter().enumerate() {
+            let key = keys::history_point(run_id, metric, batch_id, index as u32);
+            batch.insert(key, &metric.value.to_bits().to_be_bytes());
+            let newer = latest.get(metric.key.as_str()).is_none_or(|best| supersedes(metric, best));
+            if newer {
+                latest.insert(&metric.key, metric);
+            }
+        }
+        for (key, candidate) in latest {
+            let stored = self.db().get(keys::latest_metric(run_id, key)).map_err(storage_error)?;
+            let replaces = match stored.as_deref().and_then(keys::decode_latest) {
+                Some((value, timestamp_ms, step)) => {
+                    let stored = Metric { key: String::new(), value, timestamp_ms, step };
+                    supersedes(candidate, &stored)
+                }
+                None => true,
+            };
+            if replaces {
+                batch.insert(keys::latest_metric(run_id, key), &keys::encode_latest(candidate));
+            }
+        }
+        Ok(())
     }
 
     /// A page of one metric's history, ordered by step, then timestamp, then arrival.
@@ -389,6 +408,41 @@ impl Store {
 
 fn supersedes(candidate: &Metric, current: &Metric) -> bool {
     (candidate.step, candidate.timestamp_ms) >= (current.step, current.timestamp_ms)
+}
+
+/// A param logged again with a different value.
+#[derive(Debug)]
+pub(super) struct ParamConflict {
+    run_id: RunId,
+    pub(super) key: String,
+    earlier: String,
+    attempted: String,
+}
+
+impl std::fmt::Display for ParamConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "param '{}' of run {} was already logged with value '{}'; params cannot change, got '{}'",
+            self.key, self.run_id, self.earlier, self.attempted
+        )
+    }
+}
+
+/// Adds tags to `batch`; the run name lives in the run record too, so they stay the same.
+pub(super) fn stage_tags(mut info: RunInfo, tags: &[Tag], batch: &mut sled::Batch) {
+    for tag in tags {
+        batch.insert(keys::tag(info.run_id, &tag.key), tag.value.as_bytes());
+    }
+    if let Some(run_name) = tag_value(tags, RUN_NAME_TAG) {
+        info.run_name = run_name;
+        batch.insert(keys::run(info.run_id), encode(&info));
+    }
+}
+
+pub(super) fn validate_param(param: &Param) -> Result<(), ApiError> {
+    validate::key("param", &param.key)?;
+    validate::value("param", &param.key, &param.value, MAX_PARAM_VALUE_LEN)
 }
 
 pub(super) fn validate_tag(tag: &Tag) -> Result<(), ApiError> {

@@ -1,7 +1,7 @@
 //! Rules for the keys and values users log, the same as MLflow's so that scripts written for
 //! MLflow are accepted and refused alike.
 
-use drover_proto::ApiError;
+use crate::error::ApiError;
 
 pub const MAX_KEY_LEN: usize = 250;
 pub const MAX_PARAM_VALUE_LEN: usize = 6000;
