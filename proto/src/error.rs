@@ -33,6 +33,33 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error code MLflow's REST API uses for this kind of error.
+    pub fn mlflow_error_code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidArgument(_) | ApiError::FailedPrecondition(_) => {
+                "INVALID_PARAMETER_VALUE"
+            }
+            ApiError::NotFound(_) => "RESOURCE_DOES_NOT_EXIST",
+            ApiError::AlreadyExists(_) => "RESOURCE_ALREADY_EXISTS",
+            ApiError::Unavailable(_) => "TEMPORARILY_UNAVAILABLE",
+            ApiError::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The HTTP status MLflow's REST API answers this kind of error with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ApiError::InvalidArgument(_)
+            | ApiError::FailedPrecondition(_)
+            | ApiError::AlreadyExists(_) => 400,
+            ApiError::NotFound(_) => 404,
+            ApiError::Unavailable(_) => 503,
+            ApiError::Internal(_) => 500,
+        }
+    }
+}
+
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Status {
         let code = error.code();

@@ -3,8 +3,11 @@
 //! storage; and the server that exposes it all to the CLI and the workers.
 
 pub mod dispatch;
+mod experiment_search;
 mod names;
+mod rest;
 mod scheduler;
+mod search;
 pub mod server;
 mod snapshots;
 pub mod store;

@@ -17,6 +17,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::dispatch::{DispatchHandle, Dispatcher, EXIT_CODE_TAG, LeaseOptions};
+use crate::rest::ArtifactStore;
 use crate::snapshots::SnapshotStore;
 use crate::store::Store;
 
@@ -45,6 +46,7 @@ const FOLLOW_CHUNK_BYTES: usize = 256 << 10;
 #[derive(Clone)]
 pub struct Scheduler {
     pub(crate) store: Store,
+    pub(crate) artifacts: ArtifactStore,
     snapshots: SnapshotStore,
     dispatch: DispatchHandle,
     /// Bumped after every visible change to a run, for followers.
@@ -81,13 +83,16 @@ impl Scheduler {
             SnapshotStore::open(store.clone(), options.snapshot_limit).map_err(|error| {
                 ApiError::Internal(format!("cannot prepare the snapshot directory: {error}"))
             })?;
+        let artifacts = ArtifactStore::open(store.dir()).map_err(|error| {
+            ApiError::Internal(format!("cannot prepare the artifact directory: {error}"))
+        })?;
         let changes = Arc::new(watch::Sender::new(0u64));
         let (dispatcher, dispatch) =
             Dispatcher::recover(store.clone(), options.lease, changes.clone())?;
         let (stop, stopping) = watch::channel(false);
         let dispatcher = tokio::spawn(dispatcher.run(Scheduler::stopped(stopping.clone())));
         let signal = StopSignal { stopping: stop, dispatcher };
-        Ok((Scheduler { store, snapshots, dispatch, changes, stopping }, signal))
+        Ok((Scheduler { store, artifacts, snapshots, dispatch, changes, stopping }, signal))
     }
 
     pub fn store(&self) -> &Store {

@@ -5,10 +5,10 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
 use drover_proto::service::grpc_routes;
 use tokio::net::TcpListener;
 
+use crate::rest;
 use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::store::Store;
 
@@ -38,9 +38,10 @@ pub async fn serve(
     let address = format!("http://{}", listener.local_addr()?);
     let (scheduler, stop) =
         Scheduler::start(store.clone(), options).map_err(std::io::Error::other)?;
-    let router = grpc_routes(Arc::new(scheduler))
+    let router = grpc_routes(Arc::new(scheduler.clone()))
         .into_axum_router()
-        .route("/health", get(|| async { "ok" }));
+        .merge(rest::router(scheduler))
+        .fallback(rest::not_found);
     tracing::info!(%address, data_dir = %store.dir().display(), "scheduler listening");
 
     let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();

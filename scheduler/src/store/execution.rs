@@ -215,7 +215,7 @@ impl Store {
                 let skip = usize::try_from(received.saturating_sub(offset))
                     .unwrap_or(usize::MAX)
                     .min(data.len());
-                let mut batch = self.log_batch(attempt.run_id, stream, &data[skip..])?;
+                let mut batch = self.log_append_batch(attempt.run_id, stream, &data[skip..])?;
                 batch.insert(received_key, &end.to_be_bytes());
                 self.db().apply_batch(batch).map_err(storage_error)?;
                 true
@@ -271,14 +271,14 @@ impl Store {
         {
             let _guard = self.write_guard();
             let text = format!("drover: {line}\n");
-            let batch = self.log_batch(run_id, LogStream::System, text.as_bytes())?;
+            let batch = self.log_append_batch(run_id, LogStream::System, text.as_bytes())?;
             self.db().apply_batch(batch).map_err(storage_error)?;
         }
         self.durable().await
     }
 
     /// A batch appending `data` at the end of the run's log. Call under the write lock.
-    fn log_batch(
+    fn log_append_batch(
         &self,
         run_id: RunId,
         stream: LogStream,

@@ -3,8 +3,9 @@
 use drover_proto::ApiError;
 use drover_proto::domain::{
     CreateExperiment, DEFAULT_EXPERIMENT_ID, Experiment, ExperimentId, ExperimentRef,
-    LifecycleStage, RenameExperiment, ViewType,
+    LifecycleStage, RenameExperiment, Tag, ViewType,
 };
+use drover_proto::validate::{self, MAX_TAG_VALUE_LEN};
 
 use super::{Store, decode, default_artifact_location, encode, keys, now_ms, storage_error};
 
@@ -158,6 +159,28 @@ impl Store {
         };
         self.durable().await?;
         Ok(experiment)
+    }
+
+    /// Sets (or overwrites) a tag of an experiment.
+    pub async fn set_experiment_tag(&self, id: ExperimentId, tag: Tag) -> Result<(), ApiError> {
+        validate::key("tag", &tag.key)?;
+        validate::value("tag", &tag.key, &tag.value, MAX_TAG_VALUE_LEN)?;
+        {
+            let _guard = self.write_guard();
+            let mut experiment = self.experiment_by_id(id)?;
+            if experiment.lifecycle_stage != LifecycleStage::Active {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "experiment '{}' (ID {id}) is deleted; restore it before changing it",
+                    experiment.name
+                )));
+            }
+            experiment.tags.retain(|existing| existing.key != tag.key);
+            experiment.tags.push(tag);
+            experiment.tags.sort_by(|a, b| a.key.cmp(&b.key));
+            experiment.last_update_time_ms = now_ms();
+            self.db().insert(keys::experiment(id), encode(&experiment)).map_err(storage_error)?;
+        }
+        self.durable().await
     }
 
     pub(super) fn experiment_by_id(&self, id: ExperimentId) -> Result<Experiment, ApiError> {

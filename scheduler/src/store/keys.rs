@@ -19,6 +19,7 @@
 //! | `oa/`       | run id, attempt u32 BE                                 | bytes received, u64 BE |
 //! | `s/`        | snapshot digest                                        | SnapshotRecord, JSON   |
 //! | `mb/`       | run id, attempt u32 BE                                 | last metric batch, u64 |
+//! | `in/`       | run id                                                 | dataset inputs, JSON   |
 //!
 //! Metric keys never contain a NUL byte (validation refuses them), so the 0 after the key ends
 //! it unambiguously. Signed numbers are stored with the sign bit flipped, big-endian, so they
@@ -42,6 +43,7 @@ pub const LOG_LENGTH: &[u8] = b"oz/";
 pub const ATTEMPT_LOG_LENGTH: &[u8] = b"oa/";
 pub const SNAPSHOT: &[u8] = b"s/";
 pub const APPLIED_METRIC_BATCH: &[u8] = b"mb/";
+pub const INPUTS: &[u8] = b"in/";
 
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let length = prefix.len() + parts.iter().map(|part| part.len()).sum::<usize>();
@@ -161,6 +163,10 @@ pub fn attempt_log_length(run: RunId, attempt: u32) -> Vec<u8> {
 
 pub fn applied_metric_batch(run: RunId, attempt: u32) -> Vec<u8> {
     key(APPLIED_METRIC_BATCH, &[run.as_bytes(), &attempt.to_be_bytes()])
+}
+
+pub fn inputs(run: RunId) -> Vec<u8> {
+    key(INPUTS, &[run.as_bytes()])
 }
 
 pub fn snapshot(digest: &str) -> Vec<u8> {

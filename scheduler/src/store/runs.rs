@@ -176,6 +176,67 @@ impl Store {
         Ok(Page { items, next_page_token })
     }
 
+    /// Every run of the given experiments (every active experiment when none is named) that
+    /// the view includes, with its data, in no particular order.
+    pub fn runs_of(
+        &self,
+        experiment_ids: &[ExperimentId],
+        view: ViewType,
+    ) -> Result<Vec<Run>, ApiError> {
+        let experiment_ids: Vec<ExperimentId> = if experiment_ids.is_empty() {
+            self.experiments(ViewType::ActiveOnly)?.into_iter().map(|e| e.id).collect()
+        } else {
+            experiment_ids.to_vec()
+        };
+        let mut runs = Vec::new();
+        for experiment_id in experiment_ids {
+            for entry in self.db().scan_prefix(keys::experiment_runs(experiment_id)) {
+                let (key, _) = entry.map_err(storage_error)?;
+                let run_id = keys::run_of_experiment_run(&key).ok_or_else(|| {
+                    ApiError::Internal("stored run index is unreadable".to_string())
+                })?;
+                let info = self.run_info(run_id)?;
+                if view.includes(info.lifecycle_stage) {
+                    runs.push(Run { data: self.run_data(run_id)?, info });
+                }
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Records datasets a run used (MLflow's `log-inputs`), once per name and digest.
+    pub async fn log_inputs(
+        &self,
+        run_id: RunId,
+        inputs: Vec<serde_json::Value>,
+    ) -> Result<(), ApiError> {
+        {
+            let _guard = self.write_guard();
+            self.active_run_info(run_id)?;
+            let mut stored = self.inputs(run_id)?;
+            let identity = |input: &serde_json::Value| {
+                (input["dataset"]["name"].clone(), input["dataset"]["digest"].clone())
+            };
+            for input in inputs {
+                if !stored.iter().any(|existing| identity(existing) == identity(&input)) {
+                    stored.push(input);
+                }
+            }
+            let value = serde_json::to_vec(&stored)
+                .map_err(|error| ApiError::Internal(error.to_string()))?;
+            self.db().insert(keys::inputs(run_id), value).map_err(storage_error)?;
+        }
+        self.durable().await
+    }
+
+    /// Datasets a run used, as logged.
+    pub fn inputs(&self, run_id: RunId) -> Result<Vec<serde_json::Value>, ApiError> {
+        match self.db().get(keys::inputs(run_id)).map_err(storage_error)? {
+            Some(bytes) => decode(&bytes, "run inputs"),
+            None => Ok(Vec::new()),
+        }
+    }
+
     pub async fn log_params(&self, run_id: RunId, params: Vec<Param>) -> Result<(), ApiError> {
         for param in &params {
             validate_param(param)?;
@@ -274,6 +335,39 @@ impl Store {
         }
         self.durable().await?;
         Ok(metrics.len())
+    }
+
+    /// Logs metrics, params and tags in one write: all of them, or (on any refusal) none.
+    pub async fn log_batch(
+        &self,
+        run_id: RunId,
+        metrics: Vec<Metric>,
+        params: Vec<Param>,
+        tags: Vec<Tag>,
+    ) -> Result<(), ApiError> {
+        for metric in &metrics {
+            validate::key("metric", &metric.key)?;
+        }
+        for param in &params {
+            validate_param(param)?;
+        }
+        for tag in &tags {
+            validate_tag(tag)?;
+        }
+        {
+            let _guard = self.write_guard();
+            let info = self.active_run_info(run_id)?;
+            let mut batch = sled::Batch::default();
+            if let Some(conflict) = self.stage_params(run_id, &params, &mut batch)?.first() {
+                return Err(ApiError::InvalidArgument(conflict.to_string()));
+            }
+            if !metrics.is_empty() {
+                self.stage_metrics(run_id, &metrics, &mut batch)?;
+            }
+            stage_tags(info, &tags, &mut batch);
+            self.db().apply_batch(batch).map_err(storage_error)?;
+        }
+        self.durable().await
     }
 
     /// Adds points to `batch`, and the latest value per key where they supersede it: the

@@ -1,0 +1,173 @@
+//! MLflow's REST API, served beside gRPC on the scheduler's one address, so the official
+//! `mlflow` client (and anything else written for an MLflow tracking server) works unchanged:
+//! `/api/2.0/mlflow/...` and `/ajax-api/2.0/mlflow/...` for tracking, and
+//! `/api/2.0/mlflow-artifacts/artifacts/...` for the artifact proxy.
+
+mod artifacts;
+mod json;
+mod tracking;
+
+use axum::Router;
+use axum::extract::{FromRequest, Request};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use drover_proto::ApiError;
+use serde_json::Value;
+
+use crate::scheduler::Scheduler;
+
+pub use artifacts::ArtifactStore;
+
+/// Largest tracking request body accepted, as MLflow's limit.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// An error in MLflow's JSON shape: `{"error_code": ..., "message": ...}`.
+#[derive(Debug)]
+pub struct RestError(ApiError);
+
+impl From<ApiError> for RestError {
+    fn from(error: ApiError) -> Self {
+        RestError(error)
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::json!({ "error_code": self.0.mlflow_error_code(), "message": self.0.to_string() });
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+pub type RestResult = Result<axum::Json<Value>, RestError>;
+
+/// A request's parameters as one JSON object: the query string for GET (repeated keys
+/// become arrays), the JSON body otherwise.
+pub struct MlflowRequest(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for MlflowRequest {
+    type Rejection = RestError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, RestError> {
+        let query = query_object(request.uri().query().unwrap_or(""));
+        if request.method() == Method::GET || request.method() == Method::DELETE {
+            return Ok(MlflowRequest(query));
+        }
+        let bytes =
+            axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES).await.map_err(|_| {
+                ApiError::InvalidArgument(format!(
+                    "the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
+                ))
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(MlflowRequest(query));
+        }
+        let body: Value = serde_json::from_slice(&bytes).map_err(|error| {
+            ApiError::InvalidArgument(format!("the request body is not valid JSON: {error}"))
+        })?;
+        if !body.is_object() {
+            return Err(ApiError::InvalidArgument(
+                "the request body must be a JSON object".to_string(),
+            )
+            .into());
+        }
+        Ok(MlflowRequest(body))
+    }
+}
+
+impl MlflowRequest {
+    /// Reads the parameters into `T`, with MLflow's error for ill-typed ones.
+    pub fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, ApiError> {
+        serde_json::from_value(self.0).map_err(|error| {
+            ApiError::InvalidArgument(format!("invalid request parameters: {error}"))
+        })
+    }
+}
+
+/// Decodes a query string into a JSON object of strings (arrays for repeated keys).
+pub fn query_object(query: &str) -> Value {
+    let mut object = serde_json::Map::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |text: &str| {
+            let text = text.replace('+', " ");
+            percent_encoding::percent_decode_str(&text).decode_utf8_lossy().into_owned()
+        };
+        let (key, value) = (decode(key), Value::String(decode(value)));
+        match object.get_mut(&key) {
+            Some(Value::Array(values)) => values.push(value),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, value]);
+            }
+            None => {
+                object.insert(key, value);
+            }
+        }
+    }
+    Value::Object(object)
+}
+
+/// The REST routes over `scheduler`.
+pub fn router(scheduler: Scheduler) -> Router {
+    let tracking = Router::new()
+        .route("/experiments/create", post(tracking::create_experiment))
+        .route("/experiments/get", get(tracking::get_experiment))
+        .route("/experiments/get-by-name", get(tracking::get_experiment_by_name))
+        .route(
+            "/experiments/search",
+            get(tracking::search_experiments).post(tracking::search_experiments),
+        )
+        .route("/experiments/update", post(tracking::update_experiment))
+        .route("/experiments/delete", post(tracking::delete_experiment))
+        .route("/experiments/restore", post(tracking::restore_experiment))
+        .route("/experiments/set-experiment-tag", post(tracking::set_experiment_tag))
+        .route("/runs/create", post(tracking::create_run))
+        .route("/runs/get", get(tracking::get_run))
+        .route("/runs/update", post(tracking::update_run))
+        .route("/runs/delete", post(tracking::delete_run))
+        .route("/runs/restore", post(tracking::restore_run))
+        .route("/runs/search", get(tracking::search_runs).post(tracking::search_runs))
+        .route("/runs/log-metric", post(tracking::log_metric))
+        .route("/runs/log-parameter", post(tracking::log_parameter))
+        .route("/runs/set-tag", post(tracking::set_tag))
+        .route("/runs/delete-tag", post(tracking::delete_tag))
+        .route("/runs/log-batch", post(tracking::log_batch))
+        .route("/runs/log-inputs", post(tracking::log_inputs))
+        .route("/metrics/get-history", get(tracking::get_metric_history))
+        .route("/metrics/get-history-bulk-interval", get(tracking::get_history_bulk_interval))
+        .route("/artifacts/list", get(artifacts::list_run_artifacts))
+        .route("/logged-models/search", post(tracking::search_logged_models));
+    let artifacts = Router::new()
+        .route("/artifacts", get(artifacts::list))
+        .route(
+            "/artifacts/{*path}",
+            get(artifacts::download).put(artifacts::upload).delete(artifacts::remove),
+        )
+        .route("/artifacts/", get(artifacts::list));
+    Router::new()
+        .nest("/api/2.0/mlflow", tracking.clone())
+        .nest("/ajax-api/2.0/mlflow", tracking)
+        .nest("/api/2.0/mlflow-artifacts", artifacts.clone())
+        .nest("/ajax-api/2.0/mlflow-artifacts", artifacts)
+        .route("/health", get(|| async { "OK" }))
+        .with_state(scheduler)
+}
+
+/// What an unknown path gets: gRPC's "unimplemented" for gRPC calls, MLflow's JSON 404 for
+/// everything else.
+pub async fn not_found(request: Request) -> Response {
+    let grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        return tonic::Status::unimplemented(format!("no such method: {}", request.uri().path()))
+            .into_http::<axum::body::Body>()
+            .into_response();
+    }
+    let message = format!("no such endpoint: {} {}", request.method(), request.uri().path());
+    RestError(ApiError::NotFound(message)).into_response()
+}
