@@ -490,3 +490,72 @@ async fn acknowledged_writes_survive_a_hard_kill() {
         }
     }
 }
+
+#[tokio::test]
+async fn runs_list_filters_orders_and_prints_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let mut ids = Vec::new();
+    {
+        let store = Store::open(&home).unwrap();
+        for i in 0..4 {
+            let mut request = request_default(drover_proto::domain::DEFAULT_EXPERIMENT_ID);
+            request.run_name = Some(format!("trial, \"{i}\""));
+            request.start_time_ms = Some(1_000 + i);
+            let run_id = store.create_run(request).await.unwrap().info.run_id;
+            store
+                .log_params(run_id, vec![Param { key: "alpha".into(), value: format!("0.{i}") }])
+                .await
+                .unwrap();
+            store
+                .log_metrics(
+                    run_id,
+                    vec![Metric {
+                        key: "rmse".into(),
+                        value: 1.0 - i as f64 / 10.0,
+                        timestamp_ms: 1,
+                        step: 0,
+                    }],
+                )
+                .await
+                .unwrap();
+            ids.push(run_id.to_string());
+        }
+    }
+    let listed = ok(
+        &home,
+        &[
+            "runs",
+            "list",
+            "--filter",
+            "metrics.rmse < 0.85 and params.alpha != '0.3'",
+            "-o",
+            "json",
+        ],
+    );
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let found: Vec<&str> =
+        listed.as_array().unwrap().iter().map(|r| r["info"]["run_id"].as_str().unwrap()).collect();
+    assert_eq!(found, vec![ids[2].as_str()]);
+
+    let ordered = ok(&home, &["runs", "list", "--order-by", "metrics.rmse ASC", "-o", "csv"]);
+    let lines: Vec<&str> = ordered.lines().collect();
+    assert_eq!(
+        lines[0],
+        "run_id,experiment_id,run_name,status,user_id,start_time,end_time,artifact_uri,params.alpha,metrics.rmse,tags.mlflow.runName"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{},0,\"trial, \"\"3\"\"\",RUNNING", ids[3])),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].contains(",0.3,0.7,"), "{}", lines[1]);
+    assert!(lines[4].starts_with(&ids[0]), "{ordered}");
+
+    let table = ok(&home, &["runs", "list"]);
+    assert!(table.contains("rmse=0.7"), "{table}");
+    let error = fails(&home, &["runs", "list", "--filter", "metrics.rmse <> 1"]);
+    assert!(error.starts_with("invalid filter"), "{error}");
+    let error = fails(&home, &["runs", "list", "--order-by", "bogus"]);
+    assert!(error.starts_with("invalid order_by clause 'bogus'"), "{error}");
+}

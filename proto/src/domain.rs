@@ -319,6 +319,10 @@ pub struct ListRuns {
     pub view_type: ViewType,
     pub max_results: Option<u32>,
     pub page_token: Option<String>,
+    /// MLflow's search grammar; `None` matches every run.
+    pub filter: Option<String>,
+    /// MLflow's order_by clauses; empty means newest first.
+    pub order_by: Vec<String>,
 }
 
 #[derive(Clone, Debug)]

@@ -8,6 +8,10 @@ use drover_proto::domain::{
 use drover_proto::service::Tracking;
 
 use crate::scheduler::Scheduler;
+use crate::search::{Filter, OrderBy};
+
+const DEFAULT_RUNS_PAGE: usize = 1000;
+const MAX_RUNS_PAGE: usize = 50_000;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -57,7 +61,26 @@ impl Tracking for Scheduler {
     }
 
     async fn list_runs(&self, request: ListRuns) -> ApiResult<Page<Run>> {
-        self.store.list_runs(request)
+        for id in &request.experiment_ids {
+            self.store.experiment(&ExperimentRef::Id(*id))?;
+        }
+        let filter = Filter::parse(request.filter.as_deref().unwrap_or(""))?;
+        let order_by = OrderBy::parse(&request.order_by)?;
+        let offset = match &request.page_token {
+            Some(token) => token
+                .parse::<usize>()
+                .map_err(|_| ApiError::InvalidArgument(format!("invalid page token '{token}'")))?,
+            None => 0,
+        };
+        let limit =
+            request.max_results.map_or(DEFAULT_RUNS_PAGE, |n| (n as usize).min(MAX_RUNS_PAGE));
+        let mut runs = self.store.runs_of(&request.experiment_ids, request.view_type)?;
+        runs.retain(|run| filter.matches(run));
+        order_by.sort(&mut runs);
+        let end = offset.saturating_add(limit).min(runs.len());
+        let next_page_token = (end < runs.len()).then(|| end.to_string());
+        let items = runs.into_iter().skip(offset).take(limit).collect();
+        Ok(Page { items, next_page_token })
     }
 
     async fn log_params(&self, run_id: RunId, params: Vec<Param>) -> ApiResult<()> {

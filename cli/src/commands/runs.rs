@@ -38,11 +38,28 @@ pub struct ListOptions {
     /// Which runs to show.
     #[arg(long, value_enum, default_value_t)]
     view: View,
+    /// Only runs matching this search, in MLflow's grammar, e.g.
+    /// "metrics.rmse < 0.8 and params.alpha = '0.5'".
+    #[arg(long, value_name = "FILTER")]
+    filter: Option<String>,
+    /// Order by this clause, e.g. "metrics.rmse ASC" (repeatable; default: newest first).
+    #[arg(long = "order-by", value_name = "CLAUSE")]
+    order_by: Vec<String>,
     /// Show at most this many runs.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     max_results: u32,
     #[arg(long, short = 'o', value_enum, default_value_t)]
-    output: OutputFormat,
+    output: ListFormat,
+}
+
+/// How `runs list` prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    #[default]
+    Table,
+    Json,
+    /// One row per run: attributes, then every param, metric and tag as a column.
+    Csv,
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +156,8 @@ async fn list(global: &GlobalOptions, options: ListOptions) -> anyhow::Result<()
                     view_type: options.view.into(),
                     max_results: Some(options.max_results - runs.len() as u32),
                     page_token,
+                    filter: options.filter.clone(),
+                    order_by: options.order_by.clone(),
                 })
                 .await?;
             runs.extend(page.items);
@@ -154,11 +173,23 @@ async fn list(global: &GlobalOptions, options: ListOptions) -> anyhow::Result<()
     })
     .await?;
     match options.output {
-        OutputFormat::Json => print_json(&runs),
-        OutputFormat::Table => {
-            let mut table =
-                Table::new(&["RUN ID", "NAME", "EXPERIMENT", "STATUS", "STARTED", "DURATION"]);
+        ListFormat::Json => print_json(&runs),
+        ListFormat::Csv => {
+            print!("{}", runs_csv(&runs));
+            Ok(())
+        }
+        ListFormat::Table => {
+            let mut table = Table::new(&[
+                "RUN ID",
+                "NAME",
+                "EXPERIMENT",
+                "STATUS",
+                "STARTED",
+                "DURATION",
+                "METRICS",
+            ]);
             for run in runs {
+                let metrics = metrics_summary(&run);
                 let info = run.info;
                 let experiment = experiment_names.get(&info.experiment_id).map_or_else(
                     || info.experiment_id.to_string(),
@@ -172,12 +203,105 @@ async fn list(global: &GlobalOptions, options: ListOptions) -> anyhow::Result<()
                     format_time(info.start_time_ms),
                     info.end_time_ms
                         .map_or_else(String::new, |end| format_duration(end - info.start_time_ms)),
+                    metrics,
                 ]);
             }
             print!("{}", table.render());
             Ok(())
         }
     }
+}
+
+/// The latest value of each metric, short enough for a table cell.
+fn metrics_summary(run: &Run) -> String {
+    const SHOWN: usize = 4;
+    let mut parts: Vec<String> = run
+        .data
+        .latest_metrics
+        .iter()
+        .take(SHOWN)
+        .map(|m| format!("{}={}", m.key, m.value))
+        .collect();
+    if run.data.latest_metrics.len() > SHOWN {
+        parts.push(format!("(+{})", run.data.latest_metrics.len() - SHOWN));
+    }
+    parts.join(" ")
+}
+
+/// Runs as CSV, in the column layout of `mlflow.search_runs`: attributes, then
+/// `params.*`, `metrics.*` and `tags.*` for every key any run has.
+fn runs_csv(runs: &[Run]) -> String {
+    use std::collections::BTreeSet;
+    let params: BTreeSet<&str> =
+        runs.iter().flat_map(|r| r.data.params.iter().map(|p| p.key.as_str())).collect();
+    let metrics: BTreeSet<&str> =
+        runs.iter().flat_map(|r| r.data.latest_metrics.iter().map(|m| m.key.as_str())).collect();
+    let tags: BTreeSet<&str> =
+        runs.iter().flat_map(|r| r.data.tags.iter().map(|t| t.key.as_str())).collect();
+    let mut header: Vec<String> = [
+        "run_id",
+        "experiment_id",
+        "run_name",
+        "status",
+        "user_id",
+        "start_time",
+        "end_time",
+        "artifact_uri",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    header.extend(params.iter().map(|k| format!("params.{k}")));
+    header.extend(metrics.iter().map(|k| format!("metrics.{k}")));
+    header.extend(tags.iter().map(|k| format!("tags.{k}")));
+    let mut out = csv_line(&header);
+    for run in runs {
+        let info = &run.info;
+        let mut row = vec![
+            info.run_id.to_string(),
+            info.experiment_id.to_string(),
+            info.run_name.clone(),
+            info.status.to_string(),
+            info.user_id.clone(),
+            info.start_time_ms.to_string(),
+            info.end_time_ms.map_or_else(String::new, |end| end.to_string()),
+            info.artifact_uri.clone(),
+        ];
+        row.extend(params.iter().map(|k| {
+            run.data
+                .params
+                .iter()
+                .find(|p| p.key == *k)
+                .map_or_else(String::new, |p| p.value.clone())
+        }));
+        row.extend(metrics.iter().map(|k| {
+            run.data
+                .latest_metrics
+                .iter()
+                .find(|m| m.key == *k)
+                .map_or_else(String::new, |m| m.value.to_string())
+        }));
+        row.extend(tags.iter().map(|k| {
+            run.data.tags.iter().find(|t| t.key == *k).map_or_else(String::new, |t| t.value.clone())
+        }));
+        out.push_str(&csv_line(&row));
+    }
+    out
+}
+
+/// One CSV record (RFC 4180): fields with commas, quotes or line breaks are quoted.
+fn csv_line(fields: &[String]) -> String {
+    let quoted: Vec<String> = fields
+        .iter()
+        .map(|field| {
+            if field.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", field.replace('"', "\"\""))
+            } else {
+                field.clone()
+            }
+        })
+        .collect();
+    format!("{}\n", quoted.join(","))
 }
 
 async fn describe(global: &GlobalOptions, options: DescribeOptions) -> anyhow::Result<()> {

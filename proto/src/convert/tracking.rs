@@ -377,6 +377,8 @@ impl From<ListRuns> for pb::ListRunsRequest {
             view_type: view_type_to_wire(request.view_type),
             max_results: request.max_results.unwrap_or(0),
             page_token: request.page_token.unwrap_or_default(),
+            filter: request.filter.unwrap_or_default(),
+            order_by: request.order_by,
         }
     }
 }
@@ -394,6 +396,8 @@ impl TryFrom<pb::ListRunsRequest> for ListRuns {
             view_type: view_type_from_wire(request.view_type)?,
             max_results: non_zero(request.max_results),
             page_token: non_empty(request.page_token),
+            filter: non_empty(request.filter),
+            order_by: request.order_by,
         })
     }
 }

@@ -6,8 +6,8 @@ use std::ops::Bound;
 
 use drover_proto::ApiError;
 use drover_proto::domain::{
-    CreateRun, ExperimentId, LifecycleStage, ListRuns, Metric, MetricHistoryQuery, Page, Param,
-    Run, RunData, RunId, RunInfo, Tag, UpdateRun, ViewType,
+    CreateRun, ExperimentId, LifecycleStage, Metric, MetricHistoryQuery, Page, Param, Run, RunData,
+    RunId, RunInfo, Tag, UpdateRun, ViewType,
 };
 
 use super::{Store, decode, encode, keys, now_ms, storage_error};
@@ -17,8 +17,6 @@ use drover_proto::validate::{self, MAX_PARAM_VALUE_LEN, MAX_TAG_VALUE_LEN};
 pub const RUN_NAME_TAG: &str = "mlflow.runName";
 pub const USER_TAG: &str = "mlflow.user";
 
-const DEFAULT_RUNS_PAGE: usize = 1000;
-const MAX_RUNS_PAGE: usize = 50_000;
 const DEFAULT_HISTORY_PAGE: usize = 25_000;
 const MAX_HISTORY_PAGE: usize = 1_000_000;
 
@@ -133,47 +131,6 @@ impl Store {
         };
         self.durable().await?;
         Ok(info)
-    }
-
-    /// Runs of the requested experiments (every active one when none is named), newest first.
-    pub fn list_runs(&self, request: ListRuns) -> Result<Page<Run>, ApiError> {
-        let experiment_ids: Vec<ExperimentId> = if request.experiment_ids.is_empty() {
-            self.experiments(ViewType::ActiveOnly)?.into_iter().map(|e| e.id).collect()
-        } else {
-            for id in &request.experiment_ids {
-                self.experiment_by_id(*id)?;
-            }
-            request.experiment_ids
-        };
-        let mut infos = Vec::new();
-        for experiment_id in experiment_ids {
-            for entry in self.db().scan_prefix(keys::experiment_runs(experiment_id)) {
-                let (key, _) = entry.map_err(storage_error)?;
-                let run_id = keys::run_of_experiment_run(&key).ok_or_else(|| {
-                    ApiError::Internal("stored run index is unreadable".to_string())
-                })?;
-                let info = self.run_info(run_id)?;
-                if request.view_type.includes(info.lifecycle_stage) {
-                    infos.push(info);
-                }
-            }
-        }
-        infos.sort_by(|a, b| b.start_time_ms.cmp(&a.start_time_ms).then(a.run_id.cmp(&b.run_id)));
-        let (offset, limit) = page_bounds(
-            &request.page_token,
-            request.max_results,
-            DEFAULT_RUNS_PAGE,
-            MAX_RUNS_PAGE,
-        )?;
-        let end = offset.saturating_add(limit).min(infos.len());
-        let next_page_token = (end < infos.len()).then(|| end.to_string());
-        let items = infos
-            .into_iter()
-            .skip(offset)
-            .take(limit)
-            .map(|info| Ok(Run { data: self.run_data(info.run_id)?, info }))
-            .collect::<Result<_, ApiError>>()?;
-        Ok(Page { items, next_page_token })
     }
 
     /// Every run of the given experiments (every active experiment when none is named) that
@@ -554,19 +511,6 @@ fn utf8(bytes: &[u8]) -> String {
 
 fn page_size(requested: Option<u32>, default: usize, max: usize) -> usize {
     requested.map_or(default, |n| (n as usize).min(max))
-}
-
-fn page_bounds(
-    token: &Option<String>,
-    requested: Option<u32>,
-    default: usize,
-    max: usize,
-) -> Result<(usize, usize), ApiError> {
-    let offset = match token {
-        Some(token) => token.parse::<usize>().map_err(|_| invalid_page_token(token))?,
-        None => 0,
-    };
-    Ok((offset, page_size(requested, default, max)))
 }
 
 fn invalid_page_token(token: &str) -> ApiError {
