@@ -217,6 +217,7 @@ async fn runs_lifecycle_and_listing() {
                 view_type: ViewType::ActiveOnly,
                 max_results: Some(2),
                 page_token,
+                ..ListRuns::default()
             })
             .await
             .unwrap();
