@@ -759,3 +759,69 @@ async fn metric_lines_land_in_the_run_while_it_goes() {
         logs.stderr
     );
 }
+
+#[test]
+fn a_containerized_script_logs_through_the_official_client_to_its_own_run_only() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let project = project(
+        &dir.path().join("client-in-container"),
+        "docker_env: {image: drover/python-mlflow:3}\nentry_points: {main: {command: 'python log.py'}}\n",
+        &[(
+            "log.py",
+            r#"
+import os
+import mlflow
+from mlflow.tracking import MlflowClient
+
+mlflow.log_param("source", "container")
+for step in range(3):
+    mlflow.log_metric("acc", 0.5 + step * 0.1, step=step)
+mlflow.set_tag("inside", "docker")
+client = MlflowClient()
+for name, attempt in [
+    ("create_experiment", lambda: client.create_experiment("not-allowed")),
+    ("other_run", lambda: client.get_run("0" * 32)),
+    ("search_runs", lambda: client.search_runs(["0"])),
+]:
+    try:
+        attempt()
+        print(f"scope {name}: allowed")
+    except Exception as error:
+        print(f"scope {name}: refused ({getattr(error, 'error_code', type(error).__name__)})")
+print("tracking host:", os.environ["MLFLOW_TRACKING_URI"].split("/run/")[0])
+"#,
+        )],
+    );
+    let outcome = run(drover(&home).arg("run").arg(&project));
+    assert!(outcome.success, "{}\n{}", outcome.stdout, outcome.stderr);
+    for name in ["create_experiment", "other_run", "search_runs"] {
+        assert!(
+            outcome.stdout.contains(&format!("scope {name}: refused (PERMISSION_DENIED)")),
+            "{}",
+            outcome.stdout
+        );
+    }
+    assert!(
+        outcome.stdout.contains("tracking host: http://host.docker.internal:"),
+        "{}",
+        outcome.stdout
+    );
+    let run_id = run_id_from(&outcome.stderr);
+    let described = describe(&home, None, &run_id);
+    let acc = described["data"]["latest_metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == "acc")
+        .cloned()
+        .unwrap();
+    assert_eq!((acc["value"].as_f64().unwrap() * 10.0).round(), 7.0);
+    assert_eq!(acc["step"], 2);
+    assert_eq!(tag(&described, "inside").as_deref(), Some("docker"));
+    assert!(described["data"]["params"].as_array().unwrap().iter().any(|p| p["key"] == "source"));
+    assert_eq!(described["info"]["status"], "FINISHED");
+}

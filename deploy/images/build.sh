@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the container images drover's examples and tests use, without any registry:
-#   drover/busybox:1   a busybox root filesystem from Debian's busybox-static
-#   drover/python:3    a minimal Debian (debootstrap) with python3
+#   drover/busybox:1         a busybox root filesystem from Debian's busybox-static
+#   drover/python:3          a minimal Debian (debootstrap) with python3
+#   drover/python-mlflow:3   drover/python:3 with the mlflow client (mlflow-skinny, from PyPI)
 # Idempotent: an image that already exists is left alone. Pass --force to rebuild.
 # Needs root (debootstrap), a running Docker engine, and Debian's package mirrors.
 set -euo pipefail
@@ -72,9 +73,29 @@ build_python() {
     log "$image built"
 }
 
+build_python_mlflow() {
+    local image=drover/python-mlflow:3 client=mlflow-skinny==3.17.2
+    if have_image "$image"; then log "$image present"; return; fi
+    log "building $image: $client into drover/python:3"
+    # The image's python is Debian's 3.11; wheels for it come through this machine's pip.
+    python3 -m pip install --quiet --disable-pip-version-check --target "$work/site" \
+        --only-binary=:all: --platform manylinux2014_x86_64 --python-version 3.11 \
+        --implementation cp "$client" 2>"$work/pip.log" || {
+        tail -n 30 "$work/pip.log" >&2
+        exit 1
+    }
+    local container
+    container=$(docker create drover/python:3 true)
+    docker cp "$work/site/." "$container:/usr/local/lib/python3.11/dist-packages/" >/dev/null
+    docker commit --change 'ENV MLFLOW_DISABLE_TELEMETRY=true' "$container" "$image" >/dev/null
+    docker rm "$container" >/dev/null
+    log "$image built"
+}
+
 if ! docker info >/dev/null 2>&1; then
     log "the Docker engine is not reachable; start it and run this script again"
     exit 1
 fi
 build_busybox
 build_python
+build_python_mlflow

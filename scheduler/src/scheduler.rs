@@ -19,7 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::dispatch::{DispatchHandle, Dispatcher, EXIT_CODE_TAG, LeaseOptions};
 use crate::rest::ArtifactStore;
 use crate::snapshots::SnapshotStore;
-use crate::store::Store;
+use crate::store::{Placement, Store};
 
 /// How the scheduler runs, validated once by whoever starts it.
 #[derive(Clone, Copy, Debug)]
@@ -39,6 +39,9 @@ pub const SNAPSHOT_TAG: &str = "drover.snapshot.digest";
 pub const IMAGE_TAG: &str = "drover.docker.image";
 pub const ENV_MANAGER_TAG: &str = "drover.env_manager";
 pub const ENTRY_POINT_TAG: &str = "mlflow.project.entryPoint";
+
+/// How often a busy worker stream refreshes its worker's lease.
+const TOUCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Largest piece of log sent in one event.
 const FOLLOW_CHUNK_BYTES: usize = 256 << 10;
@@ -213,6 +216,7 @@ impl WorkerSession {
     async fn run(self, mut incoming: BoxStream<Result<WorkerMessage, ApiError>>) {
         let stopped = Scheduler::stopped(self.scheduler.stopping.clone());
         tokio::pin!(stopped);
+        let mut last_touch = std::time::Instant::now();
         loop {
             let message = tokio::select! {
                 message = incoming.next() => message,
@@ -226,6 +230,15 @@ impl WorkerSession {
                 }
                 None => break,
             };
+            // Any message shows the worker is alive; reports queued behind slow writes must
+            // not let its lease lapse while its heartbeat waits in line.
+            if !matches!(message.event, WorkerEvent::Heartbeat { .. })
+                && last_touch.elapsed() >= TOUCH_INTERVAL
+            {
+                last_touch = std::time::Instant::now();
+                let _ =
+                    self.scheduler.dispatch.heartbeat(self.worker_id.clone(), self.session).await;
+            }
             match self.apply(message.event).await {
                 // A report that can never be applied is acknowledged and dropped, or the
                 // worker would resend it forever.
@@ -341,8 +354,15 @@ impl Follower {
                 continue;
             }
             let run = store.run(run_id)?;
-            if run.info.status.is_terminal() || !self.request.follow {
-                let record = store.execution(run_id)?;
+            let record = store.execution(run_id)?;
+            // A run drover executes has ended when its worker's final report is in (a script
+            // may mark its run finished through the tracking API before it exits); any other
+            // run when its status says so.
+            let ended = match &record {
+                Some(record) => record.placement == Placement::Done,
+                None => run.info.status.is_terminal(),
+            };
+            if ended || !self.request.follow {
                 let exit_code = record.as_ref().and_then(|r| r.exit_code).or_else(|| {
                     run.data
                         .tags

@@ -63,6 +63,11 @@ impl DockerExecutor {
         }
     }
 
+    /// The Docker bridge's gateway: where containers reach this machine.
+    pub async fn bridge_gateway(&self) -> Option<std::net::IpAddr> {
+        crate::tracking_proxy::bridge_gateway(&self.docker).await
+    }
+
     /// Removes containers this worker left behind (a previous process crashed or was killed).
     /// The scheduler learns their runs were lost when this worker registers without them.
     pub async fn reap_orphans(&self) {

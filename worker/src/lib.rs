@@ -8,6 +8,7 @@ mod metrics;
 mod runner;
 mod session;
 mod snapshots;
+mod tracking_proxy;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -20,6 +20,7 @@ use crate::docker::{DockerExecutor, DockerRun};
 use crate::local::LocalRun;
 use crate::metrics::{Declared, MetricLines};
 use crate::snapshots::SnapshotCache;
+use crate::tracking_proxy::TrackingProxy;
 
 pub const COMMAND_TAG: &str = "drover.command";
 
@@ -29,6 +30,9 @@ pub struct RunContext {
     pub options: WorkerOptions,
     pub docker: Option<DockerExecutor>,
     pub snapshots: SnapshotCache,
+    /// Where containers log to, scoped per run; absent without Docker or with an explicit
+    /// tracking URI.
+    pub tracking_proxy: Option<TrackingProxy>,
 }
 
 /// How an executed process ended.
@@ -132,10 +136,22 @@ impl Runner {
             .invocation(&spec.entry_point, &spec.parameters, &PathCheck::AsSubmitted)
             .map_err(|error| error.to_string())?;
 
-        let tracking_uri = self.context.options.tracking_uri.clone().unwrap_or_else(|| {
-            drover_proto::client::normalize_address(&self.context.options.scheduler)
-                .unwrap_or_default()
-        });
+        // A container reaches the tracking API through the worker's proxy, scoped to this run;
+        // a local process talks to the scheduler directly.
+        let grant = match (spec.env_manager, &self.context.tracking_proxy) {
+            (EnvManager::Docker, Some(proxy)) => {
+                Some(proxy.grant(attempt.run_id, self.assignment.experiment_id))
+            }
+            _ => None,
+        };
+        let tracking_uri = match (&self.context.options.tracking_uri, &grant) {
+            (Some(uri), _) => uri.clone(),
+            (None, Some(grant)) => grant.uri.clone(),
+            (None, None) => {
+                drover_proto::client::normalize_address(&self.context.options.scheduler)
+                    .unwrap_or_default()
+            }
+        };
         let mut environment = vec![
             ("MLFLOW_TRACKING_URI".to_string(), tracking_uri),
             ("MLFLOW_RUN_ID".to_string(), attempt.run_id.to_string()),
@@ -182,6 +198,7 @@ impl Runner {
             }
         };
         let (outcome, ()) = tokio::join!(execution, forward);
+        drop(grant);
         outcome
     }
 }

@@ -20,6 +20,7 @@ use crate::WorkerOptions;
 use crate::docker::DockerExecutor;
 use crate::runner::{RunContext, Runner};
 use crate::snapshots::SnapshotCache;
+use crate::tracking_proxy::TrackingProxy;
 
 /// Reports waiting for acknowledgement beyond which runs wait (their output backs up).
 const MAX_UNACKED: usize = 4096;
@@ -81,6 +82,10 @@ pub async fn run(
     }
     let snapshots =
         SnapshotCache::open(&options.work_dir, options.snapshot_limit).map_err(work_error)?;
+    let tracking_proxy = match (&docker, &options.tracking_uri) {
+        (Some(docker), None) => start_tracking_proxy(docker, &options.scheduler).await,
+        _ => None,
+    };
     let registration = WorkerRegistration {
         worker_id: worker_id.clone(),
         hostname: hostname(),
@@ -96,6 +101,7 @@ pub async fn run(
         options: options.clone(),
         docker,
         snapshots,
+        tracking_proxy,
     });
     let session = Session {
         options,
@@ -322,6 +328,25 @@ impl Session {
             },
         }
         None
+    }
+}
+
+/// The proxy containers log through, on the Docker bridge's gateway; `None` (runs then get
+/// the scheduler's address) when it cannot be set up.
+async fn start_tracking_proxy(docker: &DockerExecutor, scheduler: &str) -> Option<TrackingProxy> {
+    let Some(gateway) = docker.bridge_gateway().await else {
+        tracing::warn!(
+            "cannot find the Docker bridge's gateway; containers get the scheduler's address for tracking"
+        );
+        return None;
+    };
+    let scheduler = drover_proto::client::normalize_address(scheduler).ok()?;
+    match TrackingProxy::start(gateway, &scheduler).await {
+        Ok(proxy) => Some(proxy),
+        Err(error) => {
+            tracing::warn!(%error, %gateway, "cannot start the tracking proxy; containers get the scheduler's address");
+            None
+        }
     }
 }
 

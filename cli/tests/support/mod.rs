@@ -227,6 +227,16 @@ pub fn wait_for_status(
         if run["info"]["status"] == status {
             return run;
         }
+        if run["info"]["status"]
+            .as_str()
+            .is_some_and(|s| ["FINISHED", "FAILED", "KILLED"].contains(&s))
+        {
+            panic!(
+                "run {run_id} ended {} while waiting for {status}: {:?}",
+                run["info"]["status"],
+                tag(&run, "drover.failure_reason")
+            );
+        }
         assert!(
             Instant::now() < deadline,
             "run {run_id} did not reach {status}; it is {}",
@@ -256,7 +266,7 @@ pub fn docker_ready() -> bool {
             eprintln!("skipping: {message}");
             return false;
         }
-        let missing = ["drover/python:3", "drover/busybox:1"]
+        let missing = ["drover/python:3", "drover/busybox:1", "drover/python-mlflow:3"]
             .iter()
             .any(|image| !Command::new("docker").args(["image", "inspect", image]).output().is_ok_and(|o| o.status.success()));
         if missing {

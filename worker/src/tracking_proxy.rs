@@ -1,0 +1,372 @@
+//! The tracking endpoint Docker runs use: an HTTP proxy on the worker, reachable from
+//! containers at `host.docker.internal`, that forwards MLflow REST calls to the scheduler.
+//!
+//! Each run gets its own address, `http://host.docker.internal:PORT/run/<token>`, and the
+//! proxy answers only calls about that run (its run ID, its experiment, its artifacts), so a
+//! container never holds anything that reaches the rest of the cluster.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use drover_proto::domain::{ExperimentId, RunId};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// The largest tracking call body inspected; MLflow's own limit.
+const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Host name containers use for the worker's host (mapped to the bridge gateway).
+pub const CONTAINER_HOST: &str = "host.docker.internal";
+
+#[derive(Clone, Copy, Debug)]
+struct Scope {
+    run_id: RunId,
+    experiment_id: ExperimentId,
+}
+
+/// Grants and revokes runs' access; cheap to clone.
+#[derive(Clone)]
+pub struct TrackingProxy {
+    port: u16,
+    scopes: Arc<Mutex<HashMap<String, Scope>>>,
+}
+
+/// A run's access to the proxy, revoked when dropped.
+pub struct Grant {
+    proxy: TrackingProxy,
+    token: String,
+    pub uri: String,
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        self.proxy.scopes().remove(&self.token);
+    }
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    scheduler: Uri,
+    client: HttpClient<HttpConnector, Body>,
+    scopes: Arc<Mutex<HashMap<String, Scope>>>,
+}
+
+impl TrackingProxy {
+    /// Serves the proxy on `address` (the Docker bridge's gateway), forwarding to
+    /// `scheduler` (`http://host:port`).
+    pub async fn start(address: IpAddr, scheduler: &str) -> std::io::Result<TrackingProxy> {
+        let scheduler: Uri = scheduler.parse().map_err(std::io::Error::other)?;
+        let listener = tokio::net::TcpListener::bind(SocketAddr::new(address, 0)).await?;
+        let port = listener.local_addr()?.port();
+        let scopes = Arc::new(Mutex::new(HashMap::new()));
+        let state = ProxyState {
+            scheduler,
+            client: HttpClient::builder(TokioExecutor::new()).build_http(),
+            scopes: scopes.clone(),
+        };
+        let router = axum::Router::new().fallback(forward).with_state(state);
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "the tracking proxy stopped");
+            }
+        });
+        tracing::info!(%address, port, "tracking proxy for containers listening");
+        Ok(TrackingProxy { port, scopes })
+    }
+
+    fn scopes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Scope>> {
+        self.scopes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A tracking URI that reaches this run, and only it, from inside its container.
+    pub fn grant(&self, run_id: RunId, experiment_id: ExperimentId) -> Grant {
+        let token = hex::encode(rand::random::<[u8; 16]>());
+        self.scopes().insert(token.clone(), Scope { run_id, experiment_id });
+        let uri = format!("http://{CONTAINER_HOST}:{}/run/{token}", self.port);
+        Grant { proxy: self.clone(), token, uri }
+    }
+}
+
+fn refuse(status: StatusCode, code: &str, message: String) -> Response {
+    let body = serde_json::json!({ "error_code": code, "message": message });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn forward(State(state): State<ProxyState>, request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    let Some(rest) = path.strip_prefix("/run/") else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "RESOURCE_DOES_NOT_EXIST",
+            "unknown tracking address".to_string(),
+        );
+    };
+    let (token, api_path) = rest.split_once('/').unwrap_or((rest, ""));
+    let scope =
+        state.scopes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(token).copied();
+    let Some(scope) = scope else {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "this tracking address is not valid (the run ended?)".to_string(),
+        );
+    };
+    let api_path = format!("/{api_path}");
+    let query = request.uri().query().map(str::to_string);
+    let (parts, body) = request.into_parts();
+    let is_artifact_transfer = api_path.starts_with("/api/2.0/mlflow-artifacts/artifacts/");
+    // Tracking calls are small: read them to check which run they name. Artifact transfers
+    // are checked by their path and streamed.
+    let body = if is_artifact_transfer {
+        body
+    } else {
+        match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(bytes) => {
+                let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                if let Err(message) = allowed(&api_path, query.as_deref(), &json, scope) {
+                    return refuse(StatusCode::FORBIDDEN, "PERMISSION_DENIED", message);
+                }
+                Body::from(bytes)
+            }
+            Err(_) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_PARAMETER_VALUE",
+                    "the request body is too large".to_string(),
+                );
+            }
+        }
+    };
+    if is_artifact_transfer
+        && let Err(message) = allowed(&api_path, query.as_deref(), &Value::Null, scope)
+    {
+        return refuse(StatusCode::FORBIDDEN, "PERMISSION_DENIED", message);
+    }
+    let target = format!(
+        "{}{}{}",
+        state.scheduler.to_string().trim_end_matches('/'),
+        api_path,
+        query.map(|q| format!("?{q}")).unwrap_or_default()
+    );
+    let mut upstream = axum::http::Request::builder().method(parts.method).uri(target);
+    for name in [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::ACCEPT] {
+        if let Some(value) = parts.headers.get(&name) {
+            upstream = upstream.header(name, value.clone());
+        }
+    }
+    let upstream = match upstream.body(body) {
+        Ok(request) => request,
+        Err(error) => {
+            return refuse(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", error.to_string());
+        }
+    };
+    match state.client.request(upstream).await {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let mut response =
+                Response::from_parts(parts, Body::new(body.map_err(axum::Error::new)));
+            response.headers_mut().insert("x-drover-proxy", HeaderValue::from_static("1"));
+            response
+        }
+        Err(error) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TEMPORARILY_UNAVAILABLE",
+            format!("the scheduler did not answer: {error}"),
+        ),
+    }
+}
+
+/// Whether a call stays within the run's scope; the reason when it does not.
+fn allowed(path: &str, query: Option<&str>, body: &Value, scope: Scope) -> Result<(), String> {
+    let run = scope.run_id.to_string();
+    let experiment = scope.experiment_id.to_string();
+    let denied =
+        |what: &str| Err(format!("{what} is outside run {run}, the only run this address serves"));
+    let params = query_pairs(query.unwrap_or(""));
+    let field = |name: &str| -> Vec<String> {
+        let mut values: Vec<String> =
+            params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect();
+        match &body[name] {
+            Value::String(value) => values.push(value.clone()),
+            Value::Array(items) => {
+                values.extend(items.iter().filter_map(|v| v.as_str().map(str::to_string)))
+            }
+            _ => {}
+        }
+        values
+    };
+    let names_only_this_run = |names: &[&str]| {
+        let ids: Vec<String> = names.iter().flat_map(|name| field(name)).collect();
+        !ids.is_empty() && ids.iter().all(|id| id.eq_ignore_ascii_case(&run))
+    };
+    let names_only_this_experiment = || {
+        let ids = field("experiment_id").into_iter().chain(field("experiment_ids"));
+        let ids: Vec<String> = ids.collect();
+        ids.iter().all(|id| *id == experiment)
+    };
+    if let Some(artifact) = path.strip_prefix("/api/2.0/mlflow-artifacts/artifacts") {
+        let artifact = artifact.trim_start_matches('/');
+        let artifact = if artifact.is_empty() {
+            field("path").into_iter().next().unwrap_or_default()
+        } else {
+            artifact.to_string()
+        };
+        let prefix = format!("{experiment}/{run}/");
+        return if artifact.starts_with(&prefix) || artifact == prefix.trim_end_matches('/') {
+            Ok(())
+        } else {
+            denied("this artifact path")
+        };
+    }
+    let Some(endpoint) = path
+        .strip_prefix("/api/2.0/mlflow/")
+        .or_else(|| path.strip_prefix("/ajax-api/2.0/mlflow/"))
+    else {
+        return denied("this endpoint");
+    };
+    match endpoint {
+        "runs/get"
+        | "runs/update"
+        | "runs/log-metric"
+        | "runs/log-parameter"
+        | "runs/set-tag"
+        | "runs/delete-tag"
+        | "runs/log-batch"
+        | "runs/log-inputs"
+        | "metrics/get-history"
+        | "artifacts/list" => {
+            if names_only_this_run(&["run_id", "run_uuid"]) {
+                Ok(())
+            } else {
+                denied("that run")
+            }
+        }
+        "metrics/get-history-bulk-interval" => {
+            if names_only_this_run(&["run_ids"]) {
+                Ok(())
+            } else {
+                denied("that run")
+            }
+        }
+        "experiments/get" | "logged-models/search" => {
+            if names_only_this_experiment() {
+                Ok(())
+            } else {
+                denied("that experiment")
+            }
+        }
+        _ => denied(&format!("'{endpoint}'")),
+    }
+}
+
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |text: &str| {
+                percent_encoding::percent_decode_str(&text.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (decode(key), decode(value))
+        })
+        .collect()
+}
+
+/// The Docker bridge's gateway address on this machine: where containers reach the host.
+/// Engines that do not report it use the subnet's first address, as Docker assigns it.
+pub async fn bridge_gateway(docker: &bollard::Docker) -> Option<IpAddr> {
+    let options = None::<bollard::query_parameters::InspectNetworkOptions>;
+    let network = docker.inspect_network("bridge", options).await.ok()?;
+    let configs = network.ipam?.config?;
+    configs
+        .iter()
+        .find_map(|config| config.gateway.as_deref()?.parse().ok())
+        .or_else(|| configs.iter().find_map(|config| first_host(config.subnet.as_deref()?)))
+}
+
+/// The first host address of an IPv4 subnet such as `172.17.0.0/16`.
+fn first_host(subnet: &str) -> Option<IpAddr> {
+    let (network, _) = subnet.split_once('/')?;
+    let network: std::net::Ipv4Addr = network.parse().ok()?;
+    Some(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(network).checked_add(1)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Scope {
+        Scope { run_id: RunId([0xab; 16]), experiment_id: ExperimentId(7) }
+    }
+
+    #[test]
+    fn the_gateway_defaults_to_the_subnets_first_address() {
+        assert_eq!(first_host("172.17.0.0/16"), Some("172.17.0.1".parse().unwrap()));
+        assert_eq!(first_host("garbage"), None);
+    }
+
+    #[test]
+    fn calls_about_the_run_pass_and_others_do_not() {
+        let run = RunId([0xab; 16]).to_string();
+        let other = RunId([0xcd; 16]).to_string();
+        let ok = |path: &str, query: &str, body: Value| {
+            allowed(path, Some(query), &body, scope()).is_ok()
+        };
+        assert!(ok(
+            "/api/2.0/mlflow/runs/log-metric",
+            "",
+            serde_json::json!({"run_id": run, "key": "k"})
+        ));
+        assert!(ok(
+            "/api/2.0/mlflow/runs/get",
+            &format!("run_id={run}&run_uuid={run}"),
+            Value::Null
+        ));
+        assert!(!ok("/api/2.0/mlflow/runs/log-metric", "", serde_json::json!({"run_id": other})));
+        assert!(!ok(
+            "/api/2.0/mlflow/runs/get",
+            &format!("run_id={run}&run_uuid={other}"),
+            Value::Null
+        ));
+        assert!(!ok("/api/2.0/mlflow/runs/create", "", serde_json::json!({"experiment_id": "7"})));
+        assert!(!ok(
+            "/api/2.0/mlflow/runs/search",
+            "",
+            serde_json::json!({"experiment_ids": ["7"]})
+        ));
+        assert!(!ok(
+            "/api/2.0/mlflow/experiments/delete",
+            "",
+            serde_json::json!({"experiment_id": "7"})
+        ));
+        assert!(ok("/api/2.0/mlflow/experiments/get", "experiment_id=7", Value::Null));
+        assert!(!ok("/api/2.0/mlflow/experiments/get", "experiment_id=8", Value::Null));
+        assert!(ok(
+            &format!("/api/2.0/mlflow-artifacts/artifacts/7/{run}/artifacts/model.pkl"),
+            "",
+            Value::Null
+        ));
+        assert!(!ok(
+            &format!("/api/2.0/mlflow-artifacts/artifacts/7/{other}/artifacts/x"),
+            "",
+            Value::Null
+        ));
+        assert!(ok(
+            "/api/2.0/mlflow-artifacts/artifacts",
+            &format!("path=7%2F{run}%2Fartifacts"),
+            Value::Null
+        ));
+        assert!(!ok("/api/2.0/mlflow-artifacts/artifacts", "path=7", Value::Null));
+    }
+}
