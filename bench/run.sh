@@ -5,3 +5,4 @@ cd "$(dirname "$0")/.."
 bash deploy/images/build.sh
 cargo build --release --locked -p drover -p drover-bench
 ./target/release/run_overhead
+./target/release/tracking

@@ -105,8 +105,9 @@ impl Backend {
         let worker = match embedding {
             Embedding::StoreOnly => None,
             Embedding::WithWorker => {
+                // The worker's id (made once, kept in the store's worker directory) labels its
+                // containers; it must differ between stores sharing a Docker engine.
                 let mut options = WorkerOptions::new(address, work_dir);
-                options.worker_id = Some("local".to_string());
                 options.slots = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
                 let (stop_worker, worker_stopped) = oneshot::channel::<()>();
                 let worker = tokio::spawn(async move {

@@ -323,7 +323,7 @@ fn a_missing_image_fails_the_run_with_its_name() {
     let outcome = run(drover(&home).arg("run").arg(&project));
     assert!(!outcome.success);
     assert!(
-        outcome.stderr.contains("image 'drover/not-built:7' is not present on worker local"),
+        outcome.stderr.contains("image 'drover/not-built:7' is not present on worker "),
         "{}",
         outcome.stderr
     );
@@ -359,15 +359,25 @@ struct Cluster {
     dir: tempfile::TempDir,
     scheduler: SchedulerProcess,
     worker: Option<WorkerProcess>,
+    worker_id: String,
 }
+
+static CLUSTERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Cluster {
     fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let scheduler =
             SchedulerProcess::spawn_with(&dir.path().join("store"), &["--lease-timeout", "3s"]);
-        let worker = WorkerProcess::spawn(&scheduler.address, &dir.path().join("work"), "w1", 2);
-        Cluster { dir, scheduler, worker: Some(worker) }
+        // Worker ids name containers on the shared Docker engine: each cluster has its own.
+        let worker_id = format!(
+            "w1-{}",
+            std::process::id() as u64 * 1000
+                + u64::from(CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        );
+        let worker =
+            WorkerProcess::spawn(&scheduler.address, &dir.path().join("work"), &worker_id, 2);
+        Cluster { dir, scheduler, worker: Some(worker), worker_id }
     }
 
     fn home(&self) -> std::path::PathBuf {
@@ -531,7 +541,7 @@ fn a_restarted_worker_reaps_its_containers_and_the_run_is_retried() {
     cluster.worker = Some(WorkerProcess::spawn(
         &cluster.scheduler.address,
         &cluster.dir.path().join("work"),
-        "w1",
+        &cluster.worker_id,
         2,
     ));
     let described = cluster.wait(&run_id, "FINISHED");
@@ -539,7 +549,11 @@ fn a_restarted_worker_reaps_its_containers_and_the_run_is_retried() {
     assert!(containers_with_label(&label).is_empty());
     let logs = run(cluster.drover().args(["runs", "logs", &run_id]));
     assert!(logs.stdout.contains("attempt 2"), "{}", logs.stdout);
-    assert!(logs.stderr.contains("worker w1 restarted"), "{}", logs.stderr);
+    assert!(
+        logs.stderr.contains(&format!("worker {} restarted", cluster.worker_id)),
+        "{}",
+        logs.stderr
+    );
 }
 
 #[test]
@@ -571,7 +585,7 @@ fn runs_survive_a_scheduler_killed_mid_run() {
     let run_id = cluster.submit(&counter, &[]);
     cluster.wait(&run_id, "RUNNING");
     let store = cluster.dir.path().join("store");
-    let Cluster { dir, scheduler, worker } = cluster;
+    let Cluster { dir, scheduler, worker, worker_id } = cluster;
     let address = scheduler.address.clone();
     let port = address.rsplit(':').next().unwrap().to_string();
     let mut scheduler = scheduler;
@@ -584,7 +598,7 @@ fn runs_survive_a_scheduler_killed_mid_run() {
         &format!("127.0.0.1:{port}"),
         &["--lease-timeout", "3s"],
     );
-    let cluster = Cluster { dir, scheduler, worker };
+    let cluster = Cluster { dir, scheduler, worker, worker_id };
     cluster.wait(&run_id, "FINISHED");
     let logs = run(cluster.drover().args(["runs", "logs", &run_id]));
     let expected: String = (1..=6).map(|i| format!("line {i}\n")).collect();
@@ -598,7 +612,7 @@ fn status_shows_workers_and_the_queue() {
     loop {
         let status = run(cluster.drover().arg("status"));
         assert!(status.success, "{}", status.stderr);
-        if status.stdout.contains("w1") {
+        if status.stdout.contains(&cluster.worker_id) {
             assert!(status.stdout.contains("connected"), "{}", status.stdout);
             assert!(status.stdout.contains("0/2"), "{}", status.stdout);
             break;

@@ -85,7 +85,8 @@ impl Client {
         Ok(Client {
             address: uri,
             experiments: pb::experiments_client::ExperimentsClient::new(channel.clone()),
-            runs: pb::runs_client::RunsClient::new(channel.clone()),
+            runs: pb::runs_client::RunsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
             snapshots: pb::snapshots_client::SnapshotsClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),

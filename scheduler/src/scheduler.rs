@@ -342,19 +342,11 @@ impl Follower {
         let mut cursor = self.request.after_cursor;
         loop {
             changes.borrow_and_update();
-            let chunks = store.read_log(run_id, cursor, FOLLOW_CHUNK_BYTES)?;
-            if !chunks.is_empty() {
-                for chunk in chunks {
-                    cursor = chunk.end_cursor;
-                    let event = RunEvent::Log { stream: chunk.stream, data: chunk.data, cursor };
-                    if self.sender.send(Ok(event)).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                continue;
-            }
-            let run = store.run(run_id)?;
+            // The state is read before the log: a run's output is stored before its final
+            // report, so once the state says "ended", the log read after it is complete.
+            // The record is read before the run, because both change in one write.
             let record = store.execution(run_id)?;
+            let run = store.run(run_id)?;
             // A run drover executes has ended when its worker's final report is in (a script
             // may mark its run finished through the tracking API before it exits); any other
             // run when its status says so.
@@ -362,6 +354,19 @@ impl Follower {
                 Some(record) => record.placement == Placement::Done,
                 None => run.info.status.is_terminal(),
             };
+            loop {
+                let chunks = store.read_log(run_id, cursor, FOLLOW_CHUNK_BYTES)?;
+                if chunks.is_empty() {
+                    break;
+                }
+                for chunk in chunks {
+                    cursor = chunk.end_cursor;
+                    let event = RunEvent::Log { stream: chunk.stream, data: chunk.data, cursor };
+                    if self.sender.send(Ok(event)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
             if ended || !self.request.follow {
                 let exit_code = record.as_ref().and_then(|r| r.exit_code).or_else(|| {
                     run.data

@@ -1,0 +1,281 @@
+//! drover's own tracking figures against the issue's goals (the peers' side of the tracking
+//! benchmark is not in this binary yet):
+//! 1. metric ingest over gRPC, the worker path: concurrent batches of 1,000 points, each
+//!    acknowledged only once durable — points/s;
+//! 2. `runs/search` over an experiment of 100,000 runs with a metric and a param filter,
+//!    through the REST API — latency;
+//! 3. the history of a 1,000,000-point metric, through the REST API (paged, as the official
+//!    client reads it) and through gRPC (pages of 250,000) — latency.
+
+use std::time::{Duration, Instant};
+
+use drover_bench::{LocalCluster, print_table, quantile};
+use drover_proto::Client;
+use drover_proto::domain::{
+    CreateExperiment, CreateRun, ExperimentName, Metric, MetricHistoryQuery, Param, RunId,
+    RunStatus,
+};
+
+const INGEST_WRITERS: usize = 16;
+const INGEST_BATCHES: usize = 200;
+const BATCH_POINTS: usize = 1000;
+const SEARCH_RUNS: usize = 100_000;
+const HISTORY_POINTS: usize = 1_000_000;
+
+fn main() -> anyhow::Result<()> {
+    let cluster = LocalCluster::start(1)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = Client::connect(&cluster.address).await?;
+        let ingest = ingest(&client).await?;
+        eprintln!("gRPC ingest: {ingest:.0} points/s");
+        let (search, search_matches) = search(&client, &cluster.address).await?;
+        eprintln!("runs/search over {SEARCH_RUNS} runs: {search:?} ms");
+        let (history_rest, history_grpc) = history(&client, &cluster.address).await?;
+        println!("\nTracking (this machine)\n");
+        print_table(
+            &["measure", "drover", "goal"],
+            &[
+                vec![
+                    format!("gRPC ingest, {INGEST_WRITERS} writers x {BATCH_POINTS}-point batches, durable"),
+                    format!("{ingest:.0} points/s"),
+                    ">= 1,000,000 points/s".to_string(),
+                ],
+                vec![
+                    format!("runs/search, {SEARCH_RUNS} runs, metric+param filter ({search_matches} matches), p50"),
+                    format!("{:.0} ms", quantile(&search, 0.5)),
+                    "< 100 ms".to_string(),
+                ],
+                vec![
+                    format!("metrics/get-history, {HISTORY_POINTS} points (REST, paged)"),
+                    format!("{:.0} ms", history_rest),
+                    "< 1 s".to_string(),
+                ],
+                vec![
+                    format!("metric history, {HISTORY_POINTS} points (gRPC, pages of 250,000)"),
+                    format!("{:.0} ms", history_grpc),
+                    "< 1 s".to_string(),
+                ],
+            ],
+        );
+        anyhow::Ok(())
+    })
+}
+
+async fn new_run(
+    client: &Client,
+    experiment: drover_proto::domain::ExperimentId,
+) -> anyhow::Result<RunId> {
+    let request = CreateRun {
+        experiment_id: experiment,
+        run_name: None,
+        user_id: "bench".into(),
+        start_time_ms: None,
+        tags: Vec::new(),
+        status: RunStatus::Running,
+    };
+    Ok(client.create_run(request).await?.info.run_id)
+}
+
+async fn experiment(
+    client: &Client,
+    name: &str,
+) -> anyhow::Result<drover_proto::domain::ExperimentId> {
+    let request = CreateExperiment {
+        name: ExperimentName::parse(name)?,
+        artifact_location: None,
+        tags: Vec::new(),
+    };
+    Ok(client.create_experiment(request).await?.id)
+}
+
+async fn ingest(client: &Client) -> anyhow::Result<f64> {
+    let experiment = experiment(client, "ingest").await?;
+    let mut runs = Vec::new();
+    for _ in 0..INGEST_WRITERS {
+        runs.push(new_run(client, experiment).await?);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for run_id in runs {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            for batch in 0..INGEST_BATCHES {
+                let points = (0..BATCH_POINTS)
+                    .map(|i| Metric {
+                        key: format!("m{}", i % 10),
+                        value: i as f64,
+                        timestamp_ms: batch as i64,
+                        step: (batch * BATCH_POINTS + i) as i64,
+                    })
+                    .collect();
+                client.log_metrics(run_id, points).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let points = (INGEST_WRITERS * INGEST_BATCHES * BATCH_POINTS) as f64;
+    Ok(points / started.elapsed().as_secs_f64())
+}
+
+async fn search(client: &Client, address: &str) -> anyhow::Result<(Vec<f64>, usize)> {
+    let experiment = experiment(client, "search").await?;
+    eprintln!("creating {SEARCH_RUNS} runs for the search benchmark");
+    let mut tasks = Vec::new();
+    for writer in 0..32 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (writer..SEARCH_RUNS).step_by(32) {
+                let run_id = new_run(&client, experiment).await?;
+                let metric = Metric {
+                    key: "rmse".into(),
+                    value: (i % 1000) as f64 / 1000.0,
+                    timestamp_ms: 0,
+                    step: 0,
+                };
+                client.log_metrics(run_id, vec![metric]).await?;
+                client
+                    .log_params(
+                        run_id,
+                        vec![Param { key: "alpha".into(), value: format!("0.{}", i % 10) }],
+                    )
+                    .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let http = HttpClient::new(address);
+    let body = format!(
+        r#"{{"experiment_ids": ["{experiment}"], "filter": "metrics.rmse < 0.1 and params.alpha = '0.3'", "max_results": 1000}}"#
+    );
+    let mut latencies = Vec::new();
+    let mut matches = 0;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let response = http.post("/api/2.0/mlflow/runs/search", &body).await?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        let response: serde_json::Value = serde_json::from_str(&response)?;
+        matches = response["runs"].as_array().map_or(0, Vec::len);
+    }
+    Ok((latencies, matches))
+}
+
+async fn history(client: &Client, address: &str) -> anyhow::Result<(f64, f64)> {
+    let experiment = experiment(client, "history").await?;
+    let run_id = new_run(client, experiment).await?;
+    for chunk in 0..HISTORY_POINTS / 10_000 {
+        let points = (0..10_000)
+            .map(|i| {
+                let step = (chunk * 10_000 + i) as i64;
+                Metric {
+                    key: "loss".into(),
+                    value: 1.0 / (step + 1) as f64,
+                    timestamp_ms: step,
+                    step,
+                }
+            })
+            .collect();
+        client.log_metrics(run_id, points).await?;
+    }
+    let http = HttpClient::new(address);
+    let started = Instant::now();
+    let mut token = String::new();
+    let mut total = 0;
+    loop {
+        let query = format!(
+            "/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=loss&max_results=25000&page_token={token}"
+        );
+        let page: serde_json::Value = serde_json::from_str(&http.get(&query).await?)?;
+        total += page["metrics"].as_array().map_or(0, Vec::len);
+        match page["next_page_token"].as_str() {
+            Some(next) => token = next.to_string(),
+            None => break,
+        }
+    }
+    let rest = started.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(total == HISTORY_POINTS, "REST history returned {total} points");
+    eprintln!("get-history over REST: {rest:.0} ms");
+    let started = Instant::now();
+    let mut total = 0;
+    let mut page_token = None;
+    loop {
+        let page = client
+            .metric_history(MetricHistoryQuery {
+                run_id,
+                key: "loss".into(),
+                start_step: None,
+                end_step: None,
+                max_results: Some(250_000),
+                page_token,
+            })
+            .await?;
+        total += page.items.len();
+        page_token = page.next_page_token;
+        if page_token.is_none() {
+            break;
+        }
+    }
+    let grpc = started.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(total == HISTORY_POINTS, "gRPC history returned {total} points");
+    Ok((rest, grpc))
+}
+
+/// A minimal HTTP/1.1 client over one connection per request, enough for JSON calls.
+struct HttpClient {
+    address: String,
+}
+
+impl HttpClient {
+    fn new(address: &str) -> HttpClient {
+        HttpClient { address: address.to_string() }
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<String> {
+        self.call(&format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")).await
+    }
+
+    async fn post(&self, path: &str, body: &str) -> anyhow::Result<String> {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        self.call(&request).await
+    }
+
+    async fn call(&self, request: &str) -> anyhow::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(&self.address).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        tokio::time::timeout(Duration::from_secs(120), stream.read_to_end(&mut response)).await??;
+        let text = String::from_utf8(response)?;
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| anyhow::anyhow!("malformed HTTP response"))?;
+        anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+        // The server answers with a length or in chunks; decode chunks when present.
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            return Ok(dechunk(body));
+        }
+        Ok(body.to_string())
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
