@@ -20,7 +20,7 @@ use drover_proto::execution::{AttemptId, LogStream};
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 
-use crate::runner::{Outcome, Output, Started};
+use crate::runner::{Outcome, Output, Started, cancel_grace};
 
 pub const RUN_LABEL: &str = "drover.run_id";
 pub const ATTEMPT_LABEL: &str = "drover.attempt";
@@ -204,11 +204,7 @@ impl DockerExecutor {
                     None => break,
                 },
                 changed = cancelled.changed(), if !killed => {
-                    let grace = match (changed, *cancelled.borrow()) {
-                        (Ok(()), Some(grace)) => grace,
-                        (Ok(()), None) => continue,
-                        (Err(_), _) => Duration::ZERO,
-                    };
+                    let Some(grace) = cancel_grace(changed, cancelled) else { continue };
                     killed = true;
                     let seconds = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
                     let stop = StopContainerOptions { t: Some(seconds), signal: None };

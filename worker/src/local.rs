@@ -13,7 +13,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio::sync::watch;
 
-use crate::runner::{Outcome, Output, Started};
+use crate::runner::{Outcome, Output, Started, cancel_grace};
 
 pub struct LocalRun {
     pub command: String,
@@ -54,12 +54,7 @@ impl LocalRun {
             tokio::select! {
                 status = child.wait() => break status.map_err(|error| format!("cannot wait for the command: {error}"))?,
                 changed = cancelled.changed(), if !killed => {
-                    let grace = match (changed, *cancelled.borrow()) {
-                        (Ok(()), Some(grace)) => grace,
-                        (Ok(()), None) => continue,
-                        // The worker is gone; stop promptly.
-                        (Err(_), _) => Duration::ZERO,
-                    };
+                    let Some(grace) = cancel_grace(changed, &cancelled) else { continue };
                     killed = true;
                     signal_group(group, Signal::SIGTERM);
                     let deadline = tokio::time::sleep(grace);

@@ -46,6 +46,18 @@ pub struct Outcome {
 /// Output of a running process: which stream, and the bytes.
 pub type Output = mpsc::Sender<(LogStream, Vec<u8>)>;
 
+/// The grace period a cancellation asks for, once `changed` reports one: `None` while the run
+/// is not cancelled. A closed channel means the worker is going away: stop promptly.
+pub fn cancel_grace(
+    changed: Result<(), watch::error::RecvError>,
+    cancelled: &watch::Receiver<Option<Duration>>,
+) -> Option<Duration> {
+    match changed {
+        Ok(()) => *cancelled.borrow(),
+        Err(_) => Some(Duration::ZERO),
+    }
+}
+
 /// Told once the process has started, with facts to record on the run.
 pub type Started = oneshot::Sender<Vec<Tag>>;
 
