@@ -1,7 +1,7 @@
 //! MLflow's run search grammar: `filter` strings such as `metrics.rmse < 1 AND params.lr = '0.1'`
 //! and `order_by` clauses such as `metrics.rmse DESC`, parsed once and applied to runs.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -52,12 +52,14 @@ impl OrderBy {
 
     /// Sorts runs in place. The default order (no clauses), and the tie-break after all clauses,
     /// is start_time DESC, then run_id ASC.
-    pub fn sort(&self, runs: &mut [Run]) {
+    pub fn sort<R: Borrow<Run>>(&self, runs: &mut [R]) {
         // Each run's sort values are looked up once rather than on every comparison, since
         // finding a metric or param is a linear scan of the run's data.
         let keys: Vec<Vec<Option<SortValue>>> = runs
             .iter()
-            .map(|run| self.clauses.iter().map(|clause| clause.subject.sort_value(run)).collect())
+            .map(|run| {
+                self.clauses.iter().map(|clause| clause.subject.sort_value(run.borrow())).collect()
+            })
             .collect();
         let mut order: Vec<usize> = (0..runs.len()).collect();
         order.sort_by(|&left, &right| {
@@ -73,8 +75,13 @@ impl OrderBy {
                 })
                 .find(|ordering| ordering.is_ne())
                 .unwrap_or(Ordering::Equal)
-                .then_with(|| runs[right].info.start_time_ms.cmp(&runs[left].info.start_time_ms))
-                .then_with(|| runs[left].info.run_id.cmp(&runs[right].info.run_id))
+                .then_with(|| {
+                    let (left, right) = (runs[left].borrow(), runs[right].borrow());
+                    right.info.start_time_ms.cmp(&left.info.start_time_ms)
+                })
+                .then_with(|| {
+                    runs[left].borrow().info.run_id.cmp(&runs[right].borrow().info.run_id)
+                })
         });
         apply_permutation(runs, &order);
     }

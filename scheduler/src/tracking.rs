@@ -79,7 +79,7 @@ impl Tracking for Scheduler {
         order_by.sort(&mut runs);
         let end = offset.saturating_add(limit).min(runs.len());
         let next_page_token = (end < runs.len()).then(|| end.to_string());
-        let items = runs.into_iter().skip(offset).take(limit).collect();
+        let items = runs.iter().skip(offset).take(limit).map(|run| Run::clone(run)).collect();
         Ok(Page { items, next_page_token })
     }
 

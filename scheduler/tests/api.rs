@@ -526,3 +526,41 @@ fn a_file_or_a_newer_store_is_refused() {
     assert!(matches!(error, OpenError::NewerSchema { found: 99, .. }), "{error:?}");
     assert!(error.to_string().contains("newer drover"), "{error}");
 }
+
+#[tokio::test]
+async fn searches_see_every_later_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = TestScheduler::start(dir.path()).await;
+    let client = &scheduler.client;
+    let run_id = scheduler.run(DEFAULT_EXPERIMENT_ID).await.info.run_id;
+    let search =
+        |filter: &str| ListRuns { filter: Some(filter.to_string()), ..ListRuns::default() };
+    // The first search reads the run; every write after it must show in the next one.
+    assert!(client.list_runs(search("metrics.loss < 1")).await.unwrap().items.is_empty());
+    client.log_metrics(run_id, vec![metric("loss", 0.5, 1, 1)]).await.unwrap();
+    assert_eq!(client.list_runs(search("metrics.loss < 1")).await.unwrap().items.len(), 1);
+    client.log_params(run_id, vec![param("alpha", "0.1")]).await.unwrap();
+    assert_eq!(client.list_runs(search("params.alpha = '0.1'")).await.unwrap().items.len(), 1);
+    client.set_tags(run_id, vec![tag("team", "a")]).await.unwrap();
+    assert_eq!(client.list_runs(search("tags.team = 'a'")).await.unwrap().items.len(), 1);
+    client.delete_tag(run_id, "team").await.unwrap();
+    assert!(client.list_runs(search("tags.team = 'a'")).await.unwrap().items.is_empty());
+    client
+        .update_run(UpdateRun {
+            run_id,
+            status: Some(RunStatus::Finished),
+            end_time_ms: None,
+            run_name: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        client.list_runs(search("attributes.status = 'FINISHED'")).await.unwrap().items.len(),
+        1
+    );
+    client.delete_run(run_id).await.unwrap();
+    assert!(
+        client.list_runs(search("attributes.status = 'FINISHED'")).await.unwrap().items.is_empty()
+    );
+    scheduler.stop().await;
+}

@@ -120,6 +120,16 @@ def test_long_history_pages_through(client, experiment_id):
         client.log_batch(run_id, metrics=metrics[start:start + 1000])
     history = client.get_metric_history(run_id, "curve")
     assert [m.step for m in history] == list(range(3000))
+    # The client reads in pages; a request without max_results gets the whole history.
+    more = [Metric("long", float(i), i, i) for i in range(30_000)]
+    for start in range(0, len(more), 1000):
+        client.log_batch(run_id, metrics=more[start:start + 1000])
+    assert [m.step for m in client.get_metric_history(run_id, "long")] == list(range(30_000))
+    url = f"{mlflow.get_tracking_uri()}/api/2.0/mlflow/metrics/get-history"
+    response = requests.get(url, params={"run_id": run_id, "metric_key": "long"}, timeout=60).json()
+    assert len(response["metrics"]) == 30_000 and "next_page_token" not in response
+    page = requests.get(url, params={"run_id": run_id, "metric_key": "long", "max_results": 100}, timeout=60).json()
+    assert len(page["metrics"]) == 100 and page["next_page_token"]
 
 
 def test_batches_at_and_over_the_limits(client, experiment_id, tracking_uri):

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use drover_proto::ApiError;
@@ -9,13 +10,13 @@ use drover_proto::domain::{
     CreateExperiment, CreateRun, ExperimentId, ExperimentName, ExperimentRef, Metric,
     MetricHistoryQuery, Param, RenameExperiment, RunId, Tag, UpdateRun,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::json::{
     self, MetricJson, MetricOut, TagJson, lenient_i64, parse_status, parse_view_type, required,
 };
-use super::{MlflowRequest, RestResult};
+use super::{MlflowRequest, RestError, RestResult};
 use crate::experiment_search::ExperimentFilter;
 use crate::scheduler::Scheduler;
 use crate::search::{Filter, OrderBy};
@@ -522,26 +523,36 @@ pub struct HistoryBody {
     max_results: Option<i64>,
 }
 
+/// Without `max_results` the whole history comes back, as MLflow's server answers; the
+/// official client asks for pages of 25,000.
 pub async fn get_metric_history(
     State(scheduler): State<Scheduler>,
     request: MlflowRequest,
-) -> RestResult {
+) -> Result<Response, RestError> {
     let body: HistoryBody = request.parse()?;
     let query = MetricHistoryQuery {
         run_id: run_id(body.run_id.or(body.run_uuid), "run_id")?,
         key: required(body.metric_key, "metric_key")?,
         start_step: None,
         end_step: None,
-        max_results: body.max_results.map(|n| n.clamp(1, i64::from(u32::MAX)) as u32),
+        max_results: Some(
+            body.max_results.map_or(u32::MAX, |n| n.clamp(1, i64::from(u32::MAX)) as u32),
+        ),
         page_token: body.page_token.filter(|token| !token.is_empty()),
     };
     let page = scheduler.store.metric_history(query)?;
-    let mut response =
-        json!({ "metrics": page.items.iter().map(MetricOut::new).collect::<Vec<_>>() });
-    if let Some(token) = page.next_page_token {
-        response["next_page_token"] = token.into();
+    // Serialized straight from the points: histories run to millions of them.
+    #[derive(Serialize)]
+    struct History<'a> {
+        metrics: Vec<MetricOut<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_page_token: Option<String>,
     }
-    Ok(Json(response))
+    let history = History {
+        metrics: page.items.iter().map(MetricOut::new).collect(),
+        next_page_token: page.next_page_token,
+    };
+    Ok(Json(history).into_response())
 }
 
 #[derive(Deserialize)]

@@ -181,7 +181,7 @@ impl Store {
                 batch.insert(keys::tag(record.run_id, &tag.key), tag.value.as_bytes());
             }
             batch.insert(keys::execution(record.run_id), encode(record));
-            self.db().apply_batch(batch).map_err(storage_error)?;
+            self.write_run(record.run_id, batch)?;
             info
         };
         self.durable().await?;
@@ -259,7 +259,7 @@ impl Store {
             let conflicts = self.stage_params(run_id, &batch.params, &mut writes)?;
             stage_tags(info, &batch.tags, &mut writes);
             writes.insert(applied_key, &batch.batch.to_be_bytes());
-            self.db().apply_batch(writes).map_err(storage_error)?;
+            self.write_run(run_id, writes)?;
             conflicts.into_iter().map(|conflict| conflict.to_string()).collect()
         };
         self.durable().await?;

@@ -17,7 +17,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use drover_proto::ApiError;
 use drover_proto::domain::{
-    DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, Experiment, ExperimentId, LifecycleStage,
+    DEFAULT_EXPERIMENT_ID, DEFAULT_EXPERIMENT_NAME, Experiment, ExperimentId, LifecycleStage, Run,
+    RunId,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -77,6 +78,9 @@ struct Inner {
     db: sled::Db,
     /// Serializes read-check-write sequences (write-once params, unique names, id allocation).
     write_lock: Mutex<()>,
+    /// Runs as searches read them, filled on first read and dropped on every write to the
+    /// run (under the write lock), so a search never decodes a run twice.
+    runs: std::sync::RwLock<std::collections::HashMap<RunId, Arc<Run>>>,
     dir: PathBuf,
     lock: DirLock,
 }
@@ -104,6 +108,7 @@ impl Store {
                 commit,
                 db,
                 write_lock: Mutex::new(()),
+                runs: Default::default(),
                 dir: dir.to_path_buf(),
                 lock,
             }),
@@ -195,6 +200,42 @@ impl Store {
 
     fn db(&self) -> &sled::Db {
         &self.inner.db
+    }
+
+    /// Applies a batch that changes `run_id`, and forgets the run's cached view. Call under
+    /// the write lock.
+    fn write_run(&self, run_id: RunId, batch: sled::Batch) -> Result<(), ApiError> {
+        self.db().apply_batch(batch).map_err(storage_error)?;
+        self.inner.runs.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&run_id);
+        Ok(())
+    }
+
+    /// Cached views of runs, reading (under the write lock, so no write races the read) the
+    /// ones not cached yet.
+    fn cached_runs(&self, run_ids: Vec<RunId>) -> Result<Vec<Arc<Run>>, ApiError> {
+        let mut runs = Vec::with_capacity(run_ids.len());
+        let mut missing = Vec::new();
+        {
+            let cache = self.inner.runs.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for run_id in run_ids {
+                match cache.get(&run_id) {
+                    Some(run) => runs.push(run.clone()),
+                    None => missing.push(run_id),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let _guard = self.write_guard();
+            let mut cache =
+                self.inner.runs.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for run_id in missing {
+                let run =
+                    Arc::new(Run { info: self.run_info(run_id)?, data: self.run_data(run_id)? });
+                cache.insert(run_id, run.clone());
+                runs.push(run);
+            }
+        }
+        Ok(runs)
     }
 
     async fn durable(&self) -> Result<(), ApiError> {

@@ -18,7 +18,8 @@ pub const RUN_NAME_TAG: &str = "mlflow.runName";
 pub const USER_TAG: &str = "mlflow.user";
 
 const DEFAULT_HISTORY_PAGE: usize = 25_000;
-const MAX_HISTORY_PAGE: usize = 1_000_000;
+/// A whole history is returned when asked for; this bounds one answer's memory.
+const MAX_HISTORY_PAGE: usize = 10_000_000;
 
 /// Bytes after a metric's history prefix: step, timestamp, batch, index.
 const HISTORY_SUFFIX_LEN: usize = 8 + 8 + 8 + 4;
@@ -102,7 +103,7 @@ impl Store {
                 info.run_name = run_name;
             }
             batch.insert(keys::run(info.run_id), encode(&info));
-            self.db().apply_batch(batch).map_err(storage_error)?;
+            self.write_run(info.run_id, batch)?;
             info
         };
         self.durable().await?;
@@ -126,7 +127,9 @@ impl Store {
             let _guard = self.write_guard();
             let mut info = self.run_info(run_id)?;
             info.lifecycle_stage = stage;
-            self.db().insert(keys::run(run_id), encode(&info)).map_err(storage_error)?;
+            let mut batch = sled::Batch::default();
+            batch.insert(keys::run(run_id), encode(&info));
+            self.write_run(run_id, batch)?;
             info
         };
         self.durable().await?;
@@ -139,25 +142,23 @@ impl Store {
         &self,
         experiment_ids: &[ExperimentId],
         view: ViewType,
-    ) -> Result<Vec<Run>, ApiError> {
+    ) -> Result<Vec<std::sync::Arc<Run>>, ApiError> {
         let experiment_ids: Vec<ExperimentId> = if experiment_ids.is_empty() {
             self.experiments(ViewType::ActiveOnly)?.into_iter().map(|e| e.id).collect()
         } else {
             experiment_ids.to_vec()
         };
-        let mut runs = Vec::new();
+        let mut run_ids = Vec::new();
         for experiment_id in experiment_ids {
             for entry in self.db().scan_prefix(keys::experiment_runs(experiment_id)) {
                 let (key, _) = entry.map_err(storage_error)?;
-                let run_id = keys::run_of_experiment_run(&key).ok_or_else(|| {
+                run_ids.push(keys::run_of_experiment_run(&key).ok_or_else(|| {
                     ApiError::Internal("stored run index is unreadable".to_string())
-                })?;
-                let info = self.run_info(run_id)?;
-                if view.includes(info.lifecycle_stage) {
-                    runs.push(Run { data: self.run_data(run_id)?, info });
-                }
+                })?);
             }
         }
+        let mut runs = self.cached_runs(run_ids)?;
+        runs.retain(|run| view.includes(run.info.lifecycle_stage));
         Ok(runs)
     }
 
@@ -205,7 +206,7 @@ impl Store {
             if let Some(conflict) = self.stage_params(run_id, &params, &mut batch)?.first() {
                 return Err(ApiError::InvalidArgument(conflict.to_string()));
             }
-            self.db().apply_batch(batch).map_err(storage_error)?;
+            self.write_run(run_id, batch)?;
         }
         self.durable().await
     }
@@ -252,7 +253,7 @@ impl Store {
             let info = self.active_run_info(run_id)?;
             let mut batch = sled::Batch::default();
             stage_tags(info, &tags, &mut batch);
-            self.db().apply_batch(batch).map_err(storage_error)?;
+            self.write_run(run_id, batch)?;
         }
         self.durable().await
     }
@@ -261,10 +262,13 @@ impl Store {
         {
             let _guard = self.write_guard();
             self.active_run_info(run_id)?;
-            let removed = self.db().remove(keys::tag(run_id, key)).map_err(storage_error)?;
+            let removed = self.db().get(keys::tag(run_id, key)).map_err(storage_error)?;
             if removed.is_none() {
                 return Err(ApiError::NotFound(format!("run {run_id} has no tag '{key}'")));
             }
+            let mut batch = sled::Batch::default();
+            batch.remove(keys::tag(run_id, key));
+            self.write_run(run_id, batch)?;
         }
         self.durable().await
     }
@@ -288,7 +292,7 @@ impl Store {
             self.active_run_info(run_id)?;
             let mut batch = sled::Batch::default();
             self.stage_metrics(run_id, &metrics, &mut batch)?;
-            self.db().apply_batch(batch).map_err(storage_error)?;
+            self.write_run(run_id, batch)?;
         }
         self.durable().await?;
         Ok(metrics.len())
@@ -322,7 +326,7 @@ impl Store {
                 self.stage_metrics(run_id, &metrics, &mut batch)?;
             }
             stage_tags(info, &tags, &mut batch);
-            self.db().apply_batch(batch).map_err(storage_error)?;
+            self.write_run(run_id, batch)?;
         }
         self.durable().await
     }
@@ -429,7 +433,7 @@ impl Store {
         Ok(info)
     }
 
-    fn run_data(&self, run_id: RunId) -> Result<RunData, ApiError> {
+    pub(super) fn run_data(&self, run_id: RunId) -> Result<RunData, ApiError> {
         let mut data = RunData::default();
         let params_prefix = keys::params(run_id);
         for entry in self.db().scan_prefix(&params_prefix) {
