@@ -26,6 +26,12 @@ pub async fn follow_run(
 ) -> anyhow::Result<RunEnd> {
     let mut cursor = 0;
     let mut interrupts = 0;
+    // One handler for the whole follow: Ctrl-C cancels the run, a second one stops following.
+    let mut interrupt = if cancel_on_interrupt {
+        Some(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?)
+    } else {
+        None
+    };
     let mut retries = 0;
     loop {
         let mut events =
@@ -42,7 +48,13 @@ pub async fn follow_run(
         loop {
             let event = tokio::select! {
                 event = events.next() => event,
-                _ = tokio::signal::ctrl_c(), if cancel_on_interrupt => {
+                // A quiet stream is reopened from the cursor now and then, so that a stream
+                // stalled anywhere between here and the scheduler cannot stall the follower.
+                () = tokio::time::sleep(QUIET_REOPEN), if follow => {
+                    tracing::debug!("no news from the scheduler for a while; reopening the run's stream");
+                    break;
+                }
+                Some(()) = recv_interrupt(&mut interrupt), if cancel_on_interrupt => {
                     interrupts += 1;
                     if interrupts == 1 {
                         eprintln!("drover: cancelling run {run_id} (Ctrl-C again to stop following; the run is still cancelled)");
@@ -85,6 +97,16 @@ pub async fn follow_run(
                 }
             }
         }
+    }
+}
+
+/// How long a followed run's stream may stay silent before it is reopened.
+const QUIET_REOPEN: Duration = Duration::from_secs(15);
+
+async fn recv_interrupt(interrupt: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match interrupt {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
     }
 }
 
