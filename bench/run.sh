@@ -1,8 +1,29 @@
 #!/usr/bin/env bash
-# Runs drover's benchmarks on this machine and prints their tables.
+# Runs drover's benchmarks on this machine and prints their tables, peers side by side.
+# Prepares what they need: the test images, a release build, wrk (Debian), and two
+# virtualenvs with the pinned peers (MLflow's server and FastTrackML cannot share one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
 bash deploy/images/build.sh
 cargo build --release --locked -p drover -p drover-bench
+
+if ! command -v wrk >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+venvs=target/bench-venvs
+for peer in "mlflow==3.17.2" "fasttrackml==0.6.0"; do
+    name=${peer%%==*}
+    if [[ "$(cat "$venvs/$name/.installed" 2>/dev/null)" != "$peer" ]]; then
+        rm -rf "${venvs:?}/$name"
+        python3 -m venv "$venvs/$name"
+        "$venvs/$name/bin/pip" install --quiet --disable-pip-version-check "$peer"
+        echo "$peer" >"$venvs/$name/.installed"
+    fi
+done
+
 ./target/release/run_overhead
 ./target/release/tracking
+MLFLOW_SERVER_BIN="$venvs/mlflow/bin/mlflow" FML_BIN="$venvs/fasttrackml/bin/fml" \
+    "$venvs/mlflow/bin/python" bench/peers.py

@@ -1,0 +1,194 @@
+"""drover's tracking API side by side with MLflow's own server and FastTrackML.
+
+Each server runs alone on loopback (sqlite backends for the peers), then:
+- server-bound ingest: wrk, 16 connections, POSTing `runs/log-batch` requests of 100 metrics
+  for 10 s — points/s (2xx only) and p99 latency;
+- client-bound: the official `mlflow` client creating runs, `log_metric` calls/s,
+  `log_batch` points/s, `get_metric_history` of 20,000 points, and `search_runs` with a filter.
+
+Run by bench/run.sh, which prepares the virtualenv with the pinned peers and wrk.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DO_NOT_TRACK"] = "true"
+
+import mlflow  # noqa: E402
+from mlflow.entities import Metric  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DROVER = os.environ.get("DROVER_BIN", os.path.join(ROOT, "target", "release", "drover"))
+VENV_BIN = os.path.dirname(sys.executable)
+WRK_SECONDS = 10
+WRK_CONNECTIONS = 16
+BATCH_METRICS = 100
+
+WRK_SCRIPT = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local metrics = {}
+  for i = 1, %(batch)d do
+    metrics[i] = string.format('{"key":"m%%d","value":%%d.5,"timestamp":%%d,"step":%%d}', i %% 10, i, counter + 1, counter * %(batch)d + i)
+  end
+  local body = '{"run_id":"%(run_id)s","metrics":[' .. table.concat(metrics, ",") .. ']}'
+  return wrk.format("POST", "/api/2.0/mlflow/runs/log-batch", {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url, process, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited early with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def start(name, work):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(os.path.join(work, f"{name}.log"), "w")
+    if name == "drover":
+        command = [DROVER, "scheduler", "--listen", f"127.0.0.1:{port}", "--data-dir", os.path.join(work, "drover")]
+    elif name == "mlflow":
+        command = [
+            os.environ.get("MLFLOW_SERVER_BIN", os.path.join(VENV_BIN, "mlflow")), "server",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{work}/mlflow.db",
+            "--default-artifact-root", os.path.join(work, "mlflow-artifacts"),
+        ]
+    else:
+        command = [
+            os.environ.get("FML_BIN", shutil.which("fml") or "fml"), "server",
+            "--listen-address", f"127.0.0.1:{port}",
+            "--database-uri", f"sqlite://{work}/fasttrackml.db",
+            "--default-artifact-root", os.path.join(work, "fml-artifacts"),
+        ]
+    process = subprocess.Popen(command, stdout=log, stderr=log, cwd=work)
+    wait_until_up(url, process)
+    return process, url
+
+
+def server_bound(url, work):
+    client = MlflowClient(url)
+    experiment = client.create_experiment(f"wrk-{time.time_ns()}")
+    run_id = client.create_run(experiment).info.run_id
+    script = os.path.join(work, "log_batch.lua")
+    with open(script, "w") as handle:
+        handle.write(WRK_SCRIPT % {"batch": BATCH_METRICS, "run_id": run_id})
+    output = subprocess.run(
+        ["wrk", "-t2", f"-c{WRK_CONNECTIONS}", f"-d{WRK_SECONDS}s", "--latency", "-s", script, url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    requests_done = failed = 0
+    p99 = "?"
+    for line in output.splitlines():
+        words = line.split()
+        if "requests in" in line:
+            requests_done = int(words[0])
+        if line.strip().startswith("Non-2xx or 3xx responses:"):
+            failed = int(words[-1])
+        if line.strip().startswith("99%"):
+            p99 = words[1]
+    points = (requests_done - failed) * BATCH_METRICS / WRK_SECONDS
+    return points, p99, failed
+
+
+def client_bound(url):
+    mlflow.set_tracking_uri(url)
+    client = MlflowClient(url)
+    experiment = client.create_experiment(f"client-{time.time_ns()}")
+    figures = {}
+
+    started = time.perf_counter()
+    runs = [client.create_run(experiment).info.run_id for _ in range(200)]
+    figures["create_run"] = f"{200 / (time.perf_counter() - started):.0f} runs/s"
+
+    started = time.perf_counter()
+    for step in range(1000):
+        client.log_metric(runs[0], "loss", 1.0 / (step + 1), timestamp=step + 1, step=step)
+    figures["log_metric"] = f"{1000 / (time.perf_counter() - started):.0f} calls/s"
+
+    started = time.perf_counter()
+    for batch in range(20):
+        metrics = [Metric("curve", float(i), batch + 1, batch * 1000 + i) for i in range(1000)]
+        client.log_batch(runs[1], metrics=metrics)
+    figures["log_batch"] = f"{20_000 / (time.perf_counter() - started):.0f} points/s"
+
+    started = time.perf_counter()
+    history = client.get_metric_history(runs[1], "curve")
+    assert len(history) == 20_000, len(history)
+    figures["get_metric_history"] = f"{(time.perf_counter() - started) * 1000:.0f} ms"
+
+    for index, run_id in enumerate(runs):
+        client.log_batch(run_id, metrics=[Metric("rmse", index / 200, 1, 0)], params=[mlflow.entities.Param("alpha", str(index % 10))])
+    started = time.perf_counter()
+    found = client.search_runs([experiment], "metrics.rmse < 0.5 and params.alpha = '3'", max_results=1000)
+    assert len(found) == 10, len(found)
+    figures["search_runs"] = f"{(time.perf_counter() - started) * 1000:.0f} ms"
+    return figures
+
+
+def main():
+    servers = [name for name in sys.argv[1:]] or ["drover", "mlflow", "fasttrackml"]
+    results = {}
+    for name in servers:
+        work = tempfile.mkdtemp(prefix=f"bench-{name}-")
+        process, url = start(name, work)
+        try:
+            print(f"measuring {name} at {url}", file=sys.stderr, flush=True)
+            points, p99, failed = server_bound(url, work)
+            figures = client_bound(url)
+            figures["ingest"] = f"{points:,.0f} points/s"
+            figures["ingest_p99"] = p99 + (f" ({failed} failed)" if failed else "")
+            results[name] = figures
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            shutil.rmtree(work, ignore_errors=True)
+    rows = [
+        ("server-bound log-batch (wrk, 16 conns, 100 metrics)", "ingest"),
+        ("  p99 latency", "ingest_p99"),
+        ("client: create_run", "create_run"),
+        ("client: log_metric", "log_metric"),
+        ("client: log_batch", "log_batch"),
+        ("client: get_metric_history, 20k points", "get_metric_history"),
+        ("client: search_runs with a filter (200 runs)", "search_runs"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    print()
+    print("| " + "measure".ljust(width) + " | " + " | ".join(name.ljust(18) for name in results) + " |")
+    print("|" + "-" * (width + 2) + "|" + "|".join("-" * 20 for _ in results) + "|")
+    for label, key in rows:
+        print("| " + label.ljust(width) + " | " + " | ".join(results[name].get(key, "?").ljust(18) for name in results) + " |")
+    print(json.dumps(results), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
