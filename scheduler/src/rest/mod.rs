@@ -43,18 +43,22 @@ impl IntoResponse for RestError {
 
 pub type RestResult = Result<axum::Json<Value>, RestError>;
 
-/// A request's parameters as one JSON object: the query string for GET (repeated keys
-/// become arrays), the JSON body otherwise.
-pub struct MlflowRequest(pub Value);
+/// A request's parameters: the query string for GET and DELETE (repeated keys become
+/// arrays), the JSON body otherwise.
+pub enum MlflowRequest {
+    Query(Value),
+    /// Parsed straight into the endpoint's type: log calls carry thousands of points.
+    Body(axum::body::Bytes),
+}
 
 impl<S: Send + Sync> FromRequest<S> for MlflowRequest {
     type Rejection = RestError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, RestError> {
-        let query = query_object(request.uri().query().unwrap_or(""));
         if request.method() == Method::GET || request.method() == Method::DELETE {
-            return Ok(MlflowRequest(query));
+            return Ok(MlflowRequest::Query(query_object(request.uri().query().unwrap_or(""))));
         }
+        let query = request.uri().query().unwrap_or("").to_string();
         let bytes =
             axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES).await.map_err(|_| {
                 ApiError::InvalidArgument(format!(
@@ -62,26 +66,24 @@ impl<S: Send + Sync> FromRequest<S> for MlflowRequest {
                 ))
             })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(MlflowRequest(query));
+            return Ok(MlflowRequest::Query(query_object(&query)));
         }
-        let body: Value = serde_json::from_slice(&bytes).map_err(|error| {
-            ApiError::InvalidArgument(format!("the request body is not valid JSON: {error}"))
-        })?;
-        if !body.is_object() {
-            return Err(ApiError::InvalidArgument(
-                "the request body must be a JSON object".to_string(),
-            )
-            .into());
-        }
-        Ok(MlflowRequest(body))
+        Ok(MlflowRequest::Body(bytes))
     }
 }
 
 impl MlflowRequest {
-    /// Reads the parameters into `T`, with MLflow's error for ill-typed ones.
+    /// Reads the parameters into `T`, with MLflow's error for malformed or ill-typed ones.
     pub fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, ApiError> {
-        serde_json::from_value(self.0).map_err(|error| {
-            ApiError::InvalidArgument(format!("invalid request parameters: {error}"))
+        let parsed = match self {
+            MlflowRequest::Query(value) => serde_json::from_value(value),
+            MlflowRequest::Body(bytes) => serde_json::from_slice(&bytes),
+        };
+        parsed.map_err(|error| match error.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                ApiError::InvalidArgument(format!("the request body is not valid JSON: {error}"))
+            }
+            _ => ApiError::InvalidArgument(format!("invalid request parameters: {error}")),
         })
     }
 }
