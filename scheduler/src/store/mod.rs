@@ -29,6 +29,9 @@ pub use lock::{Holder, read_holder};
 use self::commit::GroupCommit;
 use self::lock::DirLock;
 
+/// Runs whose search views are kept in memory, at most (about 1 KiB each).
+const MAX_CACHED_RUNS: usize = 500_000;
+
 /// The newest store layout this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -231,7 +234,10 @@ impl Store {
             for run_id in missing {
                 let run =
                     Arc::new(Run { info: self.run_info(run_id)?, data: self.run_data(run_id)? });
-                cache.insert(run_id, run.clone());
+                // Past the bound, runs are read for each search rather than kept.
+                if cache.len() < MAX_CACHED_RUNS {
+                    cache.insert(run_id, run.clone());
+                }
                 runs.push(run);
             }
         }
