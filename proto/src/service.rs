@@ -323,16 +323,6 @@ impl<T: Tracking> pb::runs_server::Runs for RunsAdapter<T> {
     }
 }
 
-impl TryFrom<pb::SnapshotChunk> for SnapshotChunk {
-    type Error = ApiError;
-
-    fn try_from(chunk: pb::SnapshotChunk) -> Result<Self, ApiError> {
-        let digest =
-            if chunk.digest.is_empty() { None } else { Some(parse_digest(&chunk.digest)?) };
-        Ok(SnapshotChunk { digest, size: chunk.size_bytes, data: chunk.data })
-    }
-}
-
 #[tonic::async_trait]
 impl<T: Execution> pb::snapshots_server::Snapshots for SnapshotsAdapter<T> {
     async fn has_snapshot(

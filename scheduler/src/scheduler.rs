@@ -97,11 +97,6 @@ impl Scheduler {
         let signal = StopSignal { stopping: stop, dispatcher };
         Ok((Scheduler { store, artifacts, snapshots, dispatch, changes, stopping }, signal))
     }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Completes once the scheduler begins shutting down.
     pub(crate) async fn stopped(mut stopping: watch::Receiver<bool>) {
         let _ = stopping.wait_for(|stopping| *stopping).await;

@@ -10,8 +10,8 @@ use crate::domain::{RunStatus, Tag};
 use crate::error::ApiError;
 use crate::execution::{
     Assignment, AttemptId, ClusterStatus, EnvManager, LogAppend, LogStream, MetricBatch, RunEvent,
-    RunPhase, RunSpec, RunUpdate, SchedulerMessage, SubmitRun, WorkerEvent, WorkerMessage,
-    WorkerRegistration, WorkerStatus,
+    RunPhase, RunSpec, RunUpdate, SchedulerMessage, SnapshotChunk, SubmitRun, WorkerEvent,
+    WorkerMessage, WorkerRegistration, WorkerStatus,
 };
 use crate::pb;
 
@@ -166,6 +166,16 @@ impl TryFrom<pb::SubmitRunRequest> for SubmitRun {
                 .ok_or_else(|| invalid("a submission needs a run spec"))?
                 .try_into()?,
         })
+    }
+}
+
+impl TryFrom<pb::SnapshotChunk> for SnapshotChunk {
+    type Error = ApiError;
+
+    fn try_from(chunk: pb::SnapshotChunk) -> Result<Self, ApiError> {
+        let digest =
+            if chunk.digest.is_empty() { None } else { Some(parse_digest(&chunk.digest)?) };
+        Ok(SnapshotChunk { digest, size: chunk.size_bytes, data: chunk.data })
     }
 }
 
