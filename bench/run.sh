@@ -12,7 +12,7 @@ if ! command -v wrk >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
-venvs=target/bench-venvs
+venvs="$PWD/target/bench-venvs"
 for peer in "mlflow==3.17.2" "fasttrackml==0.6.0"; do
     name=${peer%%==*}
     if [[ "$(cat "$venvs/$name/.installed" 2>/dev/null)" != "$peer" ]]; then

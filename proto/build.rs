@@ -5,7 +5,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // prost-build finds protoc through this variable.
     unsafe_env_set("PROTOC", protoc);
     tonic_prost_build::configure().build_client(true).build_server(true).compile_protos(
-        &["proto/drover/v1/tracking.proto", "proto/drover/v1/execution.proto"],
+        &[
+            "proto/drover/v1/tracking.proto",
+            "proto/drover/v1/execution.proto",
+            "proto/drover/v1/sweeps.proto",
+        ],
         &["proto"],
     )?;
     println!("cargo:rerun-if-changed=proto");

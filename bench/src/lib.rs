@@ -27,10 +27,11 @@ pub struct LocalCluster {
     pub address: String,
     pub dir: tempfile::TempDir,
     _scheduler: Process,
-    _worker: Process,
+    _worker: Option<Process>,
 }
 
 impl LocalCluster {
+    /// A scheduler and one worker with `slots` slots; with no slots, the scheduler alone.
     pub fn start(slots: u32) -> anyhow::Result<LocalCluster> {
         let dir = tempfile::tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -44,6 +45,9 @@ impl LocalCluster {
                 .spawn()?,
         );
         wait_for_port(&address)?;
+        if slots == 0 {
+            return Ok(LocalCluster { address, dir, _scheduler: scheduler, _worker: None });
+        }
         let worker = Process(
             Command::new(drover_binary())
                 .args([
@@ -61,7 +65,7 @@ impl LocalCluster {
                 .stderr(Stdio::null())
                 .spawn()?,
         );
-        Ok(LocalCluster { address, dir, _scheduler: scheduler, _worker: worker })
+        Ok(LocalCluster { address, dir, _scheduler: scheduler, _worker: Some(worker) })
     }
 }
 

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::commands::{experiments, run, runs, scheduler, status, worker};
+use crate::commands::{experiments, run, runs, scheduler, status, sweep, worker};
 
 /// Queue, run, sweep and track machine-learning runs across machines.
 #[derive(Parser, Debug)]
@@ -43,6 +43,12 @@ pub fn drover_home() -> PathBuf {
 enum Command {
     /// Run a project (a directory, with or without an MLproject) on a worker.
     Run(run::RunArgs),
+    /// Search a project's parameters: -P k=a,b,c | k=uniform(lo,hi) | k=loguniform(lo,hi) |
+    /// k=int(lo,hi) | k=qstep(lo,hi,q), by grid, random or TPE search, with early stopping.
+    Sweep(sweep::SweepArgs),
+    /// List, describe and cancel sweeps.
+    #[command(subcommand)]
+    Sweeps(sweep::Command),
     /// Create, list, rename, delete and restore experiments.
     #[command(subcommand)]
     Experiments(experiments::Command),
@@ -81,6 +87,8 @@ fn main() -> ExitCode {
         let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
         match cli.command {
             Command::Run(args) => run::run(&cli.global, args).await,
+            Command::Sweep(args) => sweep::sweep(&cli.global, args).await,
+            Command::Sweeps(command) => sweep::run(&cli.global, command).await,
             Command::Experiments(command) => done(experiments::run(&cli.global, command).await),
             Command::Runs(command) => runs::run(&cli.global, command).await,
             Command::Scheduler(options) => done(scheduler::run(&cli.global, options).await),

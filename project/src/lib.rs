@@ -8,6 +8,7 @@ pub mod docker;
 pub mod mlproject;
 pub mod params;
 pub mod snapshot;
+pub mod sweep;
 
 pub use mlproject::{
     DockerEnv, EntryPoint, EnvVar, Environment, MlProject, ParamType, ParameterSpec,

@@ -9,8 +9,9 @@ use tokio_stream::{Stream, StreamExt};
 
 use crate::convert::{parse_digest, view_type_to_wire};
 use crate::domain::{
-    CreateExperiment, CreateRun, Experiment, ExperimentRef, ListRuns, Metric, MetricHistoryQuery,
-    Page, Param, RenameExperiment, Run, RunId, RunInfo, Tag, UpdateRun, ViewType,
+    CreateExperiment, CreateRun, Experiment, ExperimentId, ExperimentRef, ListRuns, Metric,
+    MetricHistoryQuery, Page, Param, RenameExperiment, Run, RunId, RunInfo, Tag, UpdateRun,
+    ViewType,
 };
 use crate::error::ApiError;
 use crate::execution::{
@@ -19,6 +20,7 @@ use crate::execution::{
 };
 use crate::pb;
 use crate::service::MAX_MESSAGE_BYTES;
+use crate::sweep::{CreateSweep, Sweep};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -60,6 +62,7 @@ pub struct Client {
     snapshots: pb::snapshots_client::SnapshotsClient<Channel>,
     execution: pb::execution_client::ExecutionClient<Channel>,
     workers: pb::workers_client::WorkersClient<Channel>,
+    sweeps: pb::sweeps_client::SweepsClient<Channel>,
 }
 
 impl Client {
@@ -92,6 +95,7 @@ impl Client {
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             execution: pb::execution_client::ExecutionClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            sweeps: pb::sweeps_client::SweepsClient::new(channel.clone()),
             workers: pb::workers_client::WorkersClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
@@ -304,6 +308,31 @@ impl Client {
     pub async fn cluster_status(&self) -> ApiResult<ClusterStatus> {
         let reply = self.execution.clone().list_workers(pb::ListWorkersRequest {}).await?;
         Ok(reply.into_inner().into())
+    }
+
+    // -- Sweeps ------------------------------------------------------------------------
+
+    pub async fn create_sweep(&self, request: CreateSweep) -> ApiResult<Sweep> {
+        let reply = self.sweeps.clone().create_sweep(pb::CreateSweepRequest::from(request)).await?;
+        reply.into_inner().try_into()
+    }
+
+    pub async fn get_sweep(&self, sweep_id: RunId) -> ApiResult<Sweep> {
+        let request = pb::GetSweepRequest { sweep_id: sweep_id.to_string() };
+        self.sweeps.clone().get_sweep(request).await?.into_inner().try_into()
+    }
+
+    pub async fn list_sweeps(&self, experiment: Option<ExperimentId>) -> ApiResult<Vec<Sweep>> {
+        let request = pb::ListSweepsRequest {
+            experiment_id: experiment.map(|id| id.to_string()).unwrap_or_default(),
+        };
+        let reply = self.sweeps.clone().list_sweeps(request).await?.into_inner();
+        reply.sweeps.into_iter().map(Sweep::try_from).collect()
+    }
+
+    pub async fn cancel_sweep(&self, sweep_id: RunId) -> ApiResult<Sweep> {
+        let request = pb::GetSweepRequest { sweep_id: sweep_id.to_string() };
+        self.sweeps.clone().cancel_sweep(request).await?.into_inner().try_into()
     }
 
     // -- Workers -----------------------------------------------------------------------

@@ -159,9 +159,43 @@ pub struct MetricBatch {
     pub attempt: AttemptId,
     /// Counts from 1 within an attempt; one at or below the last stored is a resend.
     pub batch: u64,
-    pub metrics: Vec<Metric>,
+    pub series: Vec<MetricSeries>,
     pub params: Vec<Param>,
     pub tags: Vec<Tag>,
+}
+
+/// The points of one metric key, in arrival order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricSeries {
+    pub key: String,
+    pub points: Vec<MetricPoint>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MetricPoint {
+    pub step: i64,
+    pub timestamp_ms: i64,
+    pub value: f64,
+}
+
+impl MetricSeries {
+    /// Groups points by key; keys in order of first appearance, points in arrival order.
+    pub fn group(metrics: Vec<Metric>) -> Vec<MetricSeries> {
+        let mut series: Vec<MetricSeries> = Vec::new();
+        for metric in metrics {
+            let point = MetricPoint {
+                step: metric.step,
+                timestamp_ms: metric.timestamp_ms,
+                value: metric.value,
+            };
+            // Batches hold few keys: a scan beats hashing every point.
+            match series.iter_mut().rev().find(|series| series.key == metric.key) {
+                Some(series) => series.points.push(point),
+                None => series.push(MetricSeries { key: metric.key, points: vec![point] }),
+            }
+        }
+        series
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

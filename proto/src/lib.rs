@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod execution;
 pub mod service;
+pub mod sweep;
 pub mod validate;
 
 #[allow(clippy::all, missing_docs, unreachable_pub)]

@@ -12,8 +12,9 @@ use drover_project::snapshot::SnapshotDigest;
 
 use crate::convert::{parse_digest, parse_run_id, view_type_from_request};
 use crate::domain::{
-    CreateExperiment, CreateRun, Experiment, ExperimentRef, ListRuns, Metric, MetricHistoryQuery,
-    Page, Param, RenameExperiment, Run, RunId, RunInfo, Tag, UpdateRun, ViewType,
+    CreateExperiment, CreateRun, Experiment, ExperimentId, ExperimentRef, ListRuns, Metric,
+    MetricHistoryQuery, Page, Param, RenameExperiment, Run, RunId, RunInfo, Tag, UpdateRun,
+    ViewType,
 };
 use crate::error::ApiError;
 use crate::execution::{
@@ -21,6 +22,7 @@ use crate::execution::{
     UploadedSnapshot, WorkerMessage,
 };
 use crate::pb;
+use crate::sweep::{CreateSweep, Sweep};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -107,11 +109,22 @@ pub trait Execution: Send + Sync + 'static {
     ) -> impl Future<Output = ApiResult<BoxStream<ApiResult<SchedulerMessage>>>> + Send;
 }
 
+/// Parameter sweeps the scheduler drives.
+pub trait Sweeps: Send + Sync + 'static {
+    fn create_sweep(&self, request: CreateSweep) -> impl Future<Output = ApiResult<Sweep>> + Send;
+    fn get_sweep(&self, sweep_id: RunId) -> impl Future<Output = ApiResult<Sweep>> + Send;
+    fn list_sweeps(
+        &self,
+        experiment: Option<ExperimentId>,
+    ) -> impl Future<Output = ApiResult<Vec<Sweep>>> + Send;
+    fn cancel_sweep(&self, sweep_id: RunId) -> impl Future<Output = ApiResult<Sweep>> + Send;
+}
+
 /// Largest gRPC message accepted: a snapshot chunk or log chunk with room to spare.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 /// The gRPC services over `api`, ready to be served beside other routes.
-pub fn grpc_routes<T: Tracking + Execution>(api: Arc<T>) -> tonic::service::Routes {
+pub fn grpc_routes<T: Tracking + Execution + Sweeps>(api: Arc<T>) -> tonic::service::Routes {
     tonic::service::Routes::new(pb::experiments_server::ExperimentsServer::new(ExperimentsAdapter(
         api.clone(),
     )))
@@ -121,6 +134,7 @@ pub fn grpc_routes<T: Tracking + Execution>(api: Arc<T>) -> tonic::service::Rout
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
     )
     .add_service(pb::execution_server::ExecutionServer::new(ExecutionAdapter(api.clone())))
+    .add_service(pb::sweeps_server::SweepsServer::new(SweepsAdapter(api.clone())))
     .add_service(
         pb::workers_server::WorkersServer::new(WorkersAdapter(api))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -132,6 +146,49 @@ struct RunsAdapter<T>(Arc<T>);
 struct SnapshotsAdapter<T>(Arc<T>);
 struct ExecutionAdapter<T>(Arc<T>);
 struct WorkersAdapter<T>(Arc<T>);
+struct SweepsAdapter<T>(Arc<T>);
+
+#[tonic::async_trait]
+impl<T: Sweeps> pb::sweeps_server::Sweeps for SweepsAdapter<T> {
+    async fn create_sweep(
+        &self,
+        request: Request<pb::CreateSweepRequest>,
+    ) -> Result<Response<pb::Sweep>, Status> {
+        let request = CreateSweep::try_from(request.into_inner())?;
+        reply(self.0.create_sweep(request).await)
+    }
+
+    async fn get_sweep(
+        &self,
+        request: Request<pb::GetSweepRequest>,
+    ) -> Result<Response<pb::Sweep>, Status> {
+        let sweep_id = parse_run_id(&request.into_inner().sweep_id)?;
+        reply(self.0.get_sweep(sweep_id).await)
+    }
+
+    async fn list_sweeps(
+        &self,
+        request: Request<pb::ListSweepsRequest>,
+    ) -> Result<Response<pb::ListSweepsResponse>, Status> {
+        let request = request.into_inner();
+        let experiment = match request.experiment_id.as_str() {
+            "" => None,
+            text => Some(text.parse()?),
+        };
+        let sweeps = self.0.list_sweeps(experiment).await?;
+        Ok(Response::new(pb::ListSweepsResponse {
+            sweeps: sweeps.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn cancel_sweep(
+        &self,
+        request: Request<pb::GetSweepRequest>,
+    ) -> Result<Response<pb::Sweep>, Status> {
+        let sweep_id = parse_run_id(&request.into_inner().sweep_id)?;
+        reply(self.0.cancel_sweep(sweep_id).await)
+    }
+}
 
 type WireStream<T> = BoxStream<Result<T, Status>>;
 

@@ -11,6 +11,7 @@ mod search;
 pub mod server;
 mod snapshots;
 pub mod store;
+pub mod sweep;
 mod tracking;
 
 pub use dispatch::LeaseOptions;

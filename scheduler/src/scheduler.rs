@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use drover_project::snapshot::{DEFAULT_SIZE_LIMIT, SnapshotDigest};
 use drover_proto::ApiError;
-use drover_proto::domain::{Run, RunId, RunInfo, Tag};
+use drover_proto::domain::{ExperimentId, Run, RunId, RunInfo, Tag};
 use drover_proto::execution::{
     AttemptId, BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SnapshotChunk,
     SubmitRun, UploadedSnapshot, WorkerEvent, WorkerMessage,
 };
-use drover_proto::service::Execution;
+use drover_proto::service::{Execution, Sweeps};
+use drover_proto::sweep::{CreateSweep, Sweep, Trial};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -19,7 +20,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::dispatch::{DispatchHandle, Dispatcher, EXIT_CODE_TAG, LeaseOptions};
 use crate::rest::ArtifactStore;
 use crate::snapshots::SnapshotStore;
-use crate::store::{Placement, Store};
+use crate::store::{Placement, Store, SweepRecord, Ticket, TrialRecord};
+use crate::sweep::{self, Driver, SweepHandle};
 
 /// How the scheduler runs, validated once by whoever starts it.
 #[derive(Clone, Copy, Debug)]
@@ -52,6 +54,7 @@ pub struct Scheduler {
     pub(crate) artifacts: ArtifactStore,
     snapshots: SnapshotStore,
     dispatch: DispatchHandle,
+    sweeps: SweepHandle,
     /// Bumped after every visible change to a run, for followers.
     changes: Arc<watch::Sender<u64>>,
     stopping: watch::Receiver<bool>,
@@ -62,6 +65,7 @@ pub struct Scheduler {
 pub struct StopSignal {
     stopping: watch::Sender<bool>,
     dispatcher: tokio::task::JoinHandle<()>,
+    sweeps: tokio::task::JoinHandle<()>,
 }
 
 impl StopSignal {
@@ -72,6 +76,7 @@ impl StopSignal {
     /// Stops, and waits for the dispatcher to finish what it is doing.
     pub async fn finish(self) {
         self.stop();
+        let _ = self.sweeps.await;
         let _ = self.dispatcher.await;
     }
 }
@@ -94,8 +99,53 @@ impl Scheduler {
             Dispatcher::recover(store.clone(), options.lease, changes.clone())?;
         let (stop, stopping) = watch::channel(false);
         let dispatcher = tokio::spawn(dispatcher.run(Scheduler::stopped(stopping.clone())));
-        let signal = StopSignal { stopping: stop, dispatcher };
-        Ok((Scheduler { store, artifacts, snapshots, dispatch, changes, stopping }, signal))
+        let (sweeps, sweep_commands) = SweepHandle::new();
+        let scheduler =
+            Scheduler { store, artifacts, snapshots, dispatch, sweeps, changes, stopping };
+        let driver = Driver::recover(scheduler.clone(), sweep_commands)?;
+        let sweeps = tokio::spawn(
+            driver
+                .run(scheduler.changes.subscribe(), Scheduler::stopped(scheduler.stopping.clone())),
+        );
+        let signal = StopSignal { stopping: stop, dispatcher, sweeps };
+        Ok((scheduler, signal))
+    }
+
+    pub(crate) fn has_snapshot(&self, digest: &SnapshotDigest) -> Result<bool, ApiError> {
+        self.snapshots.has(digest)
+    }
+
+    /// Adds the tags the scheduler vouches for, whatever the client sent.
+    fn add_facts(request: &mut SubmitRun) {
+        let spec = &request.spec;
+        let mut facts = vec![
+            tag(SNAPSHOT_TAG, spec.snapshot.as_str()),
+            tag(ENTRY_POINT_TAG, &spec.entry_point),
+            tag(ENV_MANAGER_TAG, spec.env_manager.as_str()),
+        ];
+        if let Some(image) = &spec.image {
+            facts.push(tag(IMAGE_TAG, image));
+        }
+        request.tags.retain(|tag| !facts.iter().any(|fact| fact.key == tag.key));
+        request.tags.extend(facts);
+    }
+
+    /// Queues a sweep's trial: its run, its record and the sweep's cursor in one write.
+    pub(crate) async fn submit_trial(
+        &self,
+        sweep: &SweepRecord,
+        trial: Trial,
+        mut request: SubmitRun,
+    ) -> Result<TrialRecord, ApiError> {
+        Scheduler::add_facts(&mut request);
+        let (run, record, trial) = self.store.submit_trial(sweep, trial, request).await?;
+        self.store.append_system_log(run.info.run_id, "run queued").await?;
+        self.dispatch.submitted(record).await?;
+        Ok(trial)
+    }
+
+    pub(crate) async fn cancel_child(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
+        self.dispatch.cancel(run_id).await
     }
     /// Completes once the scheduler begins shutting down.
     pub(crate) async fn stopped(mut stopping: watch::Receiver<bool>) {
@@ -116,17 +166,7 @@ impl Execution for Scheduler {
                 spec.snapshot
             )));
         }
-        // Facts the scheduler vouches for, whatever the client sent.
-        let mut facts = vec![
-            tag(SNAPSHOT_TAG, spec.snapshot.as_str()),
-            tag(ENTRY_POINT_TAG, &spec.entry_point),
-            tag(ENV_MANAGER_TAG, spec.env_manager.as_str()),
-        ];
-        if let Some(image) = &spec.image {
-            facts.push(tag(IMAGE_TAG, image));
-        }
-        request.tags.retain(|tag| !facts.iter().any(|fact| fact.key == tag.key));
-        request.tags.extend(facts);
+        Scheduler::add_facts(&mut request);
         let (run, record) = self.store.submit_run(request).await?;
         self.store.append_system_log(run.info.run_id, "run queued").await?;
         self.dispatch.submitted(record).await?;
@@ -199,7 +239,43 @@ impl Execution for Scheduler {
     }
 }
 
-/// Reads one worker's stream: applies its reports and acknowledges them once durable.
+impl Sweeps for Scheduler {
+    async fn create_sweep(&self, request: CreateSweep) -> Result<Sweep, ApiError> {
+        let id = self.sweeps.create(request).await?;
+        self.get_sweep(id).await
+    }
+
+    async fn get_sweep(&self, sweep_id: RunId) -> Result<Sweep, ApiError> {
+        let record = self
+            .store
+            .sweep_record(sweep_id)?
+            .ok_or_else(|| ApiError::NotFound(format!("no sweep with ID {sweep_id}")))?;
+        let trials = self.store.trial_records(sweep_id)?;
+        Ok(sweep::view(&record, &trials))
+    }
+
+    async fn list_sweeps(&self, experiment: Option<ExperimentId>) -> Result<Vec<Sweep>, ApiError> {
+        let mut sweeps = Vec::new();
+        for record in self.store.sweep_records()? {
+            if sweep::in_experiment(&record, experiment) {
+                let trials = self.store.trial_records(record.id)?;
+                sweeps.push(sweep::view(&record, &trials));
+            }
+        }
+        Ok(sweeps)
+    }
+
+    async fn cancel_sweep(&self, sweep_id: RunId) -> Result<Sweep, ApiError> {
+        self.sweeps.cancel(sweep_id).await?;
+        self.get_sweep(sweep_id).await
+    }
+}
+
+/// Reads one worker's stream: applies its reports in order and acknowledges each once
+/// durable. Logs and metrics are written without waiting for the disk; an acknowledger task
+/// waits, in order, for the flush covering each, so one worker's reports share group commits
+/// instead of paying one flush apiece. A crash loses only unacknowledged reports, which the
+/// worker resends and the store applies once.
 struct WorkerSession {
     scheduler: Scheduler,
     worker_id: String,
@@ -207,10 +283,29 @@ struct WorkerSession {
     outbox: mpsc::Sender<SchedulerMessage>,
 }
 
+/// Reports applied but not yet acknowledged, at most.
+const ACK_PIPELINE: usize = 256;
+
+/// What an applied report waits for before its acknowledgement.
+struct Pending {
+    seq: Option<u64>,
+    /// The flush covering its writes; `None` when it wrote nothing, or waited already.
+    ticket: Option<Ticket>,
+    /// Whether it added to a run's log, which followers are told once it is durable.
+    log_changed: bool,
+}
+
 impl WorkerSession {
     async fn run(self, mut incoming: BoxStream<Result<WorkerMessage, ApiError>>) {
         let stopped = Scheduler::stopped(self.scheduler.stopping.clone());
         tokio::pin!(stopped);
+        let (pending, acknowledger) = mpsc::channel(ACK_PIPELINE);
+        let acknowledger = tokio::spawn(acknowledge(
+            self.scheduler.clone(),
+            self.worker_id.clone(),
+            acknowledger,
+            self.outbox.clone(),
+        ));
         let mut last_touch = std::time::Instant::now();
         loop {
             let message = tokio::select! {
@@ -234,7 +329,8 @@ impl WorkerSession {
                 let _ =
                     self.scheduler.dispatch.heartbeat(self.worker_id.clone(), self.session).await;
             }
-            match self.apply(message.event).await {
+            let applied = match self.apply(message.event).await {
+                Ok(applied) => applied,
                 // A report that can never be applied is acknowledged and dropped, or the
                 // worker would resend it forever.
                 Err(
@@ -243,26 +339,22 @@ impl WorkerSession {
                     | ApiError::FailedPrecondition(reason),
                 ) => {
                     tracing::warn!(worker_id = self.worker_id, reason, "refused a worker report");
-                    if let Some(seq) = message.seq
-                        && self.outbox.send(SchedulerMessage::Ack(seq)).await.is_err()
-                    {
-                        break;
-                    }
-                }
-                Ok(()) => {
-                    if let Some(seq) = message.seq
-                        && self.outbox.send(SchedulerMessage::Ack(seq)).await.is_err()
-                    {
-                        break;
-                    }
+                    Applied::default()
                 }
                 Err(error) => {
                     // Not acknowledged: the worker resends it after reconnecting.
                     tracing::error!(worker_id = self.worker_id, %error, "cannot apply a worker report; closing its stream");
                     break;
                 }
+            };
+            let ticket = applied.wrote.then(|| self.scheduler.store.ticket());
+            let entry = Pending { seq: message.seq, ticket, log_changed: applied.log_changed };
+            if pending.send(entry).await.is_err() {
+                break; // The acknowledger stopped: the store failed, or the worker left.
             }
         }
+        drop(pending);
+        let _ = acknowledger.await;
         self.scheduler.dispatch.detach(self.worker_id.clone(), self.session).await;
     }
 
@@ -274,44 +366,73 @@ impl WorkerSession {
         }))
     }
 
-    async fn apply(&self, event: WorkerEvent) -> Result<(), ApiError> {
+    async fn apply(&self, event: WorkerEvent) -> Result<Applied, ApiError> {
         match event {
             WorkerEvent::Heartbeat { .. } => {
-                self.scheduler.dispatch.heartbeat(self.worker_id.clone(), self.session).await
+                self.scheduler.dispatch.heartbeat(self.worker_id.clone(), self.session).await?;
+                Ok(Applied::default())
             }
             WorkerEvent::Update(update) => {
-                self.scheduler.dispatch.update(self.worker_id.clone(), update).await
+                self.scheduler.dispatch.update(self.worker_id.clone(), update).await?;
+                Ok(Applied::default())
             }
             WorkerEvent::Metrics(batch) => {
                 if !self.is_current(batch.attempt)? {
                     tracing::debug!(worker_id = self.worker_id, attempt = %batch.attempt, "metrics of a stale attempt dropped");
-                    return Ok(());
+                    return Ok(Applied::default());
                 }
-                let run_id = batch.attempt.run_id;
-                for conflict in self.scheduler.store.apply_metric_batch(&batch).await? {
-                    let line = format!("ignored a ::param line: {conflict}");
-                    self.scheduler.store.append_system_log(run_id, &line).await?;
-                }
-                Ok(())
+                self.scheduler.store.write_metric_batch(&batch)?;
+                Ok(Applied { wrote: true, log_changed: false })
             }
             WorkerEvent::Log(log) => {
                 if !self.is_current(log.attempt)? {
                     tracing::debug!(worker_id = self.worker_id, attempt = %log.attempt, "log of a stale attempt dropped");
-                    return Ok(());
+                    return Ok(Applied::default());
                 }
-                if self
-                    .scheduler
-                    .store
-                    .append_attempt_log(log.attempt, log.stream, log.offset, &log.data)
-                    .await?
-                {
-                    self.scheduler.changes.send_modify(|generation| *generation += 1);
-                }
-                Ok(())
+                let wrote = self.scheduler.store.write_attempt_log(
+                    log.attempt,
+                    log.stream,
+                    log.offset,
+                    &log.data,
+                )?;
+                Ok(Applied { wrote, log_changed: wrote })
             }
             WorkerEvent::Register(_) => {
                 Err(ApiError::InvalidArgument("a worker registers once per stream".to_string()))
             }
+        }
+    }
+}
+
+/// What applying a report did.
+#[derive(Default)]
+struct Applied {
+    /// It wrote to the store without waiting for the disk.
+    wrote: bool,
+    log_changed: bool,
+}
+
+/// Acknowledges applied reports in order, each once its writes are durable.
+async fn acknowledge(
+    scheduler: Scheduler,
+    worker_id: String,
+    mut pending: mpsc::Receiver<Pending>,
+    outbox: mpsc::Sender<SchedulerMessage>,
+) {
+    while let Some(Pending { seq, ticket, log_changed }) = pending.recv().await {
+        if let Some(ticket) = ticket
+            && let Err(error) = scheduler.store.wait(ticket).await
+        {
+            tracing::error!(worker_id, %error, "worker reports are not durable; closing its stream");
+            return;
+        }
+        if log_changed {
+            scheduler.changes.send_modify(|generation| *generation += 1);
+        }
+        if let Some(seq) = seq
+            && outbox.send(SchedulerMessage::Ack(seq)).await.is_err()
+        {
+            return;
         }
     }
 }

@@ -10,8 +10,8 @@ use drover_project::params::PathCheck;
 use drover_proto::Client;
 use drover_proto::domain::Tag;
 use drover_proto::execution::{
-    Assignment, AttemptId, EnvManager, LogAppend, LogStream, MetricBatch, RunPhase, RunUpdate,
-    WorkerEvent,
+    Assignment, AttemptId, EnvManager, LogAppend, LogStream, MetricBatch, MetricSeries, RunPhase,
+    RunUpdate, WorkerEvent,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -310,7 +310,7 @@ impl Forwarder {
         let batch = MetricBatch {
             attempt: self.attempt,
             batch: self.batches,
-            metrics: declared.metrics,
+            series: MetricSeries::group(declared.metrics),
             params: declared.params,
             tags: declared.tags,
         };

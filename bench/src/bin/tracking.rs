@@ -1,29 +1,44 @@
 //! drover's own tracking figures against the goals (the peers' side of the tracking
 //! benchmark is not in this binary yet):
-//! 1. metric ingest over gRPC, the worker path: concurrent batches of 1,000 points, each
-//!    acknowledged only once durable — points/s;
+//! 1. metric ingest over gRPC: the worker path (one worker's stream carrying batches of
+//!    1,000 points for 16 runs assigned to it, each batch acknowledged only once durable) and
+//!    the tracking API's LogBatch from 16 concurrent clients — points/s;
 //! 2. `runs/search` over an experiment of 100,000 runs with a metric and a param filter,
 //!    through the REST API — latency;
 //! 3. the history of a 1,000,000-point metric, through the REST API (paged, as the official
 //!    client reads it) and through gRPC (pages of 250,000) — latency.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drover_bench::{LocalCluster, print_table, quantile};
+use drover_project::snapshot;
 use drover_proto::Client;
 use drover_proto::domain::{
     CreateExperiment, CreateRun, ExperimentName, Metric, MetricHistoryQuery, Param, RunId,
     RunStatus,
 };
+use drover_proto::execution::{
+    EnvManager, MetricBatch, MetricSeries, RunSpec, SchedulerMessage, SubmitRun, WorkerEvent,
+    WorkerMessage, WorkerRegistration,
+};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 
 const INGEST_WRITERS: usize = 16;
+/// Runs one worker streams metrics for, and the batches it sends for each.
+const STREAM_RUNS: usize = 16;
+const STREAM_BATCHES: usize = 200;
+/// Batches the bench worker lets wait for acknowledgement (the real worker allows 4,096).
+const STREAM_WINDOW: usize = 256;
 const INGEST_BATCHES: usize = 200;
 const BATCH_POINTS: usize = 1000;
 const SEARCH_RUNS: usize = 100_000;
 const HISTORY_POINTS: usize = 1_000_000;
 
 fn main() -> anyhow::Result<()> {
-    let cluster = LocalCluster::start(1)?;
+    let cluster = LocalCluster::start(0)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let client = Client::connect(&cluster.address).await?;
@@ -33,8 +48,14 @@ fn main() -> anyhow::Result<()> {
             println!("history of {HISTORY_POINTS} points: REST {rest:.0} ms, gRPC {grpc:.0} ms");
             return Ok(());
         }
+        let stream = worker_stream_ingest(&client, &cluster).await?;
+        eprintln!("worker stream ingest: {stream:.0} points/s");
         let ingest = ingest(&client).await?;
-        eprintln!("gRPC ingest: {ingest:.0} points/s");
+        eprintln!("LogBatch ingest: {ingest:.0} points/s");
+        // DROVER_BENCH_ONLY=ingest measures the ingest alone.
+        if std::env::var("DROVER_BENCH_ONLY").is_ok_and(|only| only == "ingest") {
+            return Ok(());
+        }
         let (search, search_matches) = search(&client, &cluster.address).await?;
         eprintln!("runs/search over {SEARCH_RUNS} runs: {search:?} ms");
         let (history_rest, history_grpc) = history(&client, &cluster.address).await?;
@@ -43,9 +64,14 @@ fn main() -> anyhow::Result<()> {
             &["measure", "drover", "goal"],
             &[
                 vec![
-                    format!("gRPC ingest, {INGEST_WRITERS} writers x {BATCH_POINTS}-point batches, durable"),
-                    format!("{ingest:.0} points/s"),
+                    format!("worker stream ingest, {STREAM_RUNS} runs x {BATCH_POINTS}-point batches, durable"),
+                    format!("{stream:.0} points/s"),
                     ">= 1,000,000 points/s".to_string(),
+                ],
+                vec![
+                    format!("gRPC LogBatch, {INGEST_WRITERS} clients x {BATCH_POINTS}-point batches, durable"),
+                    format!("{ingest:.0} points/s"),
+                    "-".to_string(),
                 ],
                 vec![
                     format!("runs/search, {SEARCH_RUNS} runs, metric+param filter ({search_matches} matches), p50"),
@@ -95,6 +121,127 @@ async fn experiment(
     Ok(client.create_experiment(request).await?.id)
 }
 
+/// Points of one bench batch: 1,000 points over ten keys.
+fn batch_points(batch: usize) -> Vec<Metric> {
+    const KEYS: [&str; 10] = ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9"];
+    (0..BATCH_POINTS)
+        .map(|i| Metric {
+            key: KEYS[i % 10].to_string(),
+            value: i as f64,
+            timestamp_ms: batch as i64,
+            step: (batch * BATCH_POINTS + i) as i64,
+        })
+        .collect()
+}
+
+/// The worker path: this process attaches as a worker, takes STREAM_RUNS runs and streams
+/// their metric batches as the worker does, counting points once their batch is
+/// acknowledged (which the scheduler sends only once it is durable).
+async fn worker_stream_ingest(client: &Client, cluster: &LocalCluster) -> anyhow::Result<f64> {
+    let project = cluster.dir.path().join("noop-project");
+    std::fs::create_dir_all(&project)?;
+    std::fs::write(project.join("MLproject"), "entry_points: {main: {command: 'true'}}\n")?;
+    let packed = snapshot::pack(&project, snapshot::DEFAULT_SIZE_LIMIT)?;
+    let bytes = std::fs::read(packed.file.path())?;
+    client.upload_snapshot(&packed.digest, packed.size, tokio_stream::iter(vec![bytes])).await?;
+    let experiment = experiment(client, "worker-stream").await?;
+    for _ in 0..STREAM_RUNS {
+        let spec = RunSpec {
+            project_name: "noop".into(),
+            snapshot: packed.digest.clone(),
+            snapshot_size: packed.size,
+            entry_point: "main".into(),
+            parameters: Vec::new(),
+            env_manager: EnvManager::Local,
+            image: None,
+            volumes: Vec::new(),
+            environment: Vec::new(),
+            docker: Default::default(),
+            max_retries: 0,
+            priority: 0,
+        };
+        let request = SubmitRun {
+            experiment_id: experiment,
+            run_name: None,
+            user_id: "bench".into(),
+            tags: Vec::new(),
+            spec,
+        };
+        client.submit_run(request).await?;
+    }
+
+    let (outgoing, to_scheduler) = mpsc::channel(STREAM_WINDOW * 2);
+    let registration = WorkerRegistration {
+        worker_id: "bench-stream".into(),
+        hostname: "bench".into(),
+        slots: STREAM_RUNS as u32,
+        cpus: 2,
+        memory_bytes: 1 << 30,
+        docker_available: false,
+        running: Vec::new(),
+        labels: Vec::new(),
+    };
+    outgoing.send(WorkerMessage { seq: None, event: WorkerEvent::Register(registration) }).await?;
+    let mut incoming = client.attach_worker(ReceiverStream::new(to_scheduler)).await?;
+    let mut attempts = Vec::new();
+    while attempts.len() < STREAM_RUNS {
+        match incoming.next().await {
+            Some(Ok(SchedulerMessage::Assign(assignment))) => attempts.push(assignment.attempt),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(error.into()),
+            None => anyhow::bail!("the scheduler closed the worker stream"),
+        }
+    }
+
+    let window = Arc::new(Semaphore::new(STREAM_WINDOW));
+    let started = Instant::now();
+    let sender = tokio::spawn({
+        let window = window.clone();
+        let attempts = attempts.clone();
+        async move {
+            let mut seq = 0;
+            let mut last_heartbeat = Instant::now();
+            for batch in 1..=STREAM_BATCHES {
+                for attempt in &attempts {
+                    window.acquire().await?.forget();
+                    seq += 1;
+                    let event = WorkerEvent::Metrics(MetricBatch {
+                        attempt: *attempt,
+                        batch: batch as u64,
+                        series: MetricSeries::group(batch_points(batch)),
+                        params: Vec::new(),
+                        tags: Vec::new(),
+                    });
+                    outgoing.send(WorkerMessage { seq: Some(seq), event }).await?;
+                    if last_heartbeat.elapsed() >= Duration::from_secs(1) {
+                        last_heartbeat = Instant::now();
+                        let running = attempts.clone();
+                        let event = WorkerEvent::Heartbeat { running };
+                        outgoing.send(WorkerMessage { seq: None, event }).await?;
+                    }
+                }
+            }
+            anyhow::Ok(outgoing)
+        }
+    });
+    let mut acknowledged = 0;
+    while acknowledged < STREAM_RUNS * STREAM_BATCHES {
+        match incoming.next().await {
+            Some(Ok(SchedulerMessage::Ack(_))) => {
+                acknowledged += 1;
+                window.add_permits(1);
+            }
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(error.into()),
+            None => anyhow::bail!("the scheduler closed the worker stream"),
+        }
+    }
+    let elapsed = started.elapsed();
+    drop(sender.await??);
+    let points = (STREAM_RUNS * STREAM_BATCHES * BATCH_POINTS) as f64;
+    Ok(points / elapsed.as_secs_f64())
+}
+
 async fn ingest(client: &Client) -> anyhow::Result<f64> {
     let experiment = experiment(client, "ingest").await?;
     let mut runs = Vec::new();
@@ -107,15 +254,7 @@ async fn ingest(client: &Client) -> anyhow::Result<f64> {
         let client = client.clone();
         tasks.push(tokio::spawn(async move {
             for batch in 0..INGEST_BATCHES {
-                let points = (0..BATCH_POINTS)
-                    .map(|i| Metric {
-                        key: format!("m{}", i % 10),
-                        value: i as f64,
-                        timestamp_ms: batch as i64,
-                        step: (batch * BATCH_POINTS + i) as i64,
-                    })
-                    .collect();
-                client.log_metrics(run_id, points).await?;
+                client.log_metrics(run_id, batch_points(batch)).await?;
             }
             anyhow::Ok(())
         }));

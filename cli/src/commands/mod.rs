@@ -5,6 +5,7 @@ pub mod run;
 pub mod runs;
 pub mod scheduler;
 pub mod status;
+pub mod sweep;
 pub mod worker;
 
 use clap::Args;

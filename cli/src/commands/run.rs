@@ -132,6 +132,11 @@ async fn submit_and_follow(
 
 /// Checks everything that can be checked locally and packs the snapshot.
 pub fn prepare(args: &RunArgs) -> anyhow::Result<PreparedRun> {
+    prepare_with(args, &parse_param_args(&args.params)?)
+}
+
+/// As [`prepare`], with the parameters already parsed (a sweep passes one trial's values).
+pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Result<PreparedRun> {
     let project_dir = &args.uri;
     let uri = project_dir.display().to_string();
     if uri.contains("://") || uri.starts_with("git@") {
@@ -143,7 +148,6 @@ pub fn prepare(args: &RunArgs) -> anyhow::Result<PreparedRun> {
         bail!("project directory '{uri}' does not exist");
     }
     let project = MlProject::load(project_dir)?;
-    let given = parse_param_args(&args.params)?;
     let mut docker = DockerOptions::parse_args(&args.docker_args)?;
     if let Some(cpus) = &args.cpus {
         docker.set_cpus(cpus)?;
@@ -156,7 +160,7 @@ pub fn prepare(args: &RunArgs) -> anyhow::Result<PreparedRun> {
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let paths = PathCheck::Local { cwd, project_dir: project_dir.clone() };
-    let invocation = project.invocation(&args.entry_point, &given, &paths)?;
+    let invocation = project.invocation(&args.entry_point, given, &paths)?;
 
     let env_manager = match (args.env_manager, &project.environment) {
         (Some(EnvManagerArg::Local), _) => EnvManager::Local,

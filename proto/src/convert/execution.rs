@@ -9,9 +9,9 @@ use super::tracking::{non_empty, run_status_from_wire};
 use crate::domain::{RunStatus, Tag};
 use crate::error::ApiError;
 use crate::execution::{
-    Assignment, AttemptId, ClusterStatus, EnvManager, LogAppend, LogStream, MetricBatch, RunEvent,
-    RunPhase, RunSpec, RunUpdate, SchedulerMessage, SnapshotChunk, SubmitRun, WorkerEvent,
-    WorkerMessage, WorkerRegistration, WorkerStatus,
+    Assignment, AttemptId, ClusterStatus, EnvManager, LogAppend, LogStream, MetricBatch,
+    MetricPoint, MetricSeries, RunEvent, RunPhase, RunSpec, RunUpdate, SchedulerMessage,
+    SnapshotChunk, SubmitRun, WorkerEvent, WorkerMessage, WorkerRegistration, WorkerStatus,
 };
 use crate::pb;
 
@@ -378,12 +378,48 @@ impl From<WorkerMessage> for pb::WorkerMessage {
             WorkerEvent::Metrics(batch) => Body::Metrics(pb::MetricBatch {
                 attempt: Some(batch.attempt.into()),
                 batch: batch.batch,
-                metrics: batch.metrics.into_iter().map(Into::into).collect(),
+                series: batch.series.into_iter().map(Into::into).collect(),
                 params: batch.params.into_iter().map(Into::into).collect(),
                 tags: tags_to_wire(batch.tags),
             }),
         };
         pb::WorkerMessage { seq: message.seq.unwrap_or(0), body: Some(body) }
+    }
+}
+
+impl From<MetricSeries> for pb::MetricSeries {
+    fn from(series: MetricSeries) -> Self {
+        pb::MetricSeries {
+            key: series.key,
+            steps: series.points.iter().map(|point| point.step).collect(),
+            timestamps_ms: series.points.iter().map(|point| point.timestamp_ms).collect(),
+            values: series.points.iter().map(|point| point.value).collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::MetricSeries> for MetricSeries {
+    type Error = ApiError;
+
+    fn try_from(series: pb::MetricSeries) -> Result<Self, ApiError> {
+        let length = series.steps.len();
+        if series.timestamps_ms.len() != length || series.values.len() != length {
+            return Err(ApiError::InvalidArgument(format!(
+                "metric series '{}' has {} steps, {} timestamps and {} values; they must match",
+                series.key,
+                length,
+                series.timestamps_ms.len(),
+                series.values.len()
+            )));
+        }
+        let points = (series.steps.iter().zip(&series.timestamps_ms).zip(&series.values))
+            .map(|((step, timestamp_ms), value)| MetricPoint {
+                step: *step,
+                timestamp_ms: *timestamp_ms,
+                value: *value,
+            })
+            .collect();
+        Ok(MetricSeries { key: series.key, points })
     }
 }
 
@@ -427,7 +463,11 @@ impl TryFrom<pb::WorkerMessage> for WorkerMessage {
             Body::Metrics(batch) => WorkerEvent::Metrics(MetricBatch {
                 attempt: attempt_from_wire(batch.attempt)?,
                 batch: batch.batch,
-                metrics: batch.metrics.into_iter().map(Into::into).collect(),
+                series: batch
+                    .series
+                    .into_iter()
+                    .map(MetricSeries::try_from)
+                    .collect::<Result<_, _>>()?,
                 params: batch.params.into_iter().map(Into::into).collect(),
                 tags: tags_from_wire(batch.tags),
             }),

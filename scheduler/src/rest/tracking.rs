@@ -595,23 +595,17 @@ pub async fn get_history_bulk_interval(
     let mut points = Vec::new();
     for text in run_ids {
         let run_id: RunId = text.parse()?;
-        let mut history = Vec::new();
-        let mut page_token = None;
-        loop {
-            let page = scheduler.store.metric_history(MetricHistoryQuery {
+        let history = scheduler
+            .store
+            .metric_history(MetricHistoryQuery {
                 run_id,
                 key: key.clone(),
                 start_step: body.start_step,
                 end_step: body.end_step,
-                max_results: None,
-                page_token,
-            })?;
-            history.extend(page.items);
-            page_token = page.next_page_token;
-            if page_token.is_none() {
-                break;
-            }
-        }
+                max_results: Some(u32::MAX),
+                page_token: None,
+            })?
+            .items;
         let chosen = sample_evenly(history.len(), limit);
         points.extend(chosen.into_iter().map(|index| (run_id, history[index].clone())));
     }

@@ -28,6 +28,10 @@ struct Shared {
     flushed: watch::Sender<Flushed>,
 }
 
+/// Stands for the writes applied before it was taken; see [`GroupCommit::wait`].
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket(u64);
+
 pub struct GroupCommit {
     shared: Arc<Shared>,
     flusher: Mutex<Option<JoinHandle<()>>>,
@@ -49,12 +53,22 @@ impl GroupCommit {
 
     /// Waits until every write applied before this call is durable.
     pub async fn durable(&self) -> Result<(), ApiError> {
+        self.wait(self.ticket()).await
+    }
+
+    /// A ticket for every write applied before this call, and a flush requested for them.
+    pub fn ticket(&self) -> Ticket {
         let ticket = {
             let mut requests = lock(&self.shared.requests);
             requests.issued += 1;
             requests.issued
         };
         self.shared.wake.notify_one();
+        Ticket(ticket)
+    }
+
+    /// Waits until the writes `ticket` covers are durable.
+    pub async fn wait(&self, Ticket(ticket): Ticket) -> Result<(), ApiError> {
         let mut flushed = self.shared.flushed.subscribe();
         let state = flushed
             .wait_for(|state| state.through >= ticket || state.failure.is_some())

@@ -102,6 +102,18 @@ fn stream_from_byte(byte: u8) -> LogStream {
 impl Store {
     /// Creates a SCHEDULED run with its params, tags and execution record, in one write.
     pub async fn submit_run(&self, request: SubmitRun) -> Result<(Run, ExecutionRecord), ApiError> {
+        let (run, record, batch) = self.stage_submission(request)?;
+        self.db().apply_batch(batch).map_err(storage_error)?;
+        self.durable().await?;
+        Ok((run, record))
+    }
+
+    /// A SCHEDULED run with its params, tags and execution record, and the batch that stores
+    /// it, for the caller to extend and apply.
+    pub(super) fn stage_submission(
+        &self,
+        request: SubmitRun,
+    ) -> Result<(Run, ExecutionRecord, sled::Batch), ApiError> {
         for (key, value) in &request.spec.parameters {
             validate::key("param", key)?;
             validate::value("param", key, value, MAX_PARAM_VALUE_LEN)?;
@@ -136,9 +148,7 @@ impl Store {
             message: String::new(),
         };
         batch.insert(keys::execution(run.info.run_id), encode(&record));
-        self.db().apply_batch(batch).map_err(storage_error)?;
-        self.durable().await?;
-        Ok((run, record))
+        Ok((run, record, batch))
     }
 
     pub fn execution(&self, run_id: RunId) -> Result<Option<ExecutionRecord>, ApiError> {
@@ -189,49 +199,43 @@ impl Store {
     }
 
     /// Appends output of `attempt` at byte `offset` of that attempt's output. A chunk seen
-    /// before (a resend) is skipped; returns whether anything was stored.
-    pub async fn append_attempt_log(
+    /// before (a resend) is skipped; returns whether anything was written. The write is
+    /// durable once a [`Store::ticket`] taken after it is.
+    pub fn write_attempt_log(
         &self,
         attempt: AttemptId,
         stream: LogStream,
         offset: u64,
         data: &[u8],
     ) -> Result<bool, ApiError> {
-        let stored = {
-            let _guard = self.write_guard();
-            let received_key = keys::attempt_log_length(attempt.run_id, attempt.attempt);
-            let received = self
-                .db()
-                .get(&received_key)
-                .map_err(storage_error)?
-                .as_deref()
-                .and_then(keys::decode_u64)
-                .unwrap_or(0);
-            let end = offset.saturating_add(data.len() as u64);
-            if end <= received {
-                false
-            } else {
-                // Keep only the part not stored yet (a resend may overlap what arrived).
-                let skip = usize::try_from(received.saturating_sub(offset))
-                    .unwrap_or(usize::MAX)
-                    .min(data.len());
-                let mut batch = self.log_append_batch(attempt.run_id, stream, &data[skip..])?;
-                batch.insert(received_key, &end.to_be_bytes());
-                self.db().apply_batch(batch).map_err(storage_error)?;
-                true
-            }
-        };
-        if stored {
-            self.durable().await?;
+        let _guard = self.write_guard();
+        let received_key = keys::attempt_log_length(attempt.run_id, attempt.attempt);
+        let received = self
+            .db()
+            .get(&received_key)
+            .map_err(storage_error)?
+            .as_deref()
+            .and_then(keys::decode_u64)
+            .unwrap_or(0);
+        let end = offset.saturating_add(data.len() as u64);
+        if end <= received {
+            return Ok(false);
         }
-        Ok(stored)
+        // Keep only the part not stored yet (a resend may overlap what arrived).
+        let skip =
+            usize::try_from(received.saturating_sub(offset)).unwrap_or(usize::MAX).min(data.len());
+        let mut batch = self.log_append_batch(attempt.run_id, stream, &data[skip..])?;
+        batch.insert(received_key, &end.to_be_bytes());
+        self.db().apply_batch(batch).map_err(storage_error)?;
+        Ok(true)
     }
 
-    /// Stores what a run printed as metrics, params and tags, once per batch number: a resent
-    /// batch is skipped. Params that would change a stored value are left out and returned.
-    pub async fn apply_metric_batch(&self, batch: &MetricBatch) -> Result<Vec<String>, ApiError> {
-        for metric in &batch.metrics {
-            validate::key("metric", &metric.key)?;
+    /// Writes what a run printed as metrics, params and tags, once per batch number: a resent
+    /// batch is skipped. Params that would change a stored value are left out, and noted in
+    /// the run's log. Durable once a [`Store::ticket`] taken after it is.
+    pub fn write_metric_batch(&self, batch: &MetricBatch) -> Result<(), ApiError> {
+        for series in &batch.series {
+            validate::key("metric", &series.key)?;
         }
         for param in &batch.params {
             validate_param(param)?;
@@ -251,30 +255,34 @@ impl Store {
                 .and_then(keys::decode_u64)
                 .unwrap_or(0);
             if batch.batch <= applied {
-                return Ok(Vec::new());
+                return Ok(());
             }
             let info = self.run_info(run_id)?;
             let mut writes = sled::Batch::default();
-            self.stage_metrics(run_id, &batch.metrics, &mut writes)?;
+            self.stage_metrics(run_id, &batch.series, &mut writes)?;
             let conflicts = self.stage_params(run_id, &batch.params, &mut writes)?;
             stage_tags(info, &batch.tags, &mut writes);
             writes.insert(applied_key, &batch.batch.to_be_bytes());
             self.write_run(run_id, writes)?;
-            conflicts.into_iter().map(|conflict| conflict.to_string()).collect()
+            conflicts
         };
-        self.durable().await?;
-        Ok(skipped)
+        for conflict in skipped {
+            self.write_system_log(run_id, &format!("ignored a ::param line: {conflict}"))?;
+        }
+        Ok(())
     }
 
     /// Appends a line drover writes into a run's log.
     pub async fn append_system_log(&self, run_id: RunId, line: &str) -> Result<(), ApiError> {
-        {
-            let _guard = self.write_guard();
-            let text = format!("drover: {line}\n");
-            let batch = self.log_append_batch(run_id, LogStream::System, text.as_bytes())?;
-            self.db().apply_batch(batch).map_err(storage_error)?;
-        }
+        self.write_system_log(run_id, line)?;
         self.durable().await
+    }
+
+    fn write_system_log(&self, run_id: RunId, line: &str) -> Result<(), ApiError> {
+        let _guard = self.write_guard();
+        let text = format!("drover: {line}\n");
+        let batch = self.log_append_batch(run_id, LogStream::System, text.as_bytes())?;
+        self.db().apply_batch(batch).map_err(storage_error)
     }
 
     /// A batch appending `data` at the end of the run's log. Call under the write lock.

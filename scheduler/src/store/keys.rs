@@ -11,7 +11,7 @@
 //! | `x/`        | experiment id u64 BE, run id                           | empty                  |
 //! | `p/`        | run id, param key                                      | param value            |
 //! | `t/`        | run id, tag key                                        | tag value              |
-//! | `h/`        | run id, metric key, 0, step, timestamp, batch, index   | f64 bits BE            |
+//! | `h/`        | run id, metric key, 0, chunk id u64 BE                 | points (history.rs)    |
 //! | `l/`        | run id, metric key                                     | value, timestamp, step |
 //! | `q/`        | run id                                                 | ExecutionRecord, JSON  |
 //! | `o/`        | run id, start cursor u64 BE                            | stream byte, log bytes |
@@ -20,12 +20,15 @@
 //! | `s/`        | snapshot digest                                        | SnapshotRecord, JSON   |
 //! | `mb/`       | run id, attempt u32 BE                                 | last metric batch, u64 |
 //! | `in/`       | run id                                                 | dataset inputs, JSON   |
+//! | `w/`        | sweep id (its parent run's id)                         | SweepRecord, JSON      |
+//! | `wt/`       | sweep id, trial index u64 BE                           | TrialRecord, JSON      |
 //!
 //! Metric keys never contain a NUL byte (validation refuses them), so the 0 after the key ends
-//! it unambiguously. Signed numbers are stored with the sign bit flipped, big-endian, so they
-//! sort numerically.
+//! it unambiguously. Schema-1 stores kept one `h/` key per point (step and timestamp with the
+//! sign bit flipped, batch, index); opening one rewrites its history as chunks.
 
-use drover_proto::domain::{ExperimentId, Metric, RunId};
+use drover_proto::domain::{ExperimentId, RunId};
+use drover_proto::execution::MetricPoint;
 
 pub const SCHEMA: &[u8] = b"m/schema";
 pub const NEXT_EXPERIMENT_ID: &[u8] = b"m/next_exp";
@@ -44,6 +47,8 @@ pub const ATTEMPT_LOG_LENGTH: &[u8] = b"oa/";
 pub const SNAPSHOT: &[u8] = b"s/";
 pub const APPLIED_METRIC_BATCH: &[u8] = b"mb/";
 pub const INPUTS: &[u8] = b"in/";
+pub const SWEEP: &[u8] = b"w/";
+pub const SWEEP_TRIAL: &[u8] = b"wt/";
 
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let length = prefix.len() + parts.iter().map(|part| part.len()).sum::<usize>();
@@ -53,10 +58,6 @@ fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         key.extend_from_slice(part);
     }
     key
-}
-
-pub fn ordered_i64(value: i64) -> [u8; 8] {
-    ((value as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 pub fn experiment(id: ExperimentId) -> Vec<u8> {
@@ -106,26 +107,13 @@ pub fn history(run: RunId, metric: &str) -> Vec<u8> {
     key(HISTORY, &[run.as_bytes(), metric.as_bytes(), &[0]])
 }
 
-pub fn history_from_step(run: RunId, metric: &str, step: i64) -> Vec<u8> {
-    key(HISTORY, &[run.as_bytes(), metric.as_bytes(), &[0], &ordered_i64(step)])
+/// One chunk of a metric's history; chunk ids increase in the order chunks are written.
+pub fn history_chunk(run: RunId, metric: &str, chunk: u64) -> Vec<u8> {
+    key(HISTORY, &[run.as_bytes(), metric.as_bytes(), &[0], &chunk.to_be_bytes()])
 }
 
-pub fn history_point(run: RunId, metric: &Metric, batch: u64, index: u32) -> Vec<u8> {
-    key(
-        HISTORY,
-        &[
-            run.as_bytes(),
-            metric.key.as_bytes(),
-            &[0],
-            &ordered_i64(metric.step),
-            &ordered_i64(metric.timestamp_ms),
-            &batch.to_be_bytes(),
-            &index.to_be_bytes(),
-        ],
-    )
-}
-
-/// Step and timestamp of a history key, given the length of its metric prefix.
+/// Step and timestamp of a schema-1 history key (one key per point: step, timestamp, batch,
+/// index after the metric's prefix), given the length of that prefix.
 pub fn decode_history_point(key: &[u8], prefix_len: usize) -> Option<(i64, i64)> {
     let rest = key.get(prefix_len..)?;
     let step = u64::from_be_bytes(rest.get(0..8)?.try_into().ok()?) ^ (1 << 63);
@@ -169,12 +157,24 @@ pub fn inputs(run: RunId) -> Vec<u8> {
     key(INPUTS, &[run.as_bytes()])
 }
 
+pub fn sweep(id: RunId) -> Vec<u8> {
+    key(SWEEP, &[id.as_bytes()])
+}
+
+pub fn sweep_trials(id: RunId) -> Vec<u8> {
+    key(SWEEP_TRIAL, &[id.as_bytes()])
+}
+
+pub fn sweep_trial(id: RunId, index: u64) -> Vec<u8> {
+    key(SWEEP_TRIAL, &[id.as_bytes(), &index.to_be_bytes()])
+}
+
 pub fn snapshot(digest: &str) -> Vec<u8> {
     key(SNAPSHOT, &[digest.as_bytes()])
 }
 
 /// The latest point of a metric: value bits, timestamp, step.
-pub fn encode_latest(metric: &Metric) -> [u8; 24] {
+pub fn encode_latest(metric: &MetricPoint) -> [u8; 24] {
     let mut value = [0u8; 24];
     value[0..8].copy_from_slice(&metric.value.to_bits().to_be_bytes());
     value[8..16].copy_from_slice(&metric.timestamp_ms.to_be_bytes());
@@ -206,21 +206,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ordered_i64_sorts_numerically() {
-        let values = [i64::MIN, -5, -1, 0, 1, 7, i64::MAX];
-        let encoded: Vec<_> = values.iter().map(|v| ordered_i64(*v)).collect();
-        let mut sorted = encoded.clone();
-        sorted.sort();
-        assert_eq!(encoded, sorted);
-    }
-
-    #[test]
-    fn history_keys_decode_step_and_timestamp() {
+    fn history_chunks_sort_by_chunk_id() {
         let run = RunId([7; 16]);
-        let metric = Metric { key: "loss".into(), value: 1.0, timestamp_ms: -3, step: 42 };
-        let key = history_point(run, &metric, 9, 1);
         let prefix = history(run, "loss");
-        assert!(key.starts_with(&prefix));
-        assert_eq!(decode_history_point(&key, prefix.len()), Some((42, -3)));
+        let early = history_chunk(run, "loss", 9);
+        let late = history_chunk(run, "loss", 300);
+        assert!(early.starts_with(&prefix) && late.starts_with(&prefix));
+        assert!(early < late);
+        assert!(!history_chunk(run, "loss2", 1).starts_with(&prefix));
     }
 }

@@ -7,9 +7,11 @@
 mod commit;
 mod execution;
 mod experiments;
+mod history;
 mod keys;
 mod lock;
 mod runs;
+mod sweeps;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,15 +27,18 @@ use serde::de::DeserializeOwned;
 
 pub use execution::{ExecutionRecord, LogChunk, Placement, RunChange, SnapshotRecord};
 pub use lock::{Holder, read_holder};
+pub use sweeps::{SweepRecord, TrialRecord, TrialTemplate};
 
 use self::commit::GroupCommit;
+pub use self::commit::Ticket;
 use self::lock::DirLock;
 
 /// Runs whose search views are kept in memory, at most (about 1 KiB each).
 const MAX_CACHED_RUNS: usize = 500_000;
 
-/// The newest store layout this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The newest store layout this build reads and writes. Schema 1 kept one key per metric
+/// point; schema 2 keeps chunks (see `history.rs`), and opening a schema-1 store rewrites it.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Why a data directory could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +172,11 @@ impl Store {
                 if version > SCHEMA_VERSION {
                     return Err(InitError::Newer(version));
                 }
+                if version < 2 {
+                    let points = Store::migrate_history_to_chunks(db)?;
+                    db.flush()?;
+                    tracing::info!(points, "rewrote the metric history in chunks (schema 2)");
+                }
                 Ok(())
             }
             None => {
@@ -246,6 +256,17 @@ impl Store {
 
     async fn durable(&self) -> Result<(), ApiError> {
         self.inner.commit.durable().await
+    }
+
+    /// A ticket for every write applied so far, to wait on with [`Store::wait`]: callers that
+    /// apply writes back to back can acknowledge each once durable without waiting between.
+    pub fn ticket(&self) -> Ticket {
+        self.inner.commit.ticket()
+    }
+
+    /// Waits until the writes `ticket` covers are on disk.
+    pub async fn wait(&self, ticket: Ticket) -> Result<(), ApiError> {
+        self.inner.commit.wait(ticket).await
     }
 }
 

@@ -2,13 +2,13 @@
 //! latest value per key.
 
 use std::collections::HashMap;
-use std::ops::Bound;
 
 use drover_proto::ApiError;
 use drover_proto::domain::{
-    CreateRun, ExperimentId, LifecycleStage, Metric, MetricHistoryQuery, Page, Param, Run, RunData,
-    RunId, RunInfo, Tag, UpdateRun, ViewType,
+    CreateRun, ExperimentId, LifecycleStage, Metric, Param, Run, RunData, RunId, RunInfo, Tag,
+    UpdateRun, ViewType,
 };
+use drover_proto::execution::MetricSeries;
 
 use super::{Store, decode, encode, keys, now_ms, storage_error};
 use crate::names::random_run_name;
@@ -16,13 +16,6 @@ use drover_proto::validate::{self, MAX_PARAM_VALUE_LEN, MAX_TAG_VALUE_LEN};
 
 pub const RUN_NAME_TAG: &str = "mlflow.runName";
 pub const USER_TAG: &str = "mlflow.user";
-
-const DEFAULT_HISTORY_PAGE: usize = 25_000;
-/// A whole history is returned when asked for; this bounds one answer's memory.
-const MAX_HISTORY_PAGE: usize = 10_000_000;
-
-/// Bytes after a metric's history prefix: step, timestamp, batch, index.
-const HISTORY_SUFFIX_LEN: usize = 8 + 8 + 8 + 4;
 
 impl Store {
     pub async fn create_run(&self, request: CreateRun) -> Result<Run, ApiError> {
@@ -280,10 +273,12 @@ impl Store {
         run_id: RunId,
         metrics: Vec<Metric>,
     ) -> Result<usize, ApiError> {
-        for metric in &metrics {
-            validate::key("metric", &metric.key)?;
+        let count = metrics.len();
+        let series = MetricSeries::group(metrics);
+        for series in &series {
+            validate::key("metric", &series.key)?;
         }
-        if metrics.is_empty() {
+        if series.is_empty() {
             self.run_info(run_id)?;
             return Ok(0);
         }
@@ -291,11 +286,11 @@ impl Store {
             let _guard = self.write_guard();
             self.active_run_info(run_id)?;
             let mut batch = sled::Batch::default();
-            self.stage_metrics(run_id, &metrics, &mut batch)?;
+            self.stage_metrics(run_id, &series, &mut batch)?;
             self.write_run(run_id, batch)?;
         }
         self.durable().await?;
-        Ok(metrics.len())
+        Ok(count)
     }
 
     /// Logs metrics, params and tags in one write: all of them, or (on any refusal) none.
@@ -306,8 +301,9 @@ impl Store {
         params: Vec<Param>,
         tags: Vec<Tag>,
     ) -> Result<(), ApiError> {
-        for metric in &metrics {
-            validate::key("metric", &metric.key)?;
+        let series = MetricSeries::group(metrics);
+        for series in &series {
+            validate::key("metric", &series.key)?;
         }
         for param in &params {
             validate_param(param)?;
@@ -322,96 +318,11 @@ impl Store {
             if let Some(conflict) = self.stage_params(run_id, &params, &mut batch)?.first() {
                 return Err(ApiError::InvalidArgument(conflict.to_string()));
             }
-            if !metrics.is_empty() {
-                self.stage_metrics(run_id, &metrics, &mut batch)?;
-            }
+            self.stage_metrics(run_id, &series, &mut batch)?;
             stage_tags(info, &tags, &mut batch);
             self.write_run(run_id, batch)?;
         }
         self.durable().await
-    }
-
-    /// Adds points to `batch`, and the latest value per key where they supersede it: the
-    /// highest step, then the latest timestamp, then the last to arrive. Call under the
-    /// write lock.
-    pub(super) fn stage_metrics(
-        &self,
-        run_id: RunId,
-        metrics: &[Metric],
-        batch: &mut sled::Batch,
-    ) -> Result<(), ApiError> {
-        let batch_id = self.db().generate_id().map_err(storage_error)?;
-        let mut latest: HashMap<&str, &Metric> = HashMap::new();
-        for (index, metric) in metrics.iter().enumerate() {
-            let key = keys::history_point(run_id, metric, batch_id, index as u32);
-            batch.insert(key, &metric.value.to_bits().to_be_bytes());
-            let newer = latest.get(metric.key.as_str()).is_none_or(|best| supersedes(metric, best));
-            if newer {
-                latest.insert(&metric.key, metric);
-            }
-        }
-        for (key, candidate) in latest {
-            let stored = self.db().get(keys::latest_metric(run_id, key)).map_err(storage_error)?;
-            let replaces = match stored.as_deref().and_then(keys::decode_latest) {
-                Some((value, timestamp_ms, step)) => {
-                    let stored = Metric { key: String::new(), value, timestamp_ms, step };
-                    supersedes(candidate, &stored)
-                }
-                None => true,
-            };
-            if replaces {
-                batch.insert(keys::latest_metric(run_id, key), &keys::encode_latest(candidate));
-            }
-        }
-        Ok(())
-    }
-
-    /// A page of one metric's history, ordered by step, then timestamp, then arrival.
-    pub fn metric_history(&self, query: MetricHistoryQuery) -> Result<Page<Metric>, ApiError> {
-        self.run_info(query.run_id)?;
-        let prefix = keys::history(query.run_id, &query.key);
-        let limit = page_size(query.max_results, DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE);
-        let start = match &query.page_token {
-            Some(token) => {
-                let suffix = hex_decode(token)
-                    .filter(|suffix| suffix.len() == HISTORY_SUFFIX_LEN)
-                    .ok_or_else(|| invalid_page_token(token))?;
-                let mut after = prefix.clone();
-                after.extend_from_slice(&suffix);
-                Bound::Excluded(after)
-            }
-            None => match query.start_step {
-                Some(step) => {
-                    Bound::Included(keys::history_from_step(query.run_id, &query.key, step))
-                }
-                None => Bound::Included(prefix.clone()),
-            },
-        };
-        let mut items = Vec::new();
-        let mut last_suffix = None;
-        let mut more = false;
-        for entry in self.db().range::<Vec<u8>, _>((start, Bound::Unbounded)) {
-            let (key, value) = entry.map_err(storage_error)?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let (step, timestamp_ms) = keys::decode_history_point(&key, prefix.len())
-                .ok_or_else(|| ApiError::Internal("stored metric key is unreadable".to_string()))?;
-            if query.end_step.is_some_and(|end| step > end) {
-                break;
-            }
-            if items.len() == limit {
-                more = true;
-                break;
-            }
-            let value = keys::decode_f64(&value).ok_or_else(|| {
-                ApiError::Internal("stored metric value is unreadable".to_string())
-            })?;
-            items.push(Metric { key: query.key.clone(), value, timestamp_ms, step });
-            last_suffix = Some(key[prefix.len()..].to_vec());
-        }
-        let next_page_token = if more { last_suffix.map(hex::encode) } else { None };
-        Ok(Page { items, next_page_token })
     }
 
     pub(super) fn run_info(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
@@ -461,10 +372,6 @@ impl Store {
     }
 }
 
-fn supersedes(candidate: &Metric, current: &Metric) -> bool {
-    (candidate.step, candidate.timestamp_ms) >= (current.step, current.timestamp_ms)
-}
-
 /// A param logged again with a different value.
 #[derive(Debug)]
 pub(super) struct ParamConflict {
@@ -511,16 +418,4 @@ fn tag_value(tags: &[Tag], key: &str) -> Option<String> {
 
 fn utf8(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn page_size(requested: Option<u32>, default: usize, max: usize) -> usize {
-    requested.map_or(default, |n| (n as usize).min(max))
-}
-
-fn invalid_page_token(token: &str) -> ApiError {
-    ApiError::InvalidArgument(format!("invalid page token '{token}'"))
-}
-
-fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    hex::decode(text).ok()
 }

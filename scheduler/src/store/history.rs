@@ -1,0 +1,347 @@
+//! Metric history, stored in chunks: each logged batch adds, per metric key, one record
+//! holding all of that key's points from the batch. A write costs one sled insert per key,
+//! not per point, and a read decodes the chunks and orders their points by step, then
+//! timestamp, then arrival.
+//!
+//! A chunk's key ends with a store-wide increasing id, so chunks scan in arrival order. Its
+//! value is the smallest and largest step in it (so reads of a step window skip whole
+//! chunks), then the points, 24 bytes each: step, timestamp, value bits, all big-endian.
+
+use drover_proto::ApiError;
+use drover_proto::domain::{Metric, MetricHistoryQuery, Page, RunId};
+use drover_proto::execution::{MetricPoint, MetricSeries};
+
+use super::{Store, keys, storage_error};
+
+const DEFAULT_HISTORY_PAGE: usize = 25_000;
+/// A whole history is returned when asked for; this bounds one answer's memory.
+const MAX_HISTORY_PAGE: usize = 10_000_000;
+
+const HEADER_LEN: usize = 16;
+const POINT_LEN: usize = 24;
+/// Points per chunk when a schema-1 store's history is rewritten.
+const MIGRATION_CHUNK_POINTS: usize = 10_000;
+
+/// A point's place in a history: step, timestamp, then arrival (chunk id, index in chunk).
+/// Page tokens carry the place of a page's last point.
+type Place = (i64, i64, u64, u32);
+const TOKEN_LEN: usize = 8 + 8 + 8 + 4;
+
+#[derive(Clone, Copy)]
+struct Point {
+    place: Place,
+    value: f64,
+}
+
+/// Encodes `points` (all of one key) as a chunk value.
+fn encode_chunk(points: &[MetricPoint]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(HEADER_LEN + points.len() * POINT_LEN);
+    let min = points.iter().map(|point| point.step).min().unwrap_or(0);
+    let max = points.iter().map(|point| point.step).max().unwrap_or(0);
+    value.extend_from_slice(&min.to_be_bytes());
+    value.extend_from_slice(&max.to_be_bytes());
+    for point in points {
+        value.extend_from_slice(&point.step.to_be_bytes());
+        value.extend_from_slice(&point.timestamp_ms.to_be_bytes());
+        value.extend_from_slice(&point.value.to_bits().to_be_bytes());
+    }
+    value
+}
+
+fn number(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// The step range of a chunk, from its header.
+fn chunk_steps(value: &[u8]) -> Option<(i64, i64)> {
+    Some((number(value, 0)? as i64, number(value, 8)? as i64))
+}
+
+/// Appends the points of one chunk that fall in `steps` to `into`.
+fn decode_chunk(chunk: u64, value: &[u8], steps: (i64, i64), into: &mut Vec<Point>) -> Option<()> {
+    let body = value.get(HEADER_LEN..)?;
+    if body.len() % POINT_LEN != 0 {
+        return None;
+    }
+    for (index, point) in body.chunks_exact(POINT_LEN).enumerate() {
+        let step = number(point, 0)? as i64;
+        if step < steps.0 || step > steps.1 {
+            continue;
+        }
+        let timestamp = number(point, 8)? as i64;
+        let value = f64::from_bits(number(point, 16)?);
+        into.push(Point { place: (step, timestamp, chunk, index as u32), value });
+    }
+    Some(())
+}
+
+fn encode_token(place: Place) -> String {
+    let mut bytes = Vec::with_capacity(TOKEN_LEN);
+    bytes.extend_from_slice(&place.0.to_be_bytes());
+    bytes.extend_from_slice(&place.1.to_be_bytes());
+    bytes.extend_from_slice(&place.2.to_be_bytes());
+    bytes.extend_from_slice(&place.3.to_be_bytes());
+    hex::encode(bytes)
+}
+
+fn decode_token(token: &str) -> Option<Place> {
+    let bytes = hex::decode(token).ok().filter(|bytes| bytes.len() == TOKEN_LEN)?;
+    let index = u32::from_be_bytes(bytes.get(24..28)?.try_into().ok()?);
+    Some((number(&bytes, 0)? as i64, number(&bytes, 8)? as i64, number(&bytes, 16)?, index))
+}
+
+fn unreadable() -> ApiError {
+    ApiError::Internal("stored metric history is unreadable".to_string())
+}
+
+impl Store {
+    /// Adds each series to `batch` as one chunk, and the latest value per key where it
+    /// supersedes the stored one: the highest step, then the latest timestamp, then the last
+    /// to arrive. Call under the write lock.
+    pub(super) fn stage_metrics(
+        &self,
+        run_id: RunId,
+        series: &[MetricSeries],
+        batch: &mut sled::Batch,
+    ) -> Result<(), ApiError> {
+        if series.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.db().generate_id().map_err(storage_error)?;
+        for MetricSeries { key, points } in series {
+            let Some(candidate) = points
+                .iter()
+                .copied()
+                .reduce(|best, point| if supersedes(&point, &best) { point } else { best })
+            else {
+                continue;
+            };
+            batch.insert(keys::history_chunk(run_id, key, chunk), encode_chunk(points));
+            let stored = self.db().get(keys::latest_metric(run_id, key)).map_err(storage_error)?;
+            let replaces = match stored.as_deref().and_then(keys::decode_latest) {
+                Some((value, timestamp_ms, step)) => {
+                    supersedes(&candidate, &MetricPoint { step, timestamp_ms, value })
+                }
+                None => true,
+            };
+            if replaces {
+                batch.insert(keys::latest_metric(run_id, key), &keys::encode_latest(&candidate));
+            }
+        }
+        Ok(())
+    }
+
+    /// A page of one metric's history, ordered by step, then timestamp, then arrival.
+    pub fn metric_history(&self, query: MetricHistoryQuery) -> Result<Page<Metric>, ApiError> {
+        self.run_info(query.run_id)?;
+        let limit = query
+            .max_results
+            .map_or(DEFAULT_HISTORY_PAGE, |n| (n as usize).clamp(1, MAX_HISTORY_PAGE));
+        let after = match &query.page_token {
+            Some(token) => Some(decode_token(token).ok_or_else(|| {
+                ApiError::InvalidArgument(format!("invalid page token '{token}'"))
+            })?),
+            None => None,
+        };
+        let steps = (
+            query.start_step.unwrap_or(i64::MIN).max(after.map_or(i64::MIN, |place| place.0)),
+            query.end_step.unwrap_or(i64::MAX),
+        );
+        let prefix = keys::history(query.run_id, &query.key);
+        let mut points = Vec::new();
+        for entry in self.db().scan_prefix(&prefix) {
+            let (key, value) = entry.map_err(storage_error)?;
+            let chunk = keys::decode_u64(&key[prefix.len()..]).ok_or_else(unreadable)?;
+            let (min, max) = chunk_steps(&value).ok_or_else(unreadable)?;
+            if max < steps.0 || min > steps.1 {
+                continue;
+            }
+            decode_chunk(chunk, &value, steps, &mut points).ok_or_else(unreadable)?;
+        }
+        // Chunks arrive in order and most hold ascending steps, which this sort finds.
+        points.sort_by_key(|point| point.place);
+        let start = after.map_or(0, |after| points.partition_point(|point| point.place <= after));
+        let end = points.len().min(start.saturating_add(limit));
+        let next_page_token = (end < points.len()).then(|| encode_token(points[end - 1].place));
+        let items = points[start..end]
+            .iter()
+            .map(|point| Metric {
+                key: query.key.clone(),
+                value: point.value,
+                timestamp_ms: point.place.1,
+                step: point.place.0,
+            })
+            .collect();
+        Ok(Page { items, next_page_token })
+    }
+
+    /// Rewrites a schema-1 history (one key per point, ordered by step, timestamp, arrival)
+    /// as chunks. Points keep their order: each (run, key) becomes chunks of consecutive
+    /// points with increasing ids.
+    pub(super) fn migrate_history_to_chunks(db: &sled::Db) -> sled::Result<u64> {
+        let mut migrated = 0;
+        let mut pending: Option<(Vec<u8>, Vec<MetricPoint>)> = None;
+        let mut batch = sled::Batch::default();
+        let flush =
+            |db: &sled::Db, prefix: &[u8], points: &[MetricPoint], batch: &mut sled::Batch| {
+                let chunk = db.generate_id()?;
+                let mut key = prefix.to_vec();
+                key.extend_from_slice(&chunk.to_be_bytes());
+                batch.insert(key, encode_chunk(points));
+                sled::Result::Ok(())
+            };
+        for entry in db.scan_prefix(keys::HISTORY) {
+            let (key, value) = entry?;
+            // h/, run id (16 bytes), metric key, 0, step, timestamp, batch, index.
+            let Some(prefix_len) = keys::HISTORY.len().checked_add(16).and_then(|start| {
+                key.get(start..)?.iter().position(|byte| *byte == 0).map(|at| start + at + 1)
+            }) else {
+                continue;
+            };
+            if key.len() != prefix_len + 28 {
+                continue;
+            }
+            let prefix = &key[..prefix_len];
+            let Some((step, timestamp_ms)) = keys::decode_history_point(&key, prefix_len) else {
+                continue;
+            };
+            let Some(value) = keys::decode_f64(&value) else { continue };
+            let point = MetricPoint { step, timestamp_ms, value };
+            match &mut pending {
+                Some((current, points))
+                    if current.as_slice() == prefix && points.len() < MIGRATION_CHUNK_POINTS =>
+                {
+                    points.push(point);
+                }
+                _ => {
+                    if let Some((current, points)) = pending.take() {
+                        flush(db, &current, &points, &mut batch)?;
+                    }
+                    pending = Some((prefix.to_vec(), vec![point]));
+                }
+            }
+            batch.remove(key);
+            migrated += 1;
+        }
+        if let Some((current, points)) = pending.take() {
+            flush(db, &current, &points, &mut batch)?;
+        }
+        // One atomic batch with the new version: a crash leaves either layout, never both.
+        batch.insert(keys::SCHEMA, &super::SCHEMA_VERSION.to_be_bytes());
+        db.apply_batch(batch)?;
+        Ok(migrated)
+    }
+}
+
+fn supersedes(candidate: &MetricPoint, current: &MetricPoint) -> bool {
+    (candidate.step, candidate.timestamp_ms) >= (current.step, current.timestamp_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A schema-1 point key: h/, run id, metric key, 0, then sign-flipped step and timestamp,
+    /// batch and index.
+    fn schema1_point(run: RunId, key: &str, step: i64, timestamp: i64, batch: u64) -> Vec<u8> {
+        let flip = |n: i64| ((n as u64) ^ (1 << 63)).to_be_bytes();
+        let mut bytes = keys::history(run, key);
+        bytes.extend_from_slice(&flip(step));
+        bytes.extend_from_slice(&flip(timestamp));
+        bytes.extend_from_slice(&batch.to_be_bytes());
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        bytes
+    }
+
+    #[tokio::test]
+    async fn a_schema1_store_keeps_its_history_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_id = {
+            let store = Store::open(dir.path()).unwrap();
+            let run = store
+                .create_run(drover_proto::domain::CreateRun {
+                    experiment_id: drover_proto::domain::DEFAULT_EXPERIMENT_ID,
+                    run_name: None,
+                    user_id: "test".to_string(),
+                    start_time_ms: None,
+                    tags: Vec::new(),
+                    status: drover_proto::domain::RunStatus::Running,
+                })
+                .await
+                .unwrap();
+            let db = store.db();
+            db.insert(keys::SCHEMA, &1u32.to_be_bytes()).unwrap();
+            // 25,003 points of "loss" (more than two migration chunks) and one of "acc",
+            // written out of step order.
+            for step in (0..25_003i64).rev() {
+                let key = schema1_point(run.info.run_id, "loss", step, 1_000 + step, step as u64);
+                db.insert(key, &(step as f64 / 2.0).to_bits().to_be_bytes()).unwrap();
+            }
+            let key = schema1_point(run.info.run_id, "acc", -1, 5, 0);
+            db.insert(key, &0.75f64.to_bits().to_be_bytes()).unwrap();
+            store.close();
+            run.info.run_id
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.db().get(keys::SCHEMA).unwrap().as_deref(),
+            Some(&super::super::SCHEMA_VERSION.to_be_bytes()[..])
+        );
+        let query = |key: &str, page_token| MetricHistoryQuery {
+            run_id,
+            key: key.to_string(),
+            start_step: None,
+            end_step: None,
+            max_results: Some(10_000),
+            page_token,
+        };
+        let mut loss = Vec::new();
+        let mut token = None;
+        loop {
+            let page = store.metric_history(query("loss", token)).unwrap();
+            loss.extend(page.items);
+            token = page.next_page_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        assert_eq!(loss.len(), 25_003);
+        for (step, point) in loss.iter().enumerate() {
+            assert_eq!((point.step, point.timestamp_ms), (step as i64, 1_000 + step as i64));
+            assert_eq!(point.value, step as f64 / 2.0);
+        }
+        let acc = store.metric_history(query("acc", None)).unwrap();
+        assert_eq!(acc.items.len(), 1);
+        assert_eq!((acc.items[0].step, acc.items[0].value), (-1, 0.75));
+        assert_eq!(store.db().scan_prefix(keys::HISTORY).count(), 4);
+    }
+
+    #[test]
+    fn tokens_round_trip() {
+        let place = (-4, 1_700_000_000_000, 99, 7);
+        assert_eq!(decode_token(&encode_token(place)), Some(place));
+        assert_eq!(decode_token("zz"), None);
+        assert_eq!(decode_token("00"), None);
+    }
+
+    #[test]
+    fn chunks_keep_points_and_their_step_range() {
+        let points = [
+            MetricPoint { step: 3, timestamp_ms: 10, value: 0.5 },
+            MetricPoint { step: -2, timestamp_ms: 11, value: f64::NAN },
+            MetricPoint { step: 9, timestamp_ms: 12, value: f64::INFINITY },
+        ];
+        let value = encode_chunk(&points);
+        assert_eq!(chunk_steps(&value), Some((-2, 9)));
+        let mut decoded = Vec::new();
+        decode_chunk(5, &value, (i64::MIN, i64::MAX), &mut decoded).unwrap();
+        assert_eq!(decoded.len(), 3);
+        assert_eq!(decoded[1].place, (-2, 11, 5, 1));
+        assert!(decoded[1].value.is_nan());
+        let mut window = Vec::new();
+        decode_chunk(5, &value, (0, 5), &mut window).unwrap();
+        assert_eq!(window.len(), 1);
+        assert_eq!(window[0].place, (3, 10, 5, 0));
+        assert_eq!(decode_chunk(5, &value[..value.len() - 1], (0, 1), &mut window), None);
+    }
+}

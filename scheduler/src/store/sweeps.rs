@@ -1,0 +1,122 @@
+//! Sweeps: one record per sweep (its definition, what its children run, its status, and the
+//! cursor of trials created) and one per trial. A trial's run, its record and the advanced
+//! cursor are written in one batch, so a restart never loses or repeats a trial.
+
+use drover_proto::ApiError;
+use drover_proto::domain::{CreateRun, ExperimentId, Run, RunId, Tag};
+use drover_proto::execution::{RunSpec, SubmitRun};
+use drover_proto::sweep::{SweepSpec, SweepStatus, Trial};
+use serde::{Deserialize, Serialize};
+
+use super::{ExecutionRecord, Store, decode, encode, keys, storage_error};
+
+/// What every child of a sweep runs, before its swept parameters are added.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrialTemplate {
+    pub user_id: String,
+    pub tags: Vec<Tag>,
+    pub spec: RunSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepRecord {
+    /// The parent run's id.
+    pub id: RunId,
+    pub experiment_id: ExperimentId,
+    pub name: String,
+    pub spec: SweepSpec,
+    pub template: TrialTemplate,
+    pub status: SweepStatus,
+    pub reason: String,
+    /// Trials created so far; trial indexes count from 0.
+    pub next_trial: u64,
+    pub created_ms: i64,
+    pub ended_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    #[serde(flatten)]
+    pub trial: Trial,
+    /// The objective's best value when the run reached each ASHA rung so far.
+    #[serde(default)]
+    pub rungs: Vec<f64>,
+}
+
+impl Store {
+    /// Creates the parent run and the sweep record in one write; `record.id` is set to the
+    /// parent run's id.
+    pub async fn create_sweep(
+        &self,
+        parent: CreateRun,
+        mut record: SweepRecord,
+    ) -> Result<(Run, SweepRecord), ApiError> {
+        let (run, mut batch) = self.new_run(parent)?;
+        record.id = run.info.run_id;
+        record.experiment_id = run.info.experiment_id;
+        batch.insert(keys::sweep(record.id), encode(&record));
+        self.db().apply_batch(batch).map_err(storage_error)?;
+        self.durable().await?;
+        Ok((run, record))
+    }
+
+    /// Creates a trial's run, its record and the sweep's advanced cursor in one write.
+    pub async fn submit_trial(
+        &self,
+        sweep: &SweepRecord,
+        trial: Trial,
+        request: SubmitRun,
+    ) -> Result<(Run, ExecutionRecord, TrialRecord), ApiError> {
+        let (run, execution, mut batch) = self.stage_submission(request)?;
+        let trial =
+            TrialRecord { trial: Trial { run_id: run.info.run_id, ..trial }, rungs: Vec::new() };
+        batch.insert(keys::sweep_trial(sweep.id, trial.trial.index), encode(&trial));
+        batch.insert(keys::sweep(sweep.id), encode(sweep));
+        self.db().apply_batch(batch).map_err(storage_error)?;
+        self.durable().await?;
+        Ok((run, execution, trial))
+    }
+
+    /// Saves a sweep record and, with it, changed trial records.
+    pub async fn save_sweep(
+        &self,
+        sweep: &SweepRecord,
+        trials: &[&TrialRecord],
+    ) -> Result<(), ApiError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::sweep(sweep.id), encode(sweep));
+        for trial in trials {
+            batch.insert(keys::sweep_trial(sweep.id, trial.trial.index), encode(trial));
+        }
+        self.db().apply_batch(batch).map_err(storage_error)?;
+        self.durable().await
+    }
+
+    pub fn sweep_record(&self, id: RunId) -> Result<Option<SweepRecord>, ApiError> {
+        match self.db().get(keys::sweep(id)).map_err(storage_error)? {
+            Some(value) => Ok(Some(decode(&value, "sweep")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every sweep, oldest first.
+    pub fn sweep_records(&self) -> Result<Vec<SweepRecord>, ApiError> {
+        let mut sweeps: Vec<SweepRecord> = Vec::new();
+        for entry in self.db().scan_prefix(keys::SWEEP) {
+            let (_, value) = entry.map_err(storage_error)?;
+            sweeps.push(decode(&value, "sweep")?);
+        }
+        sweeps.sort_by_key(|sweep| sweep.created_ms);
+        Ok(sweeps)
+    }
+
+    /// A sweep's trials, by index.
+    pub fn trial_records(&self, id: RunId) -> Result<Vec<TrialRecord>, ApiError> {
+        let mut trials = Vec::new();
+        for entry in self.db().scan_prefix(keys::sweep_trials(id)) {
+            let (_, value) = entry.map_err(storage_error)?;
+            trials.push(decode(&value, "sweep trial")?);
+        }
+        Ok(trials)
+    }
+}

@@ -1,0 +1,695 @@
+//! Sweeps, driven by the scheduler: one task keeps each running sweep's children queued or
+//! running up to its `parallel`, records every child's result, enforces the failure budget,
+//! stops children early by the sweep's rule, and ends the sweep when its trials are done.
+//!
+//! Everything the driver decides is written before it is acted on: a trial's run, its record
+//! and the sweep's advanced cursor go in one write, so after a restart the driver picks up
+//! from the store exactly where it was (a grid never repeats or skips a combination, and
+//! `max_runs` is never exceeded).
+
+pub mod space;
+pub mod stopping;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use drover_proto::ApiError;
+use drover_proto::domain::{
+    CreateRun, ExperimentId, Metric, MetricHistoryQuery, RunId, RunStatus, Tag, UpdateRun,
+};
+use drover_proto::execution::SubmitRun;
+use drover_proto::sweep::{
+    CreateSweep, Goal, Method, StopRule, Sweep, SweepCounts, SweepStatus, Trial, TrialState,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use self::space::{Observation, Space};
+use crate::scheduler::Scheduler;
+use crate::store::{SweepRecord, TrialRecord, TrialTemplate, now_ms};
+
+pub const PARENT_RUN_TAG: &str = "mlflow.parentRunId";
+pub const SWEEP_TAG: &str = "drover.sweep_id";
+pub const TRIAL_TAG: &str = "drover.sweep.trial";
+pub const EARLY_STOPPED_TAG: &str = "drover.early_stopped";
+pub const EARLY_STOP_RULE_TAG: &str = "drover.early_stop.rule";
+pub const EARLY_STOP_AT_TAG: &str = "drover.early_stop.at";
+pub const BEST_RUN_TAG: &str = "drover.sweep.best_run_id";
+
+/// How often running sweeps are looked at when nothing wakes the driver.
+const TICK: Duration = Duration::from_millis(500);
+/// How often early stopping reads the running children's curves, at most.
+const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// Trials in a sweep's leaderboard.
+const LEADERBOARD: usize = 10;
+
+enum Command {
+    Create { request: Box<CreateSweep>, reply: oneshot::Sender<Result<RunId, ApiError>> },
+    Cancel { id: RunId, reply: oneshot::Sender<Result<(), ApiError>> },
+}
+
+/// The driver's end of a [`SweepHandle`].
+pub struct SweepCommands(mpsc::Receiver<Command>);
+
+/// Sends commands to the sweep driver.
+#[derive(Clone)]
+pub struct SweepHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+fn stopped() -> ApiError {
+    ApiError::Unavailable("the scheduler is shutting down".to_string())
+}
+
+impl SweepHandle {
+    /// A handle, and the receiving end for [`Driver::recover`].
+    pub fn new() -> (SweepHandle, SweepCommands) {
+        let (commands, receiver) = mpsc::channel(64);
+        (SweepHandle { commands }, SweepCommands(receiver))
+    }
+
+    pub async fn create(&self, request: CreateSweep) -> Result<RunId, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Box::new(request);
+        self.commands.send(Command::Create { request, reply }).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    pub async fn cancel(&self, id: RunId) -> Result<(), ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Cancel { id, reply }).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// A sweep the driver is working on: running, or ended with children still active.
+struct ActiveSweep {
+    record: SweepRecord,
+    space: Space,
+    /// Every trial so far; a trial's index is its position.
+    trials: Vec<TrialRecord>,
+    /// Values recorded at each ASHA rung, across the sweep's trials.
+    rungs: Vec<Vec<f64>>,
+    /// The finished trials' objective curves, for the median rule (loaded on first use).
+    curves: HashMap<u64, Vec<(i64, f64)>>,
+    best: Option<f64>,
+}
+
+impl ActiveSweep {
+    fn new(record: SweepRecord, trials: Vec<TrialRecord>) -> ActiveSweep {
+        let mut rungs: Vec<Vec<f64>> = Vec::new();
+        for trial in &trials {
+            for (rung, value) in trial.rungs.iter().enumerate() {
+                if rungs.len() <= rung {
+                    rungs.resize(rung + 1, Vec::new());
+                }
+                rungs[rung].push(*value);
+            }
+        }
+        let space = Space::new(&record.spec.parameters);
+        let mut sweep =
+            ActiveSweep { record, space, trials, rungs, curves: HashMap::new(), best: None };
+        sweep.best = leaderboard(&sweep.record, &sweep.trials).first().and_then(|t| t.value);
+        sweep
+    }
+
+    fn goal(&self) -> Option<Goal> {
+        self.record.spec.objective.as_ref().map(|objective| objective.goal)
+    }
+
+    fn active(&self) -> impl Iterator<Item = &TrialRecord> {
+        self.trials.iter().filter(|trial| trial.trial.state == TrialState::Active)
+    }
+
+    fn count(&self, state: TrialState) -> u32 {
+        self.trials.iter().filter(|trial| trial.trial.state == state).count() as u32
+    }
+
+    /// Whether no more trials will be created.
+    fn exhausted(&self) -> bool {
+        let limit = match self.record.spec.method {
+            Method::Grid => self.space.grid_size().min(u64::from(self.record.spec.max_runs)),
+            Method::Random | Method::Tpe => u64::from(self.record.spec.max_runs),
+        };
+        self.record.next_trial >= limit
+    }
+
+    /// The parameters of the next trial.
+    fn suggest(&self) -> Option<Vec<(String, String)>> {
+        let spec = &self.record.spec;
+        let index = self.record.next_trial;
+        match spec.method {
+            Method::Grid => self.space.grid_point(index),
+            Method::Random => Some(self.space.random_point(spec.seed, index)),
+            Method::Tpe => {
+                let sign = match self.goal() {
+                    Some(Goal::Maximize) => -1.0,
+                    _ => 1.0,
+                };
+                let history: Vec<Observation> = self
+                    .trials
+                    .iter()
+                    .filter(|trial| {
+                        matches!(trial.trial.state, TrialState::Finished | TrialState::Stopped)
+                    })
+                    .filter_map(|trial| {
+                        Some(Observation {
+                            params: trial.trial.params.clone(),
+                            loss: sign * trial.trial.value?,
+                        })
+                    })
+                    .collect();
+                Some(self.space.tpe_point(spec.seed, index, &history))
+            }
+        }
+    }
+}
+
+/// The best trials, best first: finished ones with a value, and a stopped one only while its
+/// partial value is still better than every finished one.
+fn leaderboard(record: &SweepRecord, trials: &[TrialRecord]) -> Vec<Trial> {
+    let Some(objective) = &record.spec.objective else { return Vec::new() };
+    let goal = objective.goal;
+    let valued = |state: TrialState| {
+        trials
+            .iter()
+            .filter(move |trial| trial.trial.state == state)
+            .filter(|trial| trial.trial.value.is_some_and(|value| !value.is_nan()))
+            .map(|trial| trial.trial.clone())
+    };
+    let mut board: Vec<Trial> = valued(TrialState::Finished).collect();
+    let best_finished = board
+        .iter()
+        .filter_map(|trial| trial.value)
+        .reduce(|best, value| if goal.better(value, best) { value } else { best });
+    board.extend(valued(TrialState::Stopped).filter(|trial| {
+        let value = trial.value.unwrap_or(f64::NAN);
+        best_finished.is_none_or(|best| goal.better(value, best))
+    }));
+    board.sort_by(|a, b| {
+        let (a, b) = (a.value.unwrap_or(f64::NAN), b.value.unwrap_or(f64::NAN));
+        match goal {
+            Goal::Minimize => a.total_cmp(&b),
+            Goal::Maximize => b.total_cmp(&a),
+        }
+    });
+    board.truncate(LEADERBOARD);
+    board
+}
+
+/// A sweep as the API shows it.
+pub fn view(record: &SweepRecord, trials: &[TrialRecord]) -> Sweep {
+    let count =
+        |state: TrialState| trials.iter().filter(|trial| trial.trial.state == state).count() as u32;
+    let board = leaderboard(record, trials);
+    Sweep {
+        id: record.id,
+        experiment_id: record.experiment_id,
+        name: record.name.clone(),
+        spec: record.spec.clone(),
+        status: record.status,
+        reason: record.reason.clone(),
+        created_ms: record.created_ms,
+        ended_ms: record.ended_ms,
+        counts: SweepCounts {
+            created: trials.len() as u32,
+            active: count(TrialState::Active),
+            finished: count(TrialState::Finished),
+            failed: count(TrialState::Failed),
+            killed: count(TrialState::Killed),
+            stopped: count(TrialState::Stopped),
+        },
+        best: board.first().cloned(),
+        leaderboard: board,
+    }
+}
+
+fn tag(key: &str, value: impl Into<String>) -> Tag {
+    Tag { key: key.to_string(), value: value.into() }
+}
+
+/// The sweep driver's state, owned by its task.
+pub struct Driver {
+    scheduler: Scheduler,
+    commands: mpsc::Receiver<Command>,
+    sweeps: HashMap<RunId, ActiveSweep>,
+    last_stop_check: std::time::Instant,
+}
+
+impl Driver {
+    /// Loads the sweeps still in progress from the store.
+    pub fn recover(scheduler: Scheduler, commands: SweepCommands) -> Result<Driver, ApiError> {
+        let mut sweeps = HashMap::new();
+        for record in scheduler.store.sweep_records()? {
+            let trials = scheduler.store.trial_records(record.id)?;
+            let busy = trials.iter().any(|trial| trial.trial.state == TrialState::Active);
+            if record.status == SweepStatus::Running || busy {
+                sweeps.insert(record.id, ActiveSweep::new(record, trials));
+            }
+        }
+        if !sweeps.is_empty() {
+            tracing::info!(sweeps = sweeps.len(), "recovered sweeps in progress");
+        }
+        Ok(Driver {
+            scheduler,
+            commands: commands.0,
+            sweeps,
+            last_stop_check: std::time::Instant::now(),
+        })
+    }
+
+    pub async fn run(mut self, mut changes: watch::Receiver<u64>, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut ticks = tokio::time::interval(TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle(command).await,
+                    None => break,
+                },
+                _ = changes.changed() => {}
+                _ = ticks.tick() => {}
+            }
+            let check_stops = self.last_stop_check.elapsed() >= STOP_CHECK_INTERVAL;
+            if check_stops {
+                self.last_stop_check = std::time::Instant::now();
+            }
+            let ids: Vec<RunId> = self.sweeps.keys().copied().collect();
+            for id in ids {
+                if let Err(error) = self.step(id, check_stops).await {
+                    tracing::error!(sweep = %id, %error, "cannot advance the sweep");
+                }
+            }
+        }
+        tracing::debug!("sweep driver stopped");
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Create { request, reply } => {
+                let created = self.create(*request).await;
+                if let Ok(id) = &created
+                    && let Err(error) = self.step(*id, false).await
+                {
+                    tracing::error!(sweep = %id, %error, "cannot start the sweep");
+                }
+                let _ = reply.send(created);
+            }
+            Command::Cancel { id, reply } => {
+                let _ = reply.send(self.cancel(id).await);
+            }
+        }
+    }
+
+    async fn create(&mut self, request: CreateSweep) -> Result<RunId, ApiError> {
+        let CreateSweep { spec, run, name } = request;
+        if !self.scheduler.has_snapshot(&run.spec.snapshot)? {
+            return Err(ApiError::FailedPrecondition(format!(
+                "snapshot {} is not on this scheduler; upload it before submitting",
+                run.spec.snapshot
+            )));
+        }
+        let name = name
+            .or(run.run_name.clone())
+            .unwrap_or_else(|| format!("{}-sweep", run.spec.project_name));
+        let mut tags = vec![
+            tag("drover.sweep.method", spec.method.as_str()),
+            tag("drover.sweep.max_runs", spec.max_runs.to_string()),
+            tag("drover.sweep.parallel", spec.parallel.to_string()),
+            tag("drover.sweep.seed", spec.seed.to_string()),
+        ];
+        if let Some(objective) = &spec.objective {
+            tags.push(tag("drover.sweep.metric", objective.metric.clone()));
+            tags.push(tag("drover.sweep.goal", objective.goal.as_str()));
+        }
+        tags.extend(run.tags.iter().cloned());
+        let parent = CreateRun {
+            experiment_id: run.experiment_id,
+            run_name: Some(name.clone()),
+            user_id: run.user_id.clone(),
+            start_time_ms: None,
+            tags,
+            status: RunStatus::Running,
+        };
+        let record = SweepRecord {
+            id: RunId([0; 16]),
+            experiment_id: run.experiment_id,
+            name,
+            spec,
+            template: TrialTemplate { user_id: run.user_id, tags: run.tags, spec: run.spec },
+            status: SweepStatus::Running,
+            reason: String::new(),
+            next_trial: 0,
+            created_ms: now_ms(),
+            ended_ms: None,
+        };
+        let (_, record) = self.scheduler.store.create_sweep(parent, record).await?;
+        let id = record.id;
+        tracing::info!(sweep = %id, method = record.spec.method.as_str(), "sweep created");
+        self.sweeps.insert(id, ActiveSweep::new(record, Vec::new()));
+        Ok(id)
+    }
+
+    async fn cancel(&mut self, id: RunId) -> Result<(), ApiError> {
+        let Some(sweep) = self.sweeps.get_mut(&id) else {
+            return match self.scheduler.store.sweep_record(id)? {
+                Some(record) => Err(ApiError::FailedPrecondition(format!(
+                    "sweep {id} has already ended ({})",
+                    record.status.as_str()
+                ))),
+                None => Err(ApiError::NotFound(format!("no sweep with ID {id}"))),
+            };
+        };
+        if sweep.record.status.is_terminal() {
+            return Err(ApiError::FailedPrecondition(format!(
+                "sweep {id} has already ended ({})",
+                sweep.record.status.as_str()
+            )));
+        }
+        self.end(id, SweepStatus::Killed, "cancelled".to_string()).await
+    }
+
+    /// Ends a sweep: records the status, ends its parent run, and cancels active children.
+    async fn end(
+        &mut self,
+        id: RunId,
+        status: SweepStatus,
+        reason: String,
+    ) -> Result<(), ApiError> {
+        let Some(sweep) = self.sweeps.get_mut(&id) else { return Ok(()) };
+        sweep.record.status = status;
+        sweep.record.reason = reason;
+        sweep.record.ended_ms = Some(now_ms());
+        self.scheduler.store.save_sweep(&sweep.record, &[]).await?;
+        let run_status = match status {
+            SweepStatus::Running | SweepStatus::Finished => RunStatus::Finished,
+            SweepStatus::Failed => RunStatus::Failed,
+            SweepStatus::Killed => RunStatus::Killed,
+        };
+        self.scheduler
+            .store
+            .update_run(UpdateRun {
+                run_id: id,
+                status: Some(run_status),
+                end_time_ms: sweep.record.ended_ms,
+                run_name: None,
+            })
+            .await?;
+        let active: Vec<RunId> = sweep.active().map(|trial| trial.trial.run_id).collect();
+        for run_id in active {
+            if let Err(error) = self.scheduler.cancel_child(run_id).await {
+                tracing::debug!(%run_id, %error, "cancelling a child run");
+            }
+        }
+        tracing::info!(sweep = %id, status = status.as_str(), "sweep ended");
+        Ok(())
+    }
+
+    /// Looks at one sweep: records ended children, enforces the failure budget, stops
+    /// children early, creates trials up to `parallel`, and ends the sweep when it is done.
+    async fn step(&mut self, id: RunId, check_stops: bool) -> Result<(), ApiError> {
+        self.record_ended(id).await?;
+        let Some(sweep) = self.sweeps.get(&id) else { return Ok(()) };
+        if sweep.record.status.is_terminal() {
+            if sweep.active().next().is_none() {
+                self.sweeps.remove(&id);
+            }
+            return Ok(());
+        }
+        let failed = sweep.count(TrialState::Failed);
+        if let Some(budget) = sweep.record.spec.max_failures
+            && failed > budget
+        {
+            let reason =
+                format!("{failed} child runs failed, more than the {budget} --max-failures allows");
+            return self.end(id, SweepStatus::Failed, reason).await;
+        }
+        if check_stops {
+            self.stop_early(id).await?;
+        }
+        self.launch(id).await?;
+        let Some(sweep) = self.sweeps.get(&id) else { return Ok(()) };
+        if sweep.exhausted() && sweep.active().next().is_none() {
+            self.end(id, SweepStatus::Finished, String::new()).await?;
+            self.sweeps.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// Records the result of every active child that has ended.
+    async fn record_ended(&mut self, id: RunId) -> Result<(), ApiError> {
+        let store = self.scheduler.store.clone();
+        let Some(sweep) = self.sweeps.get_mut(&id) else { return Ok(()) };
+        let metric = sweep.record.spec.objective.as_ref().map(|o| o.metric.clone());
+        let median = sweep.record.spec.early_stop.is_some_and(|stop| stop.rule == StopRule::Median);
+        let mut changed = Vec::new();
+        for index in 0..sweep.trials.len() {
+            if sweep.trials[index].trial.state != TrialState::Active {
+                continue;
+            }
+            let run_id = sweep.trials[index].trial.run_id;
+            let run = match store.run(run_id) {
+                Ok(run) => run,
+                Err(ApiError::NotFound(_)) => {
+                    // Deleted for good; count it as killed.
+                    sweep.trials[index].trial.state = TrialState::Killed;
+                    changed.push(index);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            if !run.info.status.is_terminal() {
+                continue;
+            }
+            let trial = &mut sweep.trials[index].trial;
+            trial.state = match run.info.status {
+                RunStatus::Finished => TrialState::Finished,
+                RunStatus::Failed => TrialState::Failed,
+                _ if !trial.stopped_by.is_empty() => TrialState::Stopped,
+                _ => TrialState::Killed,
+            };
+            if trial.state != TrialState::Stopped
+                && let Some(metric) = &metric
+            {
+                trial.value = run
+                    .data
+                    .latest_metrics
+                    .iter()
+                    .find(|latest| latest.key == *metric)
+                    .map(|latest| latest.value);
+            }
+            if median
+                && trial.state == TrialState::Finished
+                && let Some(metric) = &metric
+            {
+                let curve = curve(&store, run_id, metric)?;
+                sweep.curves.insert(trial.index, curve);
+            }
+            changed.push(index);
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<&TrialRecord> =
+            changed.iter().map(|index| &sweep.trials[*index]).collect();
+        store.save_sweep(&sweep.record, &records).await?;
+        // The parent run shows the best value so far and which run has it.
+        let best = leaderboard(&sweep.record, &sweep.trials).into_iter().next();
+        if let (Some(best), Some(metric)) = (best, metric)
+            && best.value != sweep.best
+        {
+            sweep.best = best.value;
+            let finished = sweep.count(TrialState::Finished);
+            let point = Metric {
+                key: metric,
+                value: best.value.unwrap_or(f64::NAN),
+                timestamp_ms: now_ms(),
+                step: i64::from(finished),
+            };
+            store.log_metrics(id, vec![point]).await?;
+            store.set_tags(id, vec![tag(BEST_RUN_TAG, best.run_id.to_string())]).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the sweep's early stopping rule to its running children.
+    async fn stop_early(&mut self, id: RunId) -> Result<(), ApiError> {
+        let store = self.scheduler.store.clone();
+        let Some(sweep) = self.sweeps.get_mut(&id) else { return Ok(()) };
+        let (Some(rule), Some(objective)) =
+            (sweep.record.spec.early_stop, sweep.record.spec.objective.clone())
+        else {
+            return Ok(());
+        };
+        let goal = objective.goal;
+        if rule.rule == StopRule::Median {
+            // Curves of trials that finished before a restart are read once, here.
+            let missing: Vec<(u64, RunId)> = sweep
+                .trials
+                .iter()
+                .filter(|trial| trial.trial.state == TrialState::Finished)
+                .filter(|trial| !sweep.curves.contains_key(&trial.trial.index))
+                .map(|trial| (trial.trial.index, trial.trial.run_id))
+                .collect();
+            for (index, run_id) in missing {
+                sweep.curves.insert(index, curve(&store, run_id, &objective.metric)?);
+            }
+        }
+        let mut to_stop = Vec::new();
+        let mut changed = Vec::new();
+        for index in 0..sweep.trials.len() {
+            let trial = &sweep.trials[index];
+            if trial.trial.state != TrialState::Active || !trial.trial.stopped_by.is_empty() {
+                continue;
+            }
+            let run_id = trial.trial.run_id;
+            let curve = curve(&store, run_id, &objective.metric)?;
+            let Some(&(last_step, _)) = curve.last() else { continue };
+            if last_step < rule.min_step {
+                continue;
+            }
+            let decision = match rule.rule {
+                StopRule::Median => {
+                    let best = stopping::best_until(&curve, last_step, goal);
+                    let finished: Vec<f64> = sweep
+                        .curves
+                        .values()
+                        .filter_map(|finished| stopping::best_until(finished, last_step, goal))
+                        .collect();
+                    match best {
+                        Some(best) if stopping::median_stops(best, &finished, goal) => {
+                            Some((format!("median at step {last_step}"), best))
+                        }
+                        _ => None,
+                    }
+                }
+                StopRule::Asha => {
+                    let mut decision = None;
+                    loop {
+                        let trial = &mut sweep.trials[index];
+                        let rung = trial.rungs.len();
+                        let step = stopping::rung_step(rule.min_step, rule.eta, rung as u32);
+                        if step > last_step {
+                            break;
+                        }
+                        let Some(value) = stopping::best_until(&curve, step, goal) else { break };
+                        trial.rungs.push(value);
+                        if sweep.rungs.len() <= rung {
+                            sweep.rungs.resize(rung + 1, Vec::new());
+                        }
+                        sweep.rungs[rung].push(value);
+                        changed.push(index);
+                        if !stopping::asha_promotes(value, &sweep.rungs[rung], rule.eta, goal) {
+                            decision = Some((format!("asha rung {rung} (step {step})"), value));
+                            break;
+                        }
+                    }
+                    decision
+                }
+            };
+            if let Some((at, value)) = decision {
+                let trial = &mut sweep.trials[index].trial;
+                trial.stopped_by = at;
+                trial.value = Some(value);
+                changed.push(index);
+                to_stop.push((run_id, rule.rule, trial.stopped_by.clone()));
+            }
+        }
+        if changed.is_empty() {
+            return Ok(());
+        }
+        changed.dedup();
+        let records: Vec<&TrialRecord> =
+            changed.iter().map(|index| &sweep.trials[*index]).collect();
+        store.save_sweep(&sweep.record, &records).await?;
+        for (run_id, rule, at) in to_stop {
+            tracing::info!(sweep = %id, %run_id, at, "stopping a child early");
+            store
+                .set_tags(
+                    run_id,
+                    vec![
+                        tag(EARLY_STOPPED_TAG, "true"),
+                        tag(EARLY_STOP_RULE_TAG, rule.as_str()),
+                        tag(EARLY_STOP_AT_TAG, at),
+                    ],
+                )
+                .await?;
+            if let Err(error) = self.scheduler.cancel_child(run_id).await {
+                tracing::debug!(%run_id, %error, "stopping a child run");
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates trials while the sweep has room for them.
+    async fn launch(&mut self, id: RunId) -> Result<(), ApiError> {
+        loop {
+            let Some(sweep) = self.sweeps.get_mut(&id) else { return Ok(()) };
+            let active = sweep.active().count() as u32;
+            if active >= sweep.record.spec.parallel || sweep.exhausted() {
+                return Ok(());
+            }
+            let Some(params) = sweep.suggest() else { return Ok(()) };
+            let index = sweep.record.next_trial;
+            let mut record = sweep.record.clone();
+            record.next_trial += 1;
+            let template = &record.template;
+            let mut spec = template.spec.clone();
+            for (name, value) in &params {
+                spec.parameters.retain(|(existing, _)| existing != name);
+                spec.parameters.push((name.clone(), value.clone()));
+            }
+            let mut tags: Vec<Tag> = template
+                .tags
+                .iter()
+                .filter(|tag| ![PARENT_RUN_TAG, SWEEP_TAG, TRIAL_TAG].contains(&tag.key.as_str()))
+                .cloned()
+                .collect();
+            tags.push(tag(PARENT_RUN_TAG, id.to_string()));
+            tags.push(tag(SWEEP_TAG, id.to_string()));
+            tags.push(tag(TRIAL_TAG, index.to_string()));
+            let request = SubmitRun {
+                experiment_id: record.experiment_id,
+                run_name: Some(format!("{}-{index}", record.name)),
+                user_id: template.user_id.clone(),
+                tags,
+                spec,
+            };
+            let trial = Trial {
+                index,
+                run_id: id,
+                state: TrialState::Active,
+                value: None,
+                params,
+                stopped_by: String::new(),
+            };
+            let trial = self.scheduler.submit_trial(&record, trial, request).await?;
+            let Some(sweep) = self.sweeps.get_mut(&id) else { return Ok(()) };
+            sweep.record = record;
+            sweep.trials.push(trial);
+        }
+    }
+}
+
+/// A run's curve of `metric`: (step, value), by step.
+fn curve(
+    store: &crate::store::Store,
+    run_id: RunId,
+    metric: &str,
+) -> Result<Vec<(i64, f64)>, ApiError> {
+    let page = store.metric_history(MetricHistoryQuery {
+        run_id,
+        key: metric.to_string(),
+        start_step: None,
+        end_step: None,
+        max_results: Some(u32::MAX),
+        page_token: None,
+    })?;
+    Ok(page.items.iter().map(|point| (point.step, point.value)).collect())
+}
+
+/// Filters sweeps by experiment.
+pub fn in_experiment(record: &SweepRecord, experiment: Option<ExperimentId>) -> bool {
+    experiment.is_none_or(|experiment| record.experiment_id == experiment)
+}
