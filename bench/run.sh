@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs drover's benchmarks on this machine and prints their tables, peers side by side.
-# Prepares what they need: the test images, a release build, wrk (Debian), and two
-# virtualenvs with the pinned peers (MLflow's server and FastTrackML cannot share one).
+# Prepares what they need: the test images, a release build, wrk (Debian), and a
+# virtualenv per pinned peer (MLflow's server and FastTrackML cannot share one; Optuna).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +13,7 @@ if ! command -v wrk >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
 venvs="$PWD/target/bench-venvs"
-for peer in "mlflow==3.17.2" "fasttrackml==0.6.0"; do
+for peer in "mlflow==3.17.2" "fasttrackml==0.6.0" "optuna==5.0.0"; do
     name=${peer%%==*}
     if [[ "$(cat "$venvs/$name/.installed" 2>/dev/null)" != "$peer" ]]; then
         rm -rf "${venvs:?}/$name"
@@ -25,5 +25,6 @@ done
 
 ./target/release/run_overhead
 ./target/release/tracking
+OPTUNA_PYTHON="$venvs/optuna/bin/python" ./target/release/sweeps
 MLFLOW_SERVER_BIN="$venvs/mlflow/bin/mlflow" FML_BIN="$venvs/fasttrackml/bin/fml" \
     "$venvs/mlflow/bin/python" bench/peers.py

@@ -69,6 +69,28 @@ impl LocalCluster {
     }
 }
 
+impl LocalCluster {
+    /// CPU time the scheduler process has used so far (user + system).
+    pub fn scheduler_cpu(&self) -> anyhow::Result<Duration> {
+        process_cpu(self._scheduler.0.id())
+    }
+}
+
+/// CPU time (user + system) a process has used, from /proc.
+pub fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is parenthesized and may contain spaces.
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(index).ok_or_else(|| anyhow::anyhow!("short /proc stat"))?.parse()?)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    let total = ticks(11)? + ticks(12)?;
+    // The kernel counts in USER_HZ, 100 per second on Linux.
+    Ok(Duration::from_millis(total * 10))
+}
+
 fn wait_for_port(address: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(address).is_err() {

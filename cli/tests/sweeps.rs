@@ -462,3 +462,59 @@ entry_points:
         assert!((loss - ((x - 0.25f64).powi(2) + depth / 3.0)).abs() < 1e-9);
     }
 }
+
+#[test]
+fn cancelling_a_sweep_cancels_its_queued_and_running_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let project = curve_project(dir.path());
+    let scheduler = SchedulerProcess::spawn(&dir.path().join("scheduler"));
+    let address = scheduler.address.clone();
+    // One slot for two parallel children: one runs, one waits in the queue.
+    let _worker = WorkerProcess::spawn(&address, &dir.path().join("work"), "cancel-worker", 1);
+    let outcome = run(drover(&home).args(["--scheduler", &address, "sweep"]).arg(&project).args([
+        "-P",
+        "q=uniform(0,1)",
+        "-P",
+        "pause=5",
+        "--max-runs",
+        "10",
+        "--parallel",
+        "2",
+        "--detach",
+    ]));
+    assert!(outcome.success, "{}", outcome.stderr);
+    let id = outcome.stdout.trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while children(&home, Some(&address), &id)
+        .iter()
+        .filter(|run| run["info"]["status"] == "RUNNING")
+        .count()
+        < 1
+    {
+        assert!(Instant::now() < deadline, "no child started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cancelled = run(drover(&home).args(["--scheduler", &address, "sweeps", "cancel", &id]));
+    assert!(cancelled.success, "{}", cancelled.stderr);
+    assert!(cancelled.stdout.contains(&format!("Cancelled sweep {id}")), "{}", cancelled.stdout);
+    let sweep = wait_for_sweep(&home, Some(&address), &id, Duration::from_secs(30));
+    assert_eq!(sweep["status"], "KILLED", "{sweep}");
+    assert_eq!(sweep["reason"], "cancelled");
+    assert_eq!(sweep["counts"]["created"], 2, "nothing is created after the cancel: {sweep}");
+    for run in children(&home, Some(&address), &id) {
+        assert_eq!(run["info"]["status"], "KILLED", "{run}");
+    }
+    // Cancelling again says the sweep has ended, and changes nothing.
+    let again = run(drover(&home).args(["--scheduler", &address, "sweeps", "cancel", &id]));
+    assert!(!again.success);
+    assert!(again.stderr.contains("has already ended (KILLED)"), "{}", again.stderr);
+    let unknown = run(drover(&home).args([
+        "--scheduler",
+        &address,
+        "sweeps",
+        "describe",
+        "0123456789abcdef0123456789abcdef",
+    ]));
+    assert!(unknown.stderr.contains("no sweep with ID"), "{}", unknown.stderr);
+}

@@ -246,7 +246,9 @@ async fn follow_sweep(client: &Client, id: RunId) -> anyhow::Result<Sweep> {
         let line = format!(
             "{ended}/{} runs ended ({} finished, {} failed, {} stopped early, {} running) {best}",
             sweep.spec.max_runs, counts.finished, counts.failed, counts.stopped, counts.active
-        );
+        )
+        .trim_end()
+        .to_string();
         match &bar {
             Some(bar) => {
                 bar.set_length(u64::from(sweep.spec.max_runs));

@@ -87,6 +87,10 @@ struct ActiveSweep {
     space: Space,
     /// Every trial so far; a trial's index is its position.
     trials: Vec<TrialRecord>,
+    /// Positions of the trials still queued or running.
+    active: Vec<usize>,
+    failed: u32,
+    finished: u32,
     /// Values recorded at each ASHA rung, across the sweep's trials.
     rungs: Vec<Vec<f64>>,
     /// The finished trials' objective curves, for the median rule (loaded on first use).
@@ -106,10 +110,25 @@ impl ActiveSweep {
             }
         }
         let space = Space::new(&record.spec.parameters);
-        let mut sweep =
-            ActiveSweep { record, space, trials, rungs, curves: HashMap::new(), best: None };
-        sweep.best = leaderboard(&sweep.record, &sweep.trials).first().and_then(|t| t.value);
-        sweep
+        let in_state = |state: TrialState| {
+            trials.iter().filter(|trial| trial.trial.state == state).count() as u32
+        };
+        let (failed, finished) = (in_state(TrialState::Failed), in_state(TrialState::Finished));
+        let active = (0..trials.len())
+            .filter(|index| trials[*index].trial.state == TrialState::Active)
+            .collect();
+        let best = best_trial(&record, &trials).and_then(|trial| trial.trial.value);
+        ActiveSweep {
+            record,
+            space,
+            trials,
+            active,
+            failed,
+            finished,
+            rungs,
+            curves: HashMap::new(),
+            best,
+        }
     }
 
     fn goal(&self) -> Option<Goal> {
@@ -117,11 +136,7 @@ impl ActiveSweep {
     }
 
     fn active(&self) -> impl Iterator<Item = &TrialRecord> {
-        self.trials.iter().filter(|trial| trial.trial.state == TrialState::Active)
-    }
-
-    fn count(&self, state: TrialState) -> u32 {
-        self.trials.iter().filter(|trial| trial.trial.state == state).count() as u32
+        self.active.iter().map(|index| &self.trials[*index])
     }
 
     /// Whether no more trials will be created.
@@ -153,7 +168,7 @@ impl ActiveSweep {
                     })
                     .filter_map(|trial| {
                         Some(Observation {
-                            params: trial.trial.params.clone(),
+                            params: &trial.trial.params,
                             loss: sign * trial.trial.value?,
                         })
                     })
@@ -164,43 +179,67 @@ impl ActiveSweep {
     }
 }
 
+/// Whether a trial can rank: it has a value, and it finished or was stopped early.
+fn ranked(trial: &TrialRecord, state: TrialState) -> bool {
+    trial.trial.state == state && trial.trial.value.is_some_and(|value| !value.is_nan())
+}
+
 /// The best trials, best first: finished ones with a value, and a stopped one only while its
 /// partial value is still better than every finished one.
-fn leaderboard(record: &SweepRecord, trials: &[TrialRecord]) -> Vec<Trial> {
+fn leaderboard<'a>(record: &SweepRecord, trials: &'a [TrialRecord]) -> Vec<&'a TrialRecord> {
     let Some(objective) = &record.spec.objective else { return Vec::new() };
     let goal = objective.goal;
-    let valued = |state: TrialState| {
-        trials
-            .iter()
-            .filter(move |trial| trial.trial.state == state)
-            .filter(|trial| trial.trial.value.is_some_and(|value| !value.is_nan()))
-            .map(|trial| trial.trial.clone())
-    };
-    let mut board: Vec<Trial> = valued(TrialState::Finished).collect();
+    let value = |trial: &TrialRecord| trial.trial.value.unwrap_or(f64::NAN);
+    let mut board: Vec<&TrialRecord> =
+        trials.iter().filter(|trial| ranked(trial, TrialState::Finished)).collect();
     let best_finished = board
         .iter()
-        .filter_map(|trial| trial.value)
+        .map(|trial| value(trial))
         .reduce(|best, value| if goal.better(value, best) { value } else { best });
-    board.extend(valued(TrialState::Stopped).filter(|trial| {
-        let value = trial.value.unwrap_or(f64::NAN);
-        best_finished.is_none_or(|best| goal.better(value, best))
+    board.extend(trials.iter().filter(|trial| {
+        ranked(trial, TrialState::Stopped)
+            && best_finished.is_none_or(|best| goal.better(value(trial), best))
     }));
-    board.sort_by(|a, b| {
-        let (a, b) = (a.value.unwrap_or(f64::NAN), b.value.unwrap_or(f64::NAN));
-        match goal {
-            Goal::Minimize => a.total_cmp(&b),
-            Goal::Maximize => b.total_cmp(&a),
-        }
+    board.sort_by(|a, b| match goal {
+        Goal::Minimize => value(a).total_cmp(&value(b)),
+        Goal::Maximize => value(b).total_cmp(&value(a)),
     });
     board.truncate(LEADERBOARD);
     board
+}
+
+/// The leaderboard's first trial, found in one pass.
+fn best_trial<'a>(record: &SweepRecord, trials: &'a [TrialRecord]) -> Option<&'a TrialRecord> {
+    let goal = record.spec.objective.as_ref()?.goal;
+    let better = |candidate: &TrialRecord, best: Option<&TrialRecord>| {
+        best.is_none_or(|best| {
+            goal.better(
+                candidate.trial.value.unwrap_or(f64::NAN),
+                best.trial.value.unwrap_or(f64::NAN),
+            )
+        })
+    };
+    let mut best_finished: Option<&TrialRecord> = None;
+    let mut best_stopped: Option<&TrialRecord> = None;
+    for trial in trials {
+        if ranked(trial, TrialState::Finished) && better(trial, best_finished) {
+            best_finished = Some(trial);
+        } else if ranked(trial, TrialState::Stopped) && better(trial, best_stopped) {
+            best_stopped = Some(trial);
+        }
+    }
+    match best_stopped {
+        Some(stopped) if better(stopped, best_finished) => Some(stopped),
+        _ => best_finished,
+    }
 }
 
 /// A sweep as the API shows it.
 pub fn view(record: &SweepRecord, trials: &[TrialRecord]) -> Sweep {
     let count =
         |state: TrialState| trials.iter().filter(|trial| trial.trial.state == state).count() as u32;
-    let board = leaderboard(record, trials);
+    let board: Vec<Trial> =
+        leaderboard(record, trials).into_iter().map(|trial| trial.trial.clone()).collect();
     Sweep {
         id: record.id,
         experiment_id: record.experiment_id,
@@ -417,7 +456,7 @@ impl Driver {
             }
             return Ok(());
         }
-        let failed = sweep.count(TrialState::Failed);
+        let failed = sweep.failed;
         if let Some(budget) = sweep.record.spec.max_failures
             && failed > budget
         {
@@ -444,10 +483,7 @@ impl Driver {
         let metric = sweep.record.spec.objective.as_ref().map(|o| o.metric.clone());
         let median = sweep.record.spec.early_stop.is_some_and(|stop| stop.rule == StopRule::Median);
         let mut changed = Vec::new();
-        for index in 0..sweep.trials.len() {
-            if sweep.trials[index].trial.state != TrialState::Active {
-                continue;
-            }
+        for index in sweep.active.clone() {
             let run_id = sweep.trials[index].trial.run_id;
             let run = match store.run(run_id) {
                 Ok(run) => run,
@@ -479,6 +515,11 @@ impl Driver {
                     .find(|latest| latest.key == *metric)
                     .map(|latest| latest.value);
             }
+            match trial.state {
+                TrialState::Finished => sweep.finished += 1,
+                TrialState::Failed => sweep.failed += 1,
+                _ => {}
+            }
             if median
                 && trial.state == TrialState::Finished
                 && let Some(metric) = &metric
@@ -491,16 +532,17 @@ impl Driver {
         if changed.is_empty() {
             return Ok(());
         }
+        sweep.active.retain(|index| !changed.contains(index));
         let records: Vec<&TrialRecord> =
             changed.iter().map(|index| &sweep.trials[*index]).collect();
         store.save_sweep(&sweep.record, &records).await?;
         // The parent run shows the best value so far and which run has it.
-        let best = leaderboard(&sweep.record, &sweep.trials).into_iter().next();
+        let best = best_trial(&sweep.record, &sweep.trials).map(|best| best.trial.clone());
         if let (Some(best), Some(metric)) = (best, metric)
             && best.value != sweep.best
         {
             sweep.best = best.value;
-            let finished = sweep.count(TrialState::Finished);
+            let finished = sweep.finished;
             let point = Metric {
                 key: metric,
                 value: best.value.unwrap_or(f64::NAN),
@@ -538,9 +580,9 @@ impl Driver {
         }
         let mut to_stop = Vec::new();
         let mut changed = Vec::new();
-        for index in 0..sweep.trials.len() {
+        for index in sweep.active.clone() {
             let trial = &sweep.trials[index];
-            if trial.trial.state != TrialState::Active || !trial.trial.stopped_by.is_empty() {
+            if !trial.trial.stopped_by.is_empty() {
                 continue;
             }
             let run_id = trial.trial.run_id;
@@ -667,6 +709,7 @@ impl Driver {
             let trial = self.scheduler.submit_trial(&record, trial, request).await?;
             let Some(sweep) = self.sweeps.get_mut(&id) else { return Ok(()) };
             sweep.record = record;
+            sweep.active.push(sweep.trials.len());
             sweep.trials.push(trial);
         }
     }

@@ -156,8 +156,8 @@ enum Coordinate {
 
 /// A finished trial as TPE learns from it: its parameters and its loss (lower is better).
 #[derive(Clone, Debug)]
-pub struct Observation {
-    pub params: Vec<(String, String)>,
+pub struct Observation<'a> {
+    pub params: &'a [(String, String)],
     pub loss: f64,
 }
 
@@ -242,9 +242,9 @@ impl Space {
         &self,
         seed: u64,
         trial: u64,
-        history: &[Observation],
+        history: &[Observation<'_>],
     ) -> Vec<(String, String)> {
-        let usable: Vec<&Observation> =
+        let usable: Vec<&Observation<'_>> =
             history.iter().filter(|observation| observation.loss.is_finite()).collect();
         if usable.len() < TPE_STARTUP {
             return self.random_point(seed, trial);
@@ -471,17 +471,21 @@ mod tests {
     }
 
     fn best_of(space: &Space, seed: u64, trials: u64, tpe: bool) -> f64 {
-        let mut history = Vec::new();
+        let mut evaluated: Vec<(Vec<(String, String)>, f64)> = Vec::new();
         for trial in 0..trials {
             let point = if tpe {
+                let history: Vec<Observation> = evaluated
+                    .iter()
+                    .map(|(params, loss)| Observation { params, loss: *loss })
+                    .collect();
                 space.tpe_point(seed, trial, &history)
             } else {
                 space.random_point(seed, trial)
             };
             let loss = objective(&point);
-            history.push(Observation { params: point, loss });
+            evaluated.push((point, loss));
         }
-        history.iter().map(|observation| observation.loss).fold(f64::INFINITY, f64::min)
+        evaluated.iter().map(|(_, loss)| *loss).fold(f64::INFINITY, f64::min)
     }
 
     #[test]
@@ -505,11 +509,12 @@ mod tests {
     #[test]
     fn tpe_is_reproducible() {
         let space = Space::new(&[parameter("x", Domain::Uniform { low: 0.0, high: 1.0 }, false)]);
-        let history: Vec<Observation> = (0..30)
-            .map(|i| Observation {
-                params: vec![("x".into(), format!("{}", i as f64 / 30.0))],
-                loss: (i as f64 / 30.0 - 0.4).abs(),
-            })
+        let points: Vec<Vec<(String, String)>> =
+            (0..30).map(|i| vec![("x".into(), format!("{}", i as f64 / 30.0))]).collect();
+        let history: Vec<Observation> = points
+            .iter()
+            .enumerate()
+            .map(|(i, params)| Observation { params, loss: (i as f64 / 30.0 - 0.4).abs() })
             .collect();
         assert_eq!(space.tpe_point(9, 30, &history), space.tpe_point(9, 30, &history));
         let x: f64 = space.tpe_point(9, 30, &history)[0].1.parse().unwrap();
