@@ -518,3 +518,40 @@ fn cancelling_a_sweep_cancels_its_queued_and_running_children() {
     ]));
     assert!(unknown.stderr.contains("no sweep with ID"), "{}", unknown.stderr);
 }
+
+#[test]
+fn ctrl_c_while_following_cancels_the_sweep() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let project = curve_project(dir.path());
+    let mut child = drover(&home)
+        .arg("sweep")
+        .arg(&project)
+        .args(["-P", "q=uniform(0,1)", "-P", "pause=5", "--max-runs", "5", "--parallel", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "drover sweep ended early: {seen}");
+        seen.push_str(&line);
+        if line.contains("2 running)") {
+            break;
+        }
+    }
+    support::send_signal(&child, libc::SIGINT);
+    stderr.read_to_string(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{seen}");
+    assert!(seen.contains("cancelling sweep"), "{seen}");
+    assert!(seen.contains("was cancelled: 2 runs"), "{seen}");
+    let id = sweep_id_from(&seen);
+    let sweep = sweep_json(&home, None, &id);
+    assert_eq!(sweep["status"], "KILLED");
+    assert_eq!(sweep["counts"]["killed"], 2, "{sweep}");
+    assert_eq!(support::describe(&home, None, &id)["info"]["status"], "KILLED");
+}
