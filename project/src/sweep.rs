@@ -225,11 +225,19 @@ impl Domain {
                 Some((*low..=*high).map(|value| value.to_string()).collect())
             }
             Domain::QUniform { low, high, q } => {
-                let count = ((high - low) / q + 1e-9).floor() as u64 + 1;
-                if count > MAX_GRID {
+                let steps = ((high - low) / q + 1e-9).floor();
+                if !(0.0..MAX_GRID as f64).contains(&steps) {
                     return None;
                 }
-                Some((0..count).map(|k| format_number(low + k as f64 * q, integer)).collect())
+                let mut values: Vec<String> = Vec::new();
+                for k in 0..=steps as u64 {
+                    let value = format_number(low + k as f64 * q, integer);
+                    // Rounded to integers, neighbouring steps can meet; each value once.
+                    if values.last() != Some(&value) {
+                        values.push(value);
+                    }
+                }
+                Some(values)
             }
             Domain::Uniform { .. } | Domain::LogUniform { .. } => None,
         }
@@ -257,6 +265,25 @@ pub struct SweepParameter {
     pub domain: Domain,
     /// Values are whole numbers: declared `int` in the MLproject, or an `int(lo,hi)` range.
     pub integer: bool,
+}
+
+impl SweepParameter {
+    /// Refuses a whole-number parameter whose range holds no whole number.
+    pub fn check_integers(&self) -> Result<(), String> {
+        let range = match &self.domain {
+            Domain::Uniform { low, high }
+            | Domain::LogUniform { low, high }
+            | Domain::QUniform { low, high, .. } => (*low, *high),
+            Domain::Fixed(_) | Domain::Values(_) | Domain::Int { .. } => return Ok(()),
+        };
+        if self.integer && range.1.floor() < range.0.ceil() {
+            return Err(format!(
+                "sweep parameter '{}': {} holds no integer, and the parameter is an int",
+                self.name, self.domain
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -732,12 +759,9 @@ pub fn build_sweep(
         if let Domain::Fixed(value) = &domain {
             check_value(&name, kind, value)?;
         }
-        if integer
-            && let Domain::Uniform { low, high } | Domain::LogUniform { low, high } = domain
-            && high.floor() < low.ceil()
-        {
-            return Err(param_error(&name, format!("{domain} holds no integer")));
-        }
+        let parameter = SweepParameter { name, domain, integer };
+        parameter.check_integers().map_err(ProjectError::Param)?;
+        let SweepParameter { name, domain, integer } = parameter;
         if method == Method::Grid && domain.grid_values(integer).is_none() {
             return Err(param_error(
                 &name,
@@ -940,6 +964,14 @@ entry_points:
                 SweepArgs { method: Some("sideways".into()), ..args(&[("lr", "0.1,0.2")]) },
                 "unknown --method",
             ),
+            (
+                SweepArgs { max_runs: Some(3), ..args(&[("layers", "qstep(0.1,0.9,0.2)")]) },
+                "holds no integer",
+            ),
+            (
+                SweepArgs { max_runs: Some(3), ..args(&[("layers", "uniform(1.2,1.8)")]) },
+                "holds no integer",
+            ),
         ];
         for (given, expected) in cases {
             let error = build(&given).expect_err(expected).to_string();
@@ -960,6 +992,9 @@ entry_points:
         let values = q.grid_values(false).unwrap();
         assert_eq!(values.len(), 11);
         assert_eq!(values[3], "0.3");
+        let rounded = Domain::QUniform { low: 0.0, high: 2.0, q: 0.5 }.grid_values(true).unwrap();
+        assert_eq!(rounded, ["0", "1", "2"], "rounded steps that meet appear once");
+        assert_eq!(Domain::QUniform { low: 0.0, high: 1.0, q: 1e-300 }.grid_values(false), None);
     }
 
     #[test]

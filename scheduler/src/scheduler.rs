@@ -139,8 +139,15 @@ impl Scheduler {
     ) -> Result<TrialRecord, ApiError> {
         Scheduler::add_facts(&mut request);
         let (run, record, trial) = self.store.submit_trial(sweep, trial, request).await?;
-        self.store.append_system_log(run.info.run_id, "run queued").await?;
-        self.dispatch.submitted(record).await?;
+        // The trial is stored and its run queued in the store (the dispatcher recovers it
+        // from there after a restart); what follows cannot undo that.
+        let run_id = run.info.run_id;
+        if let Err(error) = self.store.append_system_log(run_id, "run queued").await {
+            tracing::warn!(%run_id, %error, "cannot note the queued trial in its log");
+        }
+        if let Err(error) = self.dispatch.submitted(record).await {
+            tracing::warn!(%run_id, %error, "the dispatcher did not take the trial's run");
+        }
         Ok(trial)
     }
 
@@ -347,7 +354,7 @@ impl WorkerSession {
                     break;
                 }
             };
-            let ticket = applied.wrote.then(|| self.scheduler.store.ticket());
+            let ticket = applied.needs_flush.then(|| self.scheduler.store.ticket());
             let entry = Pending { seq: message.seq, ticket, log_changed: applied.log_changed };
             if pending.send(entry).await.is_err() {
                 break; // The acknowledger stopped: the store failed, or the worker left.
@@ -382,7 +389,7 @@ impl WorkerSession {
                     return Ok(Applied::default());
                 }
                 self.scheduler.store.write_metric_batch(&batch)?;
-                Ok(Applied { wrote: true, log_changed: false })
+                Ok(Applied { needs_flush: true, log_changed: false })
             }
             WorkerEvent::Log(log) => {
                 if !self.is_current(log.attempt)? {
@@ -395,7 +402,9 @@ impl WorkerSession {
                     log.offset,
                     &log.data,
                 )?;
-                Ok(Applied { wrote, log_changed: wrote })
+                // A resent chunk writes nothing now, but its first copy may still be on its
+                // way to disk: its acknowledgement waits for a flush all the same.
+                Ok(Applied { needs_flush: true, log_changed: wrote })
             }
             WorkerEvent::Register(_) => {
                 Err(ApiError::InvalidArgument("a worker registers once per stream".to_string()))
@@ -407,8 +416,9 @@ impl WorkerSession {
 /// What applying a report did.
 #[derive(Default)]
 struct Applied {
-    /// It wrote to the store without waiting for the disk.
-    wrote: bool,
+    /// Its acknowledgement waits for a flush: it wrote without waiting for the disk, or it
+    /// repeats a write that may not be on disk yet.
+    needs_flush: bool,
     log_changed: bool,
 }
 

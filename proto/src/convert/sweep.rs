@@ -90,7 +90,9 @@ impl TryFrom<pb::SweepParameter> for SweepParameter {
                 Domain::QUniform { low: range.low, high: range.high, q: range.q }
             }
         };
-        Ok(SweepParameter { name, domain, integer: parameter.integer })
+        let parameter = SweepParameter { name, domain, integer: parameter.integer };
+        parameter.check_integers().map_err(invalid)?;
+        Ok(parameter)
     }
 }
 

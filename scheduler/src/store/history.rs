@@ -148,15 +148,34 @@ impl Store {
             query.end_step.unwrap_or(i64::MAX),
         );
         let prefix = keys::history(query.run_id, &query.key);
-        let mut points = Vec::new();
+        // The chunks that reach into the step window, by their first step.
+        let mut chunks = Vec::new();
         for entry in self.db().scan_prefix(&prefix) {
             let (key, value) = entry.map_err(storage_error)?;
             let chunk = keys::decode_u64(&key[prefix.len()..]).ok_or_else(unreadable)?;
             let (min, max) = chunk_steps(&value).ok_or_else(unreadable)?;
-            if max < steps.0 || min > steps.1 {
-                continue;
+            if max >= steps.0 && min <= steps.1 {
+                chunks.push((min, chunk, value));
             }
-            decode_chunk(chunk, &value, steps, &mut points).ok_or_else(unreadable)?;
+        }
+        chunks.sort_by_key(|(min, chunk, _)| (*min, *chunk));
+        // Decode in that order, and stop once the page is certain: points before the next
+        // chunk's first step cannot be preceded by anything not decoded yet. A page thus
+        // costs about its own size, not the whole history.
+        let mut points = Vec::new();
+        for (position, (_, chunk, value)) in chunks.iter().enumerate() {
+            decode_chunk(*chunk, value, steps, &mut points).ok_or_else(unreadable)?;
+            if points.len() > limit {
+                let next = chunks.get(position + 1).map_or(i64::MAX, |(min, ..)| *min);
+                let settled = points
+                    .iter()
+                    .filter(|point| point.place.0 < next)
+                    .filter(|point| after.is_none_or(|after| point.place > after))
+                    .count();
+                if settled > limit {
+                    break;
+                }
+            }
         }
         // Chunks arrive in order and most hold ascending steps, which this sort finds.
         points.sort_by_key(|point| point.place);
@@ -314,6 +333,63 @@ mod tests {
         assert_eq!(acc.items.len(), 1);
         assert_eq!((acc.items[0].step, acc.items[0].value), (-1, 0.75));
         assert_eq!(store.db().scan_prefix(keys::HISTORY).count(), 4);
+    }
+
+    #[tokio::test]
+    async fn pages_follow_the_order_of_steps_whatever_order_chunks_arrive_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let run = store
+            .create_run(drover_proto::domain::CreateRun {
+                experiment_id: drover_proto::domain::DEFAULT_EXPERIMENT_ID,
+                run_name: None,
+                user_id: "test".to_string(),
+                start_time_ms: None,
+                tags: Vec::new(),
+                status: drover_proto::domain::RunStatus::Running,
+            })
+            .await
+            .unwrap();
+        let run_id = run.info.run_id;
+        // Batches of overlapping, descending and repeated step ranges.
+        let mut expected = Vec::new();
+        for (batch, start) in [50i64, 0, 25, 90, 10, 50].into_iter().enumerate() {
+            let points: Vec<Metric> = (start..start + 20)
+                .map(|step| Metric {
+                    key: "loss".into(),
+                    value: (batch * 1000) as f64 + step as f64,
+                    timestamp_ms: 7,
+                    step,
+                })
+                .collect();
+            expected.extend(points.iter().map(|point| (point.step, point.value)));
+            store.log_metrics(run_id, points).await.unwrap();
+        }
+        // Same step and timestamp: arrival order.
+        expected.sort_by_key(|(step, _)| *step);
+        for page_size in [1, 7, 20, 33, 1000] {
+            let mut read = Vec::new();
+            let mut token = None;
+            loop {
+                let page = store
+                    .metric_history(MetricHistoryQuery {
+                        run_id,
+                        key: "loss".into(),
+                        start_step: None,
+                        end_step: None,
+                        max_results: Some(page_size),
+                        page_token: token,
+                    })
+                    .unwrap();
+                assert!(page.items.len() <= page_size as usize);
+                read.extend(page.items.iter().map(|point| (point.step, point.value)));
+                token = page.next_page_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+            assert_eq!(read, expected, "pages of {page_size}");
+        }
     }
 
     #[test]

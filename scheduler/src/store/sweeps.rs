@@ -3,12 +3,12 @@
 //! cursor are written in one batch, so a restart never loses or repeats a trial.
 
 use drover_proto::ApiError;
-use drover_proto::domain::{CreateRun, ExperimentId, Run, RunId, Tag};
+use drover_proto::domain::{CreateRun, ExperimentId, Run, RunId, RunStatus, Tag};
 use drover_proto::execution::{RunSpec, SubmitRun};
 use drover_proto::sweep::{SweepSpec, SweepStatus, Trial};
 use serde::{Deserialize, Serialize};
 
-use super::{ExecutionRecord, Store, decode, encode, keys, storage_error};
+use super::{ExecutionRecord, Store, decode, encode, keys, now_ms, storage_error};
 
 /// What every child of a sweep runs, before its swept parameters are added.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,6 +89,27 @@ impl Store {
             batch.insert(keys::sweep_trial(sweep.id, trial.trial.index), encode(trial));
         }
         self.db().apply_batch(batch).map_err(storage_error)?;
+        self.durable().await
+    }
+
+    /// Saves a sweep that has ended and ends its parent run with `status`, in one write.
+    /// A parent already ended (or deleted) keeps its state.
+    pub async fn end_sweep(&self, sweep: &SweepRecord, status: RunStatus) -> Result<(), ApiError> {
+        {
+            let _guard = self.write_guard();
+            let mut batch = sled::Batch::default();
+            batch.insert(keys::sweep(sweep.id), encode(sweep));
+            match self.run_info(sweep.id) {
+                Ok(mut info) if !info.status.is_terminal() => {
+                    info.status = status;
+                    info.end_time_ms = sweep.ended_ms.or_else(|| Some(now_ms()));
+                    batch.insert(keys::run(info.run_id), encode(&info));
+                }
+                Ok(_) | Err(ApiError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+            self.write_run(sweep.id, batch)?;
+        }
         self.durable().await
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use drover_proto::ApiError;
 use drover_proto::domain::{
-    CreateRun, ExperimentId, Metric, MetricHistoryQuery, RunId, RunStatus, Tag, UpdateRun,
+    CreateRun, ExperimentId, Metric, MetricHistoryQuery, RunId, RunStatus, Tag,
 };
 use drover_proto::execution::SubmitRun;
 use drover_proto::sweep::{
@@ -95,7 +95,12 @@ struct ActiveSweep {
     rungs: Vec<Vec<f64>>,
     /// The finished trials' objective curves, for the median rule (loaded on first use).
     curves: HashMap<u64, Vec<(i64, f64)>>,
-    best: Option<f64>,
+    /// The running trials' curves so far, read a step range at a time.
+    live: HashMap<u64, Vec<(i64, f64)>>,
+    /// Trials whose early stop this process has carried out (tags set, cancel sent).
+    stops_sent: std::collections::HashSet<u64>,
+    /// The best value the parent run shows; `None` until this process has published one.
+    published_best: Option<f64>,
 }
 
 impl ActiveSweep {
@@ -117,7 +122,6 @@ impl ActiveSweep {
         let active = (0..trials.len())
             .filter(|index| trials[*index].trial.state == TrialState::Active)
             .collect();
-        let best = best_trial(&record, &trials).and_then(|trial| trial.trial.value);
         ActiveSweep {
             record,
             space,
@@ -127,7 +131,9 @@ impl ActiveSweep {
             finished,
             rungs,
             curves: HashMap::new(),
-            best,
+            live: HashMap::new(),
+            stops_sent: Default::default(),
+            published_best: None,
         }
     }
 
@@ -409,7 +415,8 @@ impl Driver {
         self.end(id, SweepStatus::Killed, "cancelled".to_string()).await
     }
 
-    /// Ends a sweep: records the status, ends its parent run, and cancels active children.
+    /// Ends a sweep: records the status and ends its parent run (one write), then cancels
+    /// its active children.
     async fn end(
         &mut self,
         id: RunId,
@@ -417,24 +424,17 @@ impl Driver {
         reason: String,
     ) -> Result<(), ApiError> {
         let Some(sweep) = self.sweeps.get_mut(&id) else { return Ok(()) };
-        sweep.record.status = status;
-        sweep.record.reason = reason;
-        sweep.record.ended_ms = Some(now_ms());
-        self.scheduler.store.save_sweep(&sweep.record, &[]).await?;
+        let mut record = sweep.record.clone();
+        record.status = status;
+        record.reason = reason;
+        record.ended_ms = Some(now_ms());
         let run_status = match status {
             SweepStatus::Running | SweepStatus::Finished => RunStatus::Finished,
             SweepStatus::Failed => RunStatus::Failed,
             SweepStatus::Killed => RunStatus::Killed,
         };
-        self.scheduler
-            .store
-            .update_run(UpdateRun {
-                run_id: id,
-                status: Some(run_status),
-                end_time_ms: sweep.record.ended_ms,
-                run_name: None,
-            })
-            .await?;
+        self.scheduler.store.end_sweep(&record, run_status).await?;
+        sweep.record = record;
         let active: Vec<RunId> = sweep.active().map(|trial| trial.trial.run_id).collect();
         for run_id in active {
             if let Err(error) = self.scheduler.cancel_child(run_id).await {
@@ -449,6 +449,7 @@ impl Driver {
     /// children early, creates trials up to `parallel`, and ends the sweep when it is done.
     async fn step(&mut self, id: RunId, check_stops: bool) -> Result<(), ApiError> {
         self.record_ended(id).await?;
+        self.publish_best(id).await?;
         let Some(sweep) = self.sweeps.get(&id) else { return Ok(()) };
         if sweep.record.status.is_terminal() {
             if sweep.active().next().is_none() {
@@ -476,21 +477,23 @@ impl Driver {
         Ok(())
     }
 
-    /// Records the result of every active child that has ended.
+    /// Records the result of every active child that has ended. Changes reach memory only
+    /// once they are saved, so a failed save is simply retried on the next step.
     async fn record_ended(&mut self, id: RunId) -> Result<(), ApiError> {
         let store = self.scheduler.store.clone();
         let Some(sweep) = self.sweeps.get_mut(&id) else { return Ok(()) };
         let metric = sweep.record.spec.objective.as_ref().map(|o| o.metric.clone());
         let median = sweep.record.spec.early_stop.is_some_and(|stop| stop.rule == StopRule::Median);
-        let mut changed = Vec::new();
-        for index in sweep.active.clone() {
-            let run_id = sweep.trials[index].trial.run_id;
-            let run = match store.run(run_id) {
+        let mut ended: Vec<(usize, TrialRecord)> = Vec::new();
+        let mut curves = Vec::new();
+        for &index in &sweep.active {
+            let mut record = sweep.trials[index].clone();
+            let run = match store.run(record.trial.run_id) {
                 Ok(run) => run,
                 Err(ApiError::NotFound(_)) => {
                     // Deleted for good; count it as killed.
-                    sweep.trials[index].trial.state = TrialState::Killed;
-                    changed.push(index);
+                    record.trial.state = TrialState::Killed;
+                    ended.push((index, record));
                     continue;
                 }
                 Err(error) => return Err(error),
@@ -498,7 +501,7 @@ impl Driver {
             if !run.info.status.is_terminal() {
                 continue;
             }
-            let trial = &mut sweep.trials[index].trial;
+            let trial = &mut record.trial;
             trial.state = match run.info.status {
                 RunStatus::Finished => TrialState::Finished,
                 RunStatus::Failed => TrialState::Failed,
@@ -515,47 +518,67 @@ impl Driver {
                     .find(|latest| latest.key == *metric)
                     .map(|latest| latest.value);
             }
-            match trial.state {
-                TrialState::Finished => sweep.finished += 1,
-                TrialState::Failed => sweep.failed += 1,
-                _ => {}
-            }
             if median
                 && trial.state == TrialState::Finished
                 && let Some(metric) = &metric
             {
-                let curve = curve(&store, run_id, metric)?;
-                sweep.curves.insert(trial.index, curve);
+                curves.push((trial.index, curve(&store, trial.run_id, metric, None)?));
             }
-            changed.push(index);
+            ended.push((index, record));
         }
-        if changed.is_empty() {
+        if ended.is_empty() {
             return Ok(());
         }
-        sweep.active.retain(|index| !changed.contains(index));
-        let records: Vec<&TrialRecord> =
-            changed.iter().map(|index| &sweep.trials[*index]).collect();
+        let records: Vec<&TrialRecord> = ended.iter().map(|(_, record)| record).collect();
         store.save_sweep(&sweep.record, &records).await?;
-        // The parent run shows the best value so far and which run has it.
-        let best = best_trial(&sweep.record, &sweep.trials).map(|best| best.trial.clone());
-        if let (Some(best), Some(metric)) = (best, metric)
-            && best.value != sweep.best
-        {
-            sweep.best = best.value;
-            let finished = sweep.finished;
-            let point = Metric {
-                key: metric,
-                value: best.value.unwrap_or(f64::NAN),
-                timestamp_ms: now_ms(),
-                step: i64::from(finished),
-            };
-            store.log_metrics(id, vec![point]).await?;
-            store.set_tags(id, vec![tag(BEST_RUN_TAG, best.run_id.to_string())]).await?;
+        for (index, record) in ended {
+            match record.trial.state {
+                TrialState::Finished => sweep.finished += 1,
+                TrialState::Failed => sweep.failed += 1,
+                _ => {}
+            }
+            sweep.live.remove(&record.trial.index);
+            sweep.active.retain(|active| *active != index);
+            sweep.trials[index] = record;
         }
+        sweep.curves.extend(curves);
         Ok(())
     }
 
-    /// Applies the sweep's early stopping rule to its running children.
+    /// Shows the best value so far on the parent run (as its metric, at the number of
+    /// finished trials) and tags the best run.
+    async fn publish_best(&mut self, id: RunId) -> Result<(), ApiError> {
+        let store = self.scheduler.store.clone();
+        let Some(sweep) = self.sweeps.get_mut(&id) else { return Ok(()) };
+        let Some(metric) = sweep.record.spec.objective.as_ref().map(|o| o.metric.clone()) else {
+            return Ok(());
+        };
+        let Some(best) = best_trial(&sweep.record, &sweep.trials) else { return Ok(()) };
+        if best.trial.value == sweep.published_best {
+            return Ok(());
+        }
+        let (value, run_id) = (best.trial.value, best.trial.run_id);
+        let point = Metric {
+            key: metric,
+            value: value.unwrap_or(f64::NAN),
+            timestamp_ms: now_ms(),
+            step: i64::from(sweep.finished),
+        };
+        match store.log_metrics(id, vec![point]).await {
+            // The parent was deleted: nothing to show the value on.
+            Err(ApiError::FailedPrecondition(_) | ApiError::NotFound(_)) => {}
+            result => {
+                result?;
+                store.set_tags(id, vec![tag(BEST_RUN_TAG, run_id.to_string())]).await?;
+            }
+        }
+        sweep.published_best = value;
+        Ok(())
+    }
+
+    /// Applies the sweep's early stopping rule to its running children. A decision is saved
+    /// on the trial before the run is tagged and cancelled, and carried out again (once per
+    /// process) until the run ends, so neither a crash nor a failed call loses it.
     async fn stop_early(&mut self, id: RunId) -> Result<(), ApiError> {
         let store = self.scheduler.store.clone();
         let Some(sweep) = self.sweeps.get_mut(&id) else { return Ok(()) };
@@ -575,18 +598,22 @@ impl Driver {
                 .map(|trial| (trial.trial.index, trial.trial.run_id))
                 .collect();
             for (index, run_id) in missing {
-                sweep.curves.insert(index, curve(&store, run_id, &objective.metric)?);
+                sweep.curves.insert(index, curve(&store, run_id, &objective.metric, None)?);
             }
         }
-        let mut to_stop = Vec::new();
         let mut changed = Vec::new();
         for index in sweep.active.clone() {
-            let trial = &sweep.trials[index];
-            if !trial.trial.stopped_by.is_empty() {
+            let trial = &sweep.trials[index].trial;
+            if !trial.stopped_by.is_empty() {
                 continue;
             }
-            let run_id = trial.trial.run_id;
-            let curve = curve(&store, run_id, &objective.metric)?;
+            let (trial_index, run_id) = (trial.index, trial.run_id);
+            // Only the points past those already read.
+            let seen = sweep.live.entry(trial_index).or_default();
+            let after = seen.last().map(|(step, _)| step.saturating_add(1));
+            let new_points = curve(&store, run_id, &objective.metric, after)?;
+            seen.extend(new_points);
+            let curve = seen.clone();
             let Some(&(last_step, _)) = curve.last() else { continue };
             if last_step < rule.min_step {
                 continue;
@@ -612,7 +639,8 @@ impl Driver {
                         let trial = &mut sweep.trials[index];
                         let rung = trial.rungs.len();
                         let step = stopping::rung_step(rule.min_step, rule.eta, rung as u32);
-                        if step > last_step {
+                        // Past the last representable rung there is nothing more to decide.
+                        if step > last_step || step == i64::MAX {
                             break;
                         }
                         let Some(value) = stopping::best_until(&curve, step, goal) else { break };
@@ -635,30 +663,38 @@ impl Driver {
                 trial.stopped_by = at;
                 trial.value = Some(value);
                 changed.push(index);
-                to_stop.push((run_id, rule.rule, trial.stopped_by.clone()));
             }
         }
-        if changed.is_empty() {
-            return Ok(());
+        if !changed.is_empty() {
+            changed.dedup();
+            let records: Vec<&TrialRecord> =
+                changed.iter().map(|index| &sweep.trials[*index]).collect();
+            store.save_sweep(&sweep.record, &records).await?;
         }
-        changed.dedup();
-        let records: Vec<&TrialRecord> =
-            changed.iter().map(|index| &sweep.trials[*index]).collect();
-        store.save_sweep(&sweep.record, &records).await?;
-        for (run_id, rule, at) in to_stop {
+        // Carry out the saved decisions not yet carried out by this process.
+        let pending: Vec<(u64, RunId, String)> = sweep
+            .active()
+            .filter(|trial| !trial.trial.stopped_by.is_empty())
+            .filter(|trial| !sweep.stops_sent.contains(&trial.trial.index))
+            .map(|trial| (trial.trial.index, trial.trial.run_id, trial.trial.stopped_by.clone()))
+            .collect();
+        for (index, run_id, at) in pending {
             tracing::info!(sweep = %id, %run_id, at, "stopping a child early");
-            store
-                .set_tags(
-                    run_id,
-                    vec![
-                        tag(EARLY_STOPPED_TAG, "true"),
-                        tag(EARLY_STOP_RULE_TAG, rule.as_str()),
-                        tag(EARLY_STOP_AT_TAG, at),
-                    ],
-                )
-                .await?;
-            if let Err(error) = self.scheduler.cancel_child(run_id).await {
-                tracing::debug!(%run_id, %error, "stopping a child run");
+            let tags = vec![
+                tag(EARLY_STOPPED_TAG, "true"),
+                tag(EARLY_STOP_RULE_TAG, rule.rule.as_str()),
+                tag(EARLY_STOP_AT_TAG, at),
+            ];
+            if let Err(error) = store.set_tags(run_id, tags).await {
+                tracing::warn!(%run_id, %error, "cannot tag an early-stopped run");
+            }
+            match self.scheduler.cancel_child(run_id).await {
+                Ok(_) => {
+                    if let Some(sweep) = self.sweeps.get_mut(&id) {
+                        sweep.stops_sent.insert(index);
+                    }
+                }
+                Err(error) => tracing::warn!(%run_id, %error, "cannot stop a run early"),
             }
         }
         Ok(())
@@ -706,7 +742,20 @@ impl Driver {
                 params,
                 stopped_by: String::new(),
             };
-            let trial = self.scheduler.submit_trial(&record, trial, request).await?;
+            let trial = match self.scheduler.submit_trial(&record, trial, request).await {
+                Ok(trial) => trial,
+                // Refused for good (the experiment was deleted, a value is invalid): the
+                // sweep cannot go on.
+                Err(
+                    error @ (ApiError::InvalidArgument(_)
+                    | ApiError::FailedPrecondition(_)
+                    | ApiError::NotFound(_)),
+                ) => {
+                    let reason = format!("cannot create trial {index}: {error}");
+                    return self.end(id, SweepStatus::Failed, reason).await;
+                }
+                Err(error) => return Err(error),
+            };
             let Some(sweep) = self.sweeps.get_mut(&id) else { return Ok(()) };
             sweep.record = record;
             sweep.active.push(sweep.trials.len());
@@ -715,16 +764,17 @@ impl Driver {
     }
 }
 
-/// A run's curve of `metric`: (step, value), by step.
+/// A run's curve of `metric`: (step, value), by step; from `start_step` when given.
 fn curve(
     store: &crate::store::Store,
     run_id: RunId,
     metric: &str,
+    start_step: Option<i64>,
 ) -> Result<Vec<(i64, f64)>, ApiError> {
     let page = store.metric_history(MetricHistoryQuery {
         run_id,
         key: metric.to_string(),
-        start_step: None,
+        start_step,
         end_step: None,
         max_results: Some(u32::MAX),
         page_token: None,

@@ -125,11 +125,13 @@ impl Dim {
         let Dim::Numeric { log, integer, step, .. } = self else { return String::new() };
         let mut value = if *log { x.exp() } else { x };
         if let Some((base, q)) = step {
-            let max_k = ((bounds.1 - base) / q + 1e-9).floor();
+            let max_k = ((bounds.1 - base) / q + 1e-9).floor().max(0.0);
             value = base + ((value - base) / q).round().clamp(0.0, max_k) * q;
         }
         if *integer {
-            value = value.round().clamp(bounds.0.ceil(), bounds.1.floor());
+            // Checked when the sweep was made: the range holds at least one integer.
+            let (low, high) = (bounds.0.ceil(), bounds.1.floor());
+            value = if low <= high { value.round().clamp(low, high) } else { value.round() };
         }
         format_number(value.clamp(bounds.0, bounds.1), *integer)
     }
@@ -168,7 +170,9 @@ pub struct Space {
     dims: Vec<Dim>,
     /// The values each numeric dimension must stay within, in parameter units.
     bounds: Vec<(f64, f64)>,
-    grid: Vec<Vec<String>>,
+    parameters: Vec<SweepParameter>,
+    /// Every value of each parameter, built the first time a grid point is asked for.
+    grid: std::sync::OnceLock<Vec<Vec<String>>>,
 }
 
 impl Space {
@@ -187,18 +191,25 @@ impl Space {
             names: parameters.iter().map(|parameter| parameter.name.clone()).collect(),
             dims: parameters.iter().map(Dim::new).collect(),
             bounds,
-            grid: parameters
+            parameters: parameters.to_vec(),
+            grid: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn grid(&self) -> &[Vec<String>] {
+        self.grid.get_or_init(|| {
+            self.parameters
                 .iter()
                 .map(|parameter| {
                     parameter.domain.grid_values(parameter.integer).unwrap_or_default()
                 })
-                .collect(),
-        }
+                .collect()
+        })
     }
 
     /// Combinations in the grid.
     pub fn grid_size(&self) -> u64 {
-        self.grid.iter().map(|values| values.len() as u64).product()
+        self.grid().iter().map(|values| values.len() as u64).product()
     }
 
     /// Grid combination `index` (the last parameter varies fastest), or `None` past the end.
@@ -207,8 +218,9 @@ impl Space {
             return None;
         }
         let mut rest = index;
-        let mut values = vec![String::new(); self.grid.len()];
-        for (slot, options) in self.grid.iter().enumerate().rev() {
+        let grid = self.grid();
+        let mut values = vec![String::new(); grid.len()];
+        for (slot, options) in grid.iter().enumerate().rev() {
             let count = options.len() as u64;
             values[slot] = options[(rest % count) as usize].clone();
             rest /= count;
