@@ -555,3 +555,47 @@ fn ctrl_c_while_following_cancels_the_sweep() {
     assert_eq!(sweep["counts"]["killed"], 2, "{sweep}");
     assert_eq!(support::describe(&home, None, &id)["info"]["status"], "KILLED");
 }
+
+#[test]
+fn tpe_turns_to_the_better_region_once_it_has_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let project = curve_project(dir.path());
+    // loss = q + 1/3: the lower q, the better.
+    let outcome = run(drover(&home).arg("sweep").arg(&project).args([
+        "-P",
+        "q=uniform(0,100)",
+        "-P",
+        "steps=3",
+        "-P",
+        "pause=0",
+        "--method",
+        "bayes",
+        "--metric",
+        "loss",
+        "--max-runs",
+        "16",
+        "--parallel",
+        "2",
+        "--seed",
+        "4",
+    ]));
+    assert!(outcome.success, "{}", outcome.stderr);
+    let id = sweep_id_from(&outcome.stderr);
+    let mut trials: Vec<(u64, f64)> = children(&home, None, &id)
+        .iter()
+        .map(|run| {
+            let index: u64 = tag(run, "drover.sweep.trial").unwrap().parse().unwrap();
+            (index, param(run, "q").parse().unwrap())
+        })
+        .collect();
+    trials.sort_by_key(|(index, _)| *index);
+    assert_eq!(trials.len(), 16);
+    let mean =
+        |values: &[(u64, f64)]| values.iter().map(|(_, q)| q).sum::<f64>() / values.len() as f64;
+    let (random, modelled) = trials.split_at(10);
+    assert!(
+        mean(modelled) < mean(random) / 2.0,
+        "TPE's trials should aim low: random {random:?}, TPE {modelled:?}"
+    );
+}

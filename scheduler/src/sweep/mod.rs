@@ -166,7 +166,7 @@ impl ActiveSweep {
                     Some(Goal::Maximize) => -1.0,
                     _ => 1.0,
                 };
-                let history: Vec<Observation> = self
+                let mut history: Vec<Observation> = self
                     .trials
                     .iter()
                     .filter(|trial| {
@@ -179,6 +179,23 @@ impl ActiveSweep {
                         })
                     })
                     .collect();
+                // Trials still running count as the worst result so far (a "constant
+                // liar"), so parallel suggestions spread out instead of piling onto the
+                // same promising point. Only once TPE models results: before that, trials
+                // are drawn at random anyway.
+                let worst = history
+                    .iter()
+                    .map(|observation| observation.loss)
+                    .filter(|loss| loss.is_finite())
+                    .reduce(f64::max);
+                if let Some(worst) = worst
+                    && history.len() >= space::TPE_STARTUP
+                {
+                    history.extend(
+                        self.active()
+                            .map(|trial| Observation { params: &trial.trial.params, loss: worst }),
+                    );
+                }
                 Some(self.space.tpe_point(spec.seed, index, &history))
             }
         }

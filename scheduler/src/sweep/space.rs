@@ -515,7 +515,9 @@ mod tests {
         let tpe: f64 =
             seeds.clone().map(|seed| best_of(&space, seed, 40, true)).sum::<f64>() / 10.0;
         let random: f64 = seeds.map(|seed| best_of(&space, seed, 40, false)).sum::<f64>() / 10.0;
-        assert!(tpe < random, "mean best-of-40: tpe {tpe}, random {random}");
+        eprintln!("mean best-of-40 over 10 seeds: tpe {tpe:.4}, random {random:.4}");
+        // Deterministic for these seeds: 0.36 against 0.55 when this was written.
+        assert!(tpe < 0.8 * random, "mean best-of-40: tpe {tpe}, random {random}");
     }
 
     #[test]
