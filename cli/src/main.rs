@@ -45,6 +45,21 @@ enum Command {
     Run(run::RunArgs),
     /// Search a project's parameters: -P k=a,b,c | k=uniform(lo,hi) | k=loguniform(lo,hi) |
     /// k=int(lo,hi) | k=qstep(lo,hi,q), by grid, random or TPE search, with early stopping.
+    #[command(
+        mut_arg("params", |arg| arg.help(
+            "A parameter to sweep or fix (repeatable): k=v, k=a,b,c, k=uniform(lo,hi), \
+             k=loguniform(lo,hi), k=int(lo,hi) or k=qstep(lo,hi,q)"
+        )),
+        mut_arg("run_name", |arg| arg.help(
+            "A name for the sweep and its parent run (children are NAME-0, NAME-1, ...)"
+        )),
+        mut_arg("detach", |arg| arg.help(
+            "Start the sweep, print its ID and return without following it"
+        )),
+        mut_arg("max_retries", |arg| arg.help(
+            "Times each child run is requeued when its worker is lost"
+        ))
+    )]
     Sweep(sweep::SweepArgs),
     /// List, describe and cancel sweeps.
     #[command(subcommand)]
