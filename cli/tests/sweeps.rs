@@ -599,3 +599,51 @@ fn tpe_turns_to_the_better_region_once_it_has_results() {
         "TPE's trials should aim low: random {random:?}, TPE {modelled:?}"
     );
 }
+
+#[test]
+fn swept_path_values_are_checked_here_and_resolve_inside_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let project = project(
+        &dir.path().join("paths"),
+        r#"
+entry_points:
+  main:
+    parameters:
+      data: path
+    command: "echo ::metric size=$(wc -c < {data})"
+"#,
+        &[("a.csv", "1,2\n"), ("b.csv", "1,2,3,4\n")],
+    );
+    // Given relative to where the command runs (the project's parent), as `drover run` takes them.
+    let outcome = run(drover(&home).arg("sweep").arg(&project).args([
+        "-P",
+        "data=paths/a.csv,paths/b.csv",
+        "--method",
+        "grid",
+        "--metric",
+        "size",
+        "--goal",
+        "max",
+    ]));
+    assert!(outcome.success, "{}", outcome.stderr);
+    let id = sweep_id_from(&outcome.stderr);
+    let mut data: Vec<String> =
+        children(&home, None, &id).iter().map(|run| param(run, "data")).collect();
+    data.sort();
+    assert_eq!(data, ["a.csv", "b.csv"], "values are made relative to the project");
+    assert_eq!(sweep_json(&home, None, &id)["best"]["value"], 8.0);
+
+    let error = fails(
+        &home,
+        &[
+            "sweep",
+            project.to_str().unwrap(),
+            "-P",
+            "data=paths/a.csv,paths/missing.csv",
+            "--method",
+            "grid",
+        ],
+    );
+    assert!(error.contains("missing.csv"), "{error}");
+}

@@ -160,6 +160,7 @@ pub async fn sweep(global: &GlobalOptions, args: SweepArgs) -> anyhow::Result<Ex
         })
         .collect();
     let prepared = prepare_with(&args.run, &sample)?;
+    let spec = resolve_paths(spec, &project, &args.run.entry_point, &paths, &sample)?;
     if args.run.detach
         && global.scheduler.is_none()
         && drover_scheduler::read_holder(&crate::drover_home()).is_none_or(|h| h.address.is_none())
@@ -203,6 +204,48 @@ pub async fn sweep(global: &GlobalOptions, args: SweepArgs) -> anyhow::Result<Ex
     .await;
     backend.close().await?;
     result
+}
+
+/// Checks each value of a `path` parameter on this machine and rewrites it as `drover run`
+/// does (relative to the project, so it resolves inside the run's snapshot).
+fn resolve_paths(
+    mut spec: drover_proto::sweep::SweepSpec,
+    project: &MlProject,
+    entry: &str,
+    paths: &PathCheck,
+    sample: &[(String, String)],
+) -> anyhow::Result<drover_proto::sweep::SweepSpec> {
+    let Some(entry_point) = project.entry_points.get(entry) else { return Ok(spec) };
+    for parameter in &mut spec.parameters {
+        let declared_path = entry_point.parameters.iter().any(|declared| {
+            declared.name == parameter.name && declared.kind == drover_project::ParamType::Path
+        });
+        if !declared_path {
+            continue;
+        }
+        let resolve = |value: &str| -> anyhow::Result<String> {
+            let mut given = sample.to_vec();
+            for (name, current) in &mut given {
+                if *name == parameter.name {
+                    *current = value.to_string();
+                }
+            }
+            let invocation = project.invocation(entry, &given, paths)?;
+            Ok(invocation
+                .params
+                .into_iter()
+                .find(|(name, _)| *name == parameter.name)
+                .map_or_else(|| value.to_string(), |(_, resolved)| resolved))
+        };
+        parameter.domain = match &parameter.domain {
+            Domain::Fixed(value) => Domain::Fixed(resolve(value)?),
+            Domain::Values(values) => {
+                Domain::Values(values.iter().map(|value| resolve(value)).collect::<Result<_, _>>()?)
+            }
+            other => other.clone(),
+        };
+    }
+    Ok(spec)
 }
 
 /// Polls the sweep until it ends, showing progress; the first Ctrl-C cancels it, a second
