@@ -21,6 +21,8 @@ const HEADER_LEN: usize = 16;
 const POINT_LEN: usize = 24;
 /// Points per chunk when a schema-1 store's history is rewritten.
 const MIGRATION_CHUNK_POINTS: usize = 10_000;
+/// Points moved per write while rewriting, bounding the rewrite's memory.
+pub(super) const MIGRATION_BATCH_POINTS: usize = 200_000;
 
 /// A point's place in a history: step, timestamp, then arrival (chunk id, index in chunk).
 /// Page tokens carry the place of a page's last point.
@@ -196,9 +198,13 @@ impl Store {
 
     /// Rewrites a schema-1 history (one key per point, ordered by step, timestamp, arrival)
     /// as chunks. Points keep their order: each (run, key) becomes chunks of consecutive
-    /// points with increasing ids.
-    pub(super) fn migrate_history_to_chunks(db: &sled::Db) -> sled::Result<u64> {
+    /// points with increasing ids. Runs before the store serves anything.
+    pub(super) fn migrate_history_to_chunks(
+        db: &sled::Db,
+        batch_points: usize,
+    ) -> sled::Result<u64> {
         let mut migrated = 0;
+        let mut in_batch = 0;
         let mut pending: Option<(Vec<u8>, Vec<MetricPoint>)> = None;
         let mut batch = sled::Batch::default();
         let flush =
@@ -235,17 +241,25 @@ impl Store {
                 _ => {
                     if let Some((current, points)) = pending.take() {
                         flush(db, &current, &points, &mut batch)?;
+                        // Every removal so far belongs to a chunk in this batch, so it can be
+                        // applied on its own: a crash between batches leaves some points
+                        // moved and the rest in place, and the next open moves the rest.
+                        if in_batch >= batch_points {
+                            db.apply_batch(std::mem::take(&mut batch))?;
+                            in_batch = 0;
+                        }
                     }
                     pending = Some((prefix.to_vec(), vec![point]));
                 }
             }
             batch.remove(key);
+            in_batch += 1;
             migrated += 1;
         }
         if let Some((current, points)) = pending.take() {
             flush(db, &current, &points, &mut batch)?;
         }
-        // One atomic batch with the new version: a crash leaves either layout, never both.
+        // The new version goes with the last points moved.
         batch.insert(keys::SCHEMA, &super::SCHEMA_VERSION.to_be_bytes());
         db.apply_batch(batch)?;
         Ok(migrated)
@@ -298,6 +312,13 @@ mod tests {
             }
             let key = schema1_point(run.info.run_id, "acc", -1, 5, 0);
             db.insert(key, &0.75f64.to_bits().to_be_bytes()).unwrap();
+            // Move it in small batches, then leave the store as a rewrite cut short by a
+            // crash would: schema 1, chunks, and a point still under its own key. The open
+            // below finishes the job.
+            Store::migrate_history_to_chunks(db, 3_000).unwrap();
+            db.insert(keys::SCHEMA, &1u32.to_be_bytes()).unwrap();
+            let loose = schema1_point(run.info.run_id, "loss", 25_003, 99, 0);
+            db.insert(loose, &1.5f64.to_bits().to_be_bytes()).unwrap();
             store.close();
             run.info.run_id
         };
@@ -324,15 +345,21 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(loss.len(), 25_003);
-        for (step, point) in loss.iter().enumerate() {
+        assert_eq!(loss.len(), 25_004);
+        for (step, point) in loss.iter().take(25_003).enumerate() {
             assert_eq!((point.step, point.timestamp_ms), (step as i64, 1_000 + step as i64));
             assert_eq!(point.value, step as f64 / 2.0);
         }
+        assert_eq!((loss[25_003].step, loss[25_003].value), (25_003, 1.5));
         let acc = store.metric_history(query("acc", None)).unwrap();
         assert_eq!(acc.items.len(), 1);
         assert_eq!((acc.items[0].step, acc.items[0].value), (-1, 0.75));
-        assert_eq!(store.db().scan_prefix(keys::HISTORY).count(), 4);
+        // Every point is in a chunk now, none is left under its own key.
+        let prefix = keys::history(run_id, "loss").len();
+        assert!(store.db().scan_prefix(keys::HISTORY).keys().all(|key| {
+            let key = key.unwrap();
+            key.len() == prefix + 8 || key.starts_with(&keys::history(run_id, "acc"))
+        }));
     }
 
     #[tokio::test]

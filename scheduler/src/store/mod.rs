@@ -173,7 +173,8 @@ impl Store {
                     return Err(InitError::Newer(version));
                 }
                 if version < 2 {
-                    let points = Store::migrate_history_to_chunks(db)?;
+                    let points =
+                        Store::migrate_history_to_chunks(db, history::MIGRATION_BATCH_POINTS)?;
                     db.flush()?;
                     tracing::info!(points, "rewrote the metric history in chunks (schema 2)");
                 }
