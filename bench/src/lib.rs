@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use drover_project::snapshot;
+use drover_proto::Client;
+use drover_proto::execution::{EnvManager, RunSpec};
+
 /// The release `drover` binary (DROVER_BIN overrides).
 pub fn drover_binary() -> PathBuf {
     std::env::var_os("DROVER_BIN")
@@ -70,6 +74,38 @@ impl LocalCluster {
 }
 
 impl LocalCluster {
+    /// Writes a project named `name` with `mlproject` under the cluster's directory, uploads
+    /// its snapshot, and returns the spec of a local-process run of its `main` entry point.
+    pub async fn local_project(
+        &self,
+        client: &Client,
+        name: &str,
+        mlproject: &str,
+    ) -> anyhow::Result<RunSpec> {
+        let project = self.dir.path().join(name);
+        std::fs::create_dir_all(&project)?;
+        std::fs::write(project.join("MLproject"), mlproject)?;
+        let packed = snapshot::pack(&project, snapshot::DEFAULT_SIZE_LIMIT)?;
+        let bytes = std::fs::read(packed.file.path())?;
+        client
+            .upload_snapshot(&packed.digest, packed.size, tokio_stream::iter(vec![bytes]))
+            .await?;
+        Ok(RunSpec {
+            project_name: name.to_string(),
+            snapshot: packed.digest.clone(),
+            snapshot_size: packed.size,
+            entry_point: "main".into(),
+            parameters: Vec::new(),
+            env_manager: EnvManager::Local,
+            image: None,
+            volumes: Vec::new(),
+            environment: Vec::new(),
+            docker: Default::default(),
+            max_retries: 0,
+            priority: 0,
+        })
+    }
+
     /// CPU time the scheduler process has used so far (user + system).
     pub fn scheduler_cpu(&self) -> anyhow::Result<Duration> {
         process_cpu(self._scheduler.0.id())

@@ -176,7 +176,21 @@ impl Domain {
     }
 
     /// Refuses empty or inverted ranges.
-    fn check(&self, name: &str) -> Result<(), ProjectError> {
+    /// Refuses empty, inverted or non-finite ranges. Shared by the CLI's parsing and the
+    /// scheduler's check of a sweep arriving over the wire.
+    pub fn check(&self, name: &str) -> Result<(), ProjectError> {
+        let finite = match self {
+            Domain::Uniform { low, high } | Domain::LogUniform { low, high } => {
+                low.is_finite() && high.is_finite()
+            }
+            Domain::QUniform { low, high, q } => {
+                low.is_finite() && high.is_finite() && q.is_finite()
+            }
+            Domain::Fixed(_) | Domain::Values(_) | Domain::Int { .. } => true,
+        };
+        if !finite {
+            return Err(param_error(name, format!("{self}: the bounds must be finite numbers")));
+        }
         let inverted = match self {
             Domain::Fixed(_) => false,
             Domain::Values(values) => {
@@ -268,6 +282,20 @@ pub struct SweepParameter {
 }
 
 impl SweepParameter {
+    /// The parameter's first value: a fixed value, a list's first, or a range's low end.
+    /// Checking a run made of first values checks what every trial shares.
+    pub fn first_value(&self) -> String {
+        match &self.domain {
+            Domain::Fixed(value) => value.clone(),
+            Domain::Values(values) => values.first().cloned().unwrap_or_default(),
+            Domain::Uniform { low, .. } | Domain::LogUniform { low, .. } => {
+                format_number(if self.integer { low.ceil() } else { *low }, self.integer)
+            }
+            Domain::Int { low, .. } => low.to_string(),
+            Domain::QUniform { low, .. } => format_number(*low, self.integer),
+        }
+    }
+
     /// Refuses a whole-number parameter whose range holds no whole number.
     pub fn check_integers(&self) -> Result<(), String> {
         let range = match &self.domain {
@@ -781,7 +809,7 @@ pub fn build_sweep(
     // The first value of every parameter must make a valid run (catches missing required
     // parameters and path values that do not exist).
     let sample: Vec<(String, String)> =
-        checked.iter().map(|parameter| (parameter.name.clone(), first_value(parameter))).collect();
+        checked.iter().map(|parameter| (parameter.name.clone(), parameter.first_value())).collect();
     project.invocation(entry, &sample, paths)?;
 
     let grid_size = {
@@ -840,18 +868,6 @@ fn check_value(name: &str, kind: ParamType, value: &str) -> Result<(), ProjectEr
         ParamType::String | ParamType::Path | ParamType::Uri => true,
     };
     if ok { Ok(()) } else { Err(param_error(name, format!("'{value}' is not a valid {kind}"))) }
-}
-
-fn first_value(parameter: &SweepParameter) -> String {
-    match &parameter.domain {
-        Domain::Fixed(value) => value.clone(),
-        Domain::Values(values) => values.first().cloned().unwrap_or_default(),
-        Domain::Uniform { low, .. } | Domain::LogUniform { low, .. } => {
-            format_number(if parameter.integer { low.ceil() } else { *low }, parameter.integer)
-        }
-        Domain::Int { low, .. } => low.to_string(),
-        Domain::QUniform { low, .. } => format_number(*low, parameter.integer),
-    }
 }
 
 #[cfg(test)]

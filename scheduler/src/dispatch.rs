@@ -80,7 +80,8 @@ pub struct DispatchHandle {
     commands: mpsc::Sender<Command>,
 }
 
-fn stopped() -> ApiError {
+/// What a handle on a scheduler task answers once the task has stopped.
+pub(crate) fn stopped() -> ApiError {
     ApiError::Unavailable("the scheduler is shutting down".to_string())
 }
 

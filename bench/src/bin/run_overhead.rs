@@ -8,10 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use drover_bench::{LocalCluster, drover_binary, print_table, quantile};
-use drover_project::snapshot;
 use drover_proto::Client;
 use drover_proto::domain::{DEFAULT_EXPERIMENT_ID, RunStatus};
-use drover_proto::execution::{EnvManager, FollowRun, LogStream, RunEvent, RunSpec, SubmitRun};
+use drover_proto::execution::{FollowRun, LogStream, RunEvent, SubmitRun};
 use tokio_stream::StreamExt;
 
 const IMAGE: &str = "drover/busybox:1";
@@ -86,26 +85,9 @@ fn main() -> anyhow::Result<()> {
 
 async fn start_latencies(cluster: &LocalCluster) -> anyhow::Result<Vec<f64>> {
     let client = Client::connect(&cluster.address).await?;
-    let project = cluster.dir.path().join("clock-project");
-    std::fs::create_dir_all(&project)?;
-    std::fs::write(project.join("MLproject"), "entry_points: {main: {command: 'date +%s%N'}}\n")?;
-    let packed = snapshot::pack(&project, snapshot::DEFAULT_SIZE_LIMIT)?;
-    let bytes = std::fs::read(packed.file.path())?;
-    client.upload_snapshot(&packed.digest, packed.size, tokio_stream::iter(vec![bytes])).await?;
-    let spec = RunSpec {
-        project_name: "clock".into(),
-        snapshot: packed.digest.clone(),
-        snapshot_size: packed.size,
-        entry_point: "main".into(),
-        parameters: Vec::new(),
-        env_manager: EnvManager::Local,
-        image: None,
-        volumes: Vec::new(),
-        environment: Vec::new(),
-        docker: Default::default(),
-        max_retries: 0,
-        priority: 0,
-    };
+    let spec = cluster
+        .local_project(&client, "clock", "entry_points: {main: {command: 'date +%s%N'}}\n")
+        .await?;
     let mut latencies = Vec::with_capacity(LATENCY_RUNS);
     for _ in 0..LATENCY_RUNS {
         let request = SubmitRun {

@@ -7,11 +7,10 @@
 use std::time::{Duration, Instant};
 
 use drover_bench::{LocalCluster, print_table, quantile};
-use drover_project::snapshot;
 use drover_project::sweep::{Domain, Method, Objective, SweepParameter, SweepSpec};
 use drover_proto::Client;
 use drover_proto::domain::DEFAULT_EXPERIMENT_ID;
-use drover_proto::execution::{EnvManager, RunSpec, SubmitRun};
+use drover_proto::execution::SubmitRun;
 use drover_proto::sweep::CreateSweep;
 use drover_scheduler::sweep::space::{Observation, Rng, Space};
 
@@ -69,15 +68,13 @@ fn tpe_latency(finished: usize) -> Vec<f64> {
 
 async fn overhead(cluster: &LocalCluster) -> anyhow::Result<(f64, f64)> {
     let client = Client::connect(&cluster.address).await?;
-    let project = cluster.dir.path().join("noop-project");
-    std::fs::create_dir_all(&project)?;
-    std::fs::write(
-        project.join("MLproject"),
-        "entry_points:\n  main:\n    parameters: {x: float}\n    command: 'true'\n",
-    )?;
-    let packed = snapshot::pack(&project, snapshot::DEFAULT_SIZE_LIMIT)?;
-    let bytes = std::fs::read(packed.file.path())?;
-    client.upload_snapshot(&packed.digest, packed.size, tokio_stream::iter(vec![bytes])).await?;
+    let run_spec = cluster
+        .local_project(
+            &client,
+            "noop",
+            "entry_points:\n  main:\n    parameters: {x: float}\n    command: 'true'\n",
+        )
+        .await?;
     let spec = SweepSpec {
         method: Method::Random,
         parameters: vec![SweepParameter {
@@ -100,20 +97,7 @@ async fn overhead(cluster: &LocalCluster) -> anyhow::Result<(f64, f64)> {
         run_name: None,
         user_id: "bench".into(),
         tags: Vec::new(),
-        spec: RunSpec {
-            project_name: "noop".into(),
-            snapshot: packed.digest.clone(),
-            snapshot_size: packed.size,
-            entry_point: "main".into(),
-            parameters: Vec::new(),
-            env_manager: EnvManager::Local,
-            image: None,
-            volumes: Vec::new(),
-            environment: Vec::new(),
-            docker: Default::default(),
-            max_retries: 0,
-            priority: 0,
-        },
+        spec: run_spec,
     };
     let cpu_before = cluster.scheduler_cpu()?;
     let started = Instant::now();

@@ -12,15 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drover_bench::{LocalCluster, print_table, quantile};
-use drover_project::snapshot;
 use drover_proto::Client;
 use drover_proto::domain::{
     CreateExperiment, CreateRun, ExperimentName, Metric, MetricHistoryQuery, Param, RunId,
     RunStatus,
 };
 use drover_proto::execution::{
-    EnvManager, MetricBatch, MetricSeries, RunSpec, SchedulerMessage, SubmitRun, WorkerEvent,
-    WorkerMessage, WorkerRegistration,
+    MetricBatch, MetricSeries, SchedulerMessage, SubmitRun, WorkerEvent, WorkerMessage,
+    WorkerRegistration,
 };
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::StreamExt;
@@ -138,34 +137,16 @@ fn batch_points(batch: usize) -> Vec<Metric> {
 /// their metric batches as the worker does, counting points once their batch is
 /// acknowledged (which the scheduler sends only once it is durable).
 async fn worker_stream_ingest(client: &Client, cluster: &LocalCluster) -> anyhow::Result<f64> {
-    let project = cluster.dir.path().join("noop-project");
-    std::fs::create_dir_all(&project)?;
-    std::fs::write(project.join("MLproject"), "entry_points: {main: {command: 'true'}}\n")?;
-    let packed = snapshot::pack(&project, snapshot::DEFAULT_SIZE_LIMIT)?;
-    let bytes = std::fs::read(packed.file.path())?;
-    client.upload_snapshot(&packed.digest, packed.size, tokio_stream::iter(vec![bytes])).await?;
+    let spec =
+        cluster.local_project(client, "noop", "entry_points: {main: {command: 'true'}}\n").await?;
     let experiment = experiment(client, "worker-stream").await?;
     for _ in 0..STREAM_RUNS {
-        let spec = RunSpec {
-            project_name: "noop".into(),
-            snapshot: packed.digest.clone(),
-            snapshot_size: packed.size,
-            entry_point: "main".into(),
-            parameters: Vec::new(),
-            env_manager: EnvManager::Local,
-            image: None,
-            volumes: Vec::new(),
-            environment: Vec::new(),
-            docker: Default::default(),
-            max_retries: 0,
-            priority: 0,
-        };
         let request = SubmitRun {
             experiment_id: experiment,
             run_name: None,
             user_id: "bench".into(),
             tags: Vec::new(),
-            spec,
+            spec: spec.clone(),
         };
         client.submit_run(request).await?;
     }

@@ -145,19 +145,7 @@ pub async fn sweep(global: &GlobalOptions, args: SweepArgs) -> anyhow::Result<Ex
     let sample: Vec<(String, String)> = spec
         .parameters
         .iter()
-        .map(|parameter| {
-            let value = match &parameter.domain {
-                Domain::Fixed(value) => value.clone(),
-                Domain::Values(values) => values[0].clone(),
-                Domain::Int { low, .. } => low.to_string(),
-                Domain::Uniform { low, .. }
-                | Domain::LogUniform { low, .. }
-                | Domain::QUniform { low, .. } => {
-                    drover_project::sweep::format_number(*low, parameter.integer)
-                }
-            };
-            (parameter.name.clone(), value)
-        })
+        .map(|parameter| (parameter.name.clone(), parameter.first_value()))
         .collect();
     let prepared = prepare_with(&args.run, &sample)?;
     let spec = resolve_paths(spec, &project, &args.run.entry_point, &paths, &sample)?;

@@ -44,52 +44,20 @@ impl TryFrom<pb::SweepParameter> for SweepParameter {
         if name.trim().is_empty() {
             return Err(invalid("a sweep parameter needs a name".to_string()));
         }
-        let ordered = |low: f64, high: f64| {
-            if low.is_finite() && high.is_finite() && low < high {
-                Ok(())
-            } else {
-                Err(invalid(format!("sweep parameter '{name}': the range {low}..{high} is empty")))
-            }
-        };
         let domain = match parameter.domain {
             None => return Err(invalid(format!("sweep parameter '{name}' has no values"))),
             Some(Wire::Fixed(value)) => Domain::Fixed(value),
-            Some(Wire::Values(values)) if values.values.is_empty() => {
-                return Err(invalid(format!("sweep parameter '{name}' has an empty list")));
-            }
             Some(Wire::Values(values)) => Domain::Values(values.values),
-            Some(Wire::Uniform(range)) => {
-                ordered(range.low, range.high)?;
-                Domain::Uniform { low: range.low, high: range.high }
-            }
+            Some(Wire::Uniform(range)) => Domain::Uniform { low: range.low, high: range.high },
             Some(Wire::LogUniform(range)) => {
-                ordered(range.low, range.high)?;
-                if range.low <= 0.0 {
-                    return Err(invalid(format!(
-                        "sweep parameter '{name}': a log-uniform range must be above 0"
-                    )));
-                }
                 Domain::LogUniform { low: range.low, high: range.high }
             }
-            Some(Wire::IntRange(range)) => {
-                if range.low >= range.high {
-                    return Err(invalid(format!(
-                        "sweep parameter '{name}': the range {}..{} is empty",
-                        range.low, range.high
-                    )));
-                }
-                Domain::Int { low: range.low, high: range.high }
-            }
+            Some(Wire::IntRange(range)) => Domain::Int { low: range.low, high: range.high },
             Some(Wire::QUniform(range)) => {
-                ordered(range.low, range.high)?;
-                if !(range.q > 0.0 && range.q.is_finite()) {
-                    return Err(invalid(format!(
-                        "sweep parameter '{name}': the step q must be above 0"
-                    )));
-                }
                 Domain::QUniform { low: range.low, high: range.high, q: range.q }
             }
         };
+        domain.check(&name).map_err(|error| invalid(error.to_string()))?;
         let parameter = SweepParameter { name, domain, integer: parameter.integer };
         parameter.check_integers().map_err(invalid)?;
         Ok(parameter)

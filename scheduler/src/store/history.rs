@@ -274,6 +274,18 @@ fn supersedes(candidate: &MetricPoint, current: &MetricPoint) -> bool {
 mod tests {
     use super::*;
 
+    async fn new_run(store: &Store) -> RunId {
+        let request = drover_proto::domain::CreateRun {
+            experiment_id: drover_proto::domain::DEFAULT_EXPERIMENT_ID,
+            run_name: None,
+            user_id: "test".to_string(),
+            start_time_ms: None,
+            tags: Vec::new(),
+            status: drover_proto::domain::RunStatus::Running,
+        };
+        store.create_run(request).await.unwrap().info.run_id
+    }
+
     /// A schema-1 point key: h/, run id, metric key, 0, then sign-flipped step and timestamp,
     /// batch and index.
     fn schema1_point(run: RunId, key: &str, step: i64, timestamp: i64, batch: u64) -> Vec<u8> {
@@ -291,36 +303,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run_id = {
             let store = Store::open(dir.path()).unwrap();
-            let run = store
-                .create_run(drover_proto::domain::CreateRun {
-                    experiment_id: drover_proto::domain::DEFAULT_EXPERIMENT_ID,
-                    run_name: None,
-                    user_id: "test".to_string(),
-                    start_time_ms: None,
-                    tags: Vec::new(),
-                    status: drover_proto::domain::RunStatus::Running,
-                })
-                .await
-                .unwrap();
+            let run_id = new_run(&store).await;
             let db = store.db();
             db.insert(keys::SCHEMA, &1u32.to_be_bytes()).unwrap();
             // 25,003 points of "loss" (more than two migration chunks) and one of "acc",
             // written out of step order.
             for step in (0..25_003i64).rev() {
-                let key = schema1_point(run.info.run_id, "loss", step, 1_000 + step, step as u64);
+                let key = schema1_point(run_id, "loss", step, 1_000 + step, step as u64);
                 db.insert(key, &(step as f64 / 2.0).to_bits().to_be_bytes()).unwrap();
             }
-            let key = schema1_point(run.info.run_id, "acc", -1, 5, 0);
+            let key = schema1_point(run_id, "acc", -1, 5, 0);
             db.insert(key, &0.75f64.to_bits().to_be_bytes()).unwrap();
             // Move it in small batches, then leave the store as a rewrite cut short by a
             // crash would: schema 1, chunks, and a point still under its own key. The open
             // below finishes the job.
             Store::migrate_history_to_chunks(db, 3_000).unwrap();
             db.insert(keys::SCHEMA, &1u32.to_be_bytes()).unwrap();
-            let loose = schema1_point(run.info.run_id, "loss", 25_003, 99, 0);
+            let loose = schema1_point(run_id, "loss", 25_003, 99, 0);
             db.insert(loose, &1.5f64.to_bits().to_be_bytes()).unwrap();
             store.close();
-            run.info.run_id
+            run_id
         };
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(
@@ -366,18 +368,7 @@ mod tests {
     async fn pages_follow_the_order_of_steps_whatever_order_chunks_arrive_in() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let run = store
-            .create_run(drover_proto::domain::CreateRun {
-                experiment_id: drover_proto::domain::DEFAULT_EXPERIMENT_ID,
-                run_name: None,
-                user_id: "test".to_string(),
-                start_time_ms: None,
-                tags: Vec::new(),
-                status: drover_proto::domain::RunStatus::Running,
-            })
-            .await
-            .unwrap();
-        let run_id = run.info.run_id;
+        let run_id = new_run(&store).await;
         // Batches of overlapping, descending and repeated step ranges.
         let mut expected = Vec::new();
         for (batch, start) in [50i64, 0, 25, 90, 10, 50].into_iter().enumerate() {

@@ -325,7 +325,7 @@ impl Store {
         self.durable().await
     }
 
-    pub(super) fn run_info(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
+    pub(crate) fn run_info(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
         let value = self
             .db()
             .get(keys::run(run_id))

@@ -19,11 +19,13 @@ use drover_proto::domain::{
 };
 use drover_proto::execution::SubmitRun;
 use drover_proto::sweep::{
-    CreateSweep, Goal, Method, StopRule, Sweep, SweepCounts, SweepStatus, Trial, TrialState,
+    CreateSweep, EarlyStop, Goal, Method, StopRule, Sweep, SweepCounts, SweepStatus, Trial,
+    TrialState,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
 use self::space::{Observation, Space};
+use crate::dispatch::stopped;
 use crate::scheduler::Scheduler;
 use crate::store::{SweepRecord, TrialRecord, TrialTemplate, now_ms};
 
@@ -54,10 +56,6 @@ pub struct SweepCommands(mpsc::Receiver<Command>);
 #[derive(Clone)]
 pub struct SweepHandle {
     commands: mpsc::Sender<Command>,
-}
-
-fn stopped() -> ApiError {
-    ApiError::Unavailable("the scheduler is shutting down".to_string())
 }
 
 impl SweepHandle {
@@ -95,6 +93,7 @@ struct ActiveSweep {
     rungs: Vec<Vec<f64>>,
     /// The finished trials' objective curves, for the median rule (loaded on first use).
     curves: HashMap<u64, Vec<(i64, f64)>>,
+    curves_loaded: bool,
     /// The running trials' curves so far, read a step range at a time.
     live: HashMap<u64, Vec<(i64, f64)>>,
     /// Trials whose early stop this process has carried out (tags set, cancel sent).
@@ -131,6 +130,7 @@ impl ActiveSweep {
             finished,
             rungs,
             curves: HashMap::new(),
+            curves_loaded: false,
             live: HashMap::new(),
             stops_sent: Default::default(),
             published_best: None,
@@ -504,22 +504,26 @@ impl Driver {
         let mut ended: Vec<(usize, TrialRecord)> = Vec::new();
         let mut curves = Vec::new();
         for &index in &sweep.active {
-            let mut record = sweep.trials[index].clone();
-            let run = match store.run(record.trial.run_id) {
-                Ok(run) => run,
+            let run_id = sweep.trials[index].trial.run_id;
+            // The status alone first: most wakes find every child still running.
+            let status = match store.run_info(run_id) {
+                Ok(info) => info.status,
                 Err(ApiError::NotFound(_)) => {
                     // Deleted for good; count it as killed.
+                    let mut record = sweep.trials[index].clone();
                     record.trial.state = TrialState::Killed;
                     ended.push((index, record));
                     continue;
                 }
                 Err(error) => return Err(error),
             };
-            if !run.info.status.is_terminal() {
+            if !status.is_terminal() {
                 continue;
             }
+            let run = store.run(run_id)?;
+            let mut record = sweep.trials[index].clone();
             let trial = &mut record.trial;
-            trial.state = match run.info.status {
+            trial.state = match status {
                 RunStatus::Finished => TrialState::Finished,
                 RunStatus::Failed => TrialState::Failed,
                 _ if !trial.stopped_by.is_empty() => TrialState::Stopped,
@@ -605,8 +609,9 @@ impl Driver {
             return Ok(());
         };
         let goal = objective.goal;
-        if rule.rule == StopRule::Median {
-            // Curves of trials that finished before a restart are read once, here.
+        if rule.rule == StopRule::Median && !sweep.curves_loaded {
+            // Curves of trials that finished before this process started are read once, here;
+            // later ones are added as they finish.
             let missing: Vec<(u64, RunId)> = sweep
                 .trials
                 .iter()
@@ -617,6 +622,7 @@ impl Driver {
             for (index, run_id) in missing {
                 sweep.curves.insert(index, curve(&store, run_id, &objective.metric, None)?);
             }
+            sweep.curves_loaded = true;
         }
         let mut changed = Vec::new();
         for index in sweep.active.clone() {
@@ -626,55 +632,17 @@ impl Driver {
             }
             let (trial_index, run_id) = (trial.index, trial.run_id);
             // Only the points past those already read.
-            let seen = sweep.live.entry(trial_index).or_default();
-            let after = seen.last().map(|(step, _)| step.saturating_add(1));
-            let new_points = curve(&store, run_id, &objective.metric, after)?;
-            seen.extend(new_points);
-            let curve = seen.clone();
-            let Some(&(last_step, _)) = curve.last() else { continue };
-            if last_step < rule.min_step {
-                continue;
-            }
-            let decision = match rule.rule {
-                StopRule::Median => {
-                    let best = stopping::best_until(&curve, last_step, goal);
-                    let finished: Vec<f64> = sweep
-                        .curves
-                        .values()
-                        .filter_map(|finished| stopping::best_until(finished, last_step, goal))
-                        .collect();
-                    match best {
-                        Some(best) if stopping::median_stops(best, &finished, goal) => {
-                            Some((format!("median at step {last_step}"), best))
-                        }
-                        _ => None,
-                    }
+            let mut curve = sweep.live.remove(&trial_index).unwrap_or_default();
+            let after = curve.last().map(|(step, _)| step.saturating_add(1));
+            curve.extend(self::curve(&store, run_id, &objective.metric, after)?);
+            let last_step = curve.last().map(|(step, _)| *step);
+            let decision = match last_step {
+                Some(last_step) if last_step >= rule.min_step => {
+                    decide(sweep, index, &curve, last_step, rule, goal, &mut changed)
                 }
-                StopRule::Asha => {
-                    let mut decision = None;
-                    loop {
-                        let trial = &mut sweep.trials[index];
-                        let rung = trial.rungs.len();
-                        let step = stopping::rung_step(rule.min_step, rule.eta, rung as u32);
-                        // Past the last representable rung there is nothing more to decide.
-                        if step > last_step || step == i64::MAX {
-                            break;
-                        }
-                        let Some(value) = stopping::best_until(&curve, step, goal) else { break };
-                        trial.rungs.push(value);
-                        if sweep.rungs.len() <= rung {
-                            sweep.rungs.resize(rung + 1, Vec::new());
-                        }
-                        sweep.rungs[rung].push(value);
-                        changed.push(index);
-                        if !stopping::asha_promotes(value, &sweep.rungs[rung], rule.eta, goal) {
-                            decision = Some((format!("asha rung {rung} (step {step})"), value));
-                            break;
-                        }
-                    }
-                    decision
-                }
+                _ => None,
             };
+            sweep.live.insert(trial_index, curve);
             if let Some((at, value)) = decision {
                 let trial = &mut sweep.trials[index].trial;
                 trial.stopped_by = at;
@@ -777,6 +745,60 @@ impl Driver {
             sweep.record = record;
             sweep.active.push(sweep.trials.len());
             sweep.trials.push(trial);
+        }
+    }
+}
+
+/// The early stopping rule's verdict on one running trial whose curve reaches `last_step`:
+/// why it stops and its value there, or `None` to let it go on. ASHA records the trial's
+/// values at the rungs it has reached (noting the trial in `changed`).
+fn decide(
+    sweep: &mut ActiveSweep,
+    index: usize,
+    curve: &[(i64, f64)],
+    last_step: i64,
+    rule: EarlyStop,
+    goal: Goal,
+    changed: &mut Vec<usize>,
+) -> Option<(String, f64)> {
+    match rule.rule {
+        StopRule::Median => {
+            let best = stopping::best_until(curve, last_step, goal);
+            let finished: Vec<f64> = sweep
+                .curves
+                .values()
+                .filter_map(|finished| stopping::best_until(finished, last_step, goal))
+                .collect();
+            match best {
+                Some(best) if stopping::median_stops(best, &finished, goal) => {
+                    Some((format!("median at step {last_step}"), best))
+                }
+                _ => None,
+            }
+        }
+        StopRule::Asha => {
+            let mut decision = None;
+            loop {
+                let trial = &mut sweep.trials[index];
+                let rung = trial.rungs.len();
+                let step = stopping::rung_step(rule.min_step, rule.eta, rung as u32);
+                // Past the last representable rung there is nothing more to decide.
+                if step > last_step || step == i64::MAX {
+                    break;
+                }
+                let Some(value) = stopping::best_until(curve, step, goal) else { break };
+                trial.rungs.push(value);
+                if sweep.rungs.len() <= rung {
+                    sweep.rungs.resize(rung + 1, Vec::new());
+                }
+                sweep.rungs[rung].push(value);
+                changed.push(index);
+                if !stopping::asha_promotes(value, &sweep.rungs[rung], rule.eta, goal) {
+                    decision = Some((format!("asha rung {rung} (step {step})"), value));
+                    break;
+                }
+            }
+            decision
         }
     }
 }
