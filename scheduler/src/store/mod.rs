@@ -8,6 +8,7 @@ mod commit;
 mod execution;
 mod experiments;
 mod history;
+mod ingest;
 mod keys;
 mod lock;
 mod runs;
@@ -86,6 +87,8 @@ struct Inner {
     db: sled::Db,
     /// Serializes read-check-write sequences (write-once params, unique names, id allocation).
     write_lock: Mutex<()>,
+    /// Metric, param and tag logging waiting to be written together.
+    ingest: ingest::Ingest,
     /// Runs as searches read them, filled on first read and dropped on every write to the
     /// run (under the write lock), so a search never decodes a run twice.
     runs: std::sync::RwLock<std::collections::HashMap<RunId, Arc<Run>>>,
@@ -116,6 +119,7 @@ impl Store {
                 commit,
                 db,
                 write_lock: Mutex::new(()),
+                ingest: Default::default(),
                 runs: Default::default(),
                 dir: dir.to_path_buf(),
                 lock,
@@ -220,8 +224,16 @@ impl Store {
     /// the write lock.
     fn write_run(&self, run_id: RunId, batch: sled::Batch) -> Result<(), ApiError> {
         self.db().apply_batch(batch).map_err(storage_error)?;
-        self.inner.runs.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&run_id);
+        self.forget_runs(&[run_id]);
         Ok(())
+    }
+
+    /// Drops the cached views of runs just written. Call under the write lock.
+    fn forget_runs(&self, run_ids: &[RunId]) {
+        let mut cache = self.inner.runs.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for run_id in run_ids {
+            cache.remove(run_id);
+        }
     }
 
     /// Cached views of runs, reading (under the write lock, so no write races the read) the

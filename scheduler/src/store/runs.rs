@@ -10,6 +10,7 @@ use drover_proto::domain::{
 };
 use drover_proto::execution::MetricSeries;
 
+use super::ingest::Logged;
 use super::{Store, decode, encode, keys, now_ms, storage_error};
 use crate::names::random_run_name;
 use drover_proto::validate::{self, MAX_PARAM_VALUE_LEN, MAX_TAG_VALUE_LEN};
@@ -189,36 +190,27 @@ impl Store {
     }
 
     pub async fn log_params(&self, run_id: RunId, params: Vec<Param>) -> Result<(), ApiError> {
-        for param in &params {
-            validate_param(param)?;
-        }
-        {
-            let _guard = self.write_guard();
-            self.active_run_info(run_id)?;
-            let mut batch = sled::Batch::default();
-            if let Some(conflict) = self.stage_params(run_id, &params, &mut batch)?.first() {
-                return Err(ApiError::InvalidArgument(conflict.to_string()));
-            }
-            self.write_run(run_id, batch)?;
-        }
-        self.durable().await
+        self.log_batch(run_id, Vec::new(), params, Vec::new()).await
     }
 
-    /// Adds the params not stored yet to `batch`, and returns those that would change a
-    /// stored value (params are write-once). Call under the write lock.
-    pub(super) fn stage_params(
+    /// Sorts `params` into those new to the run and those that would change a value logged
+    /// before, in the store or in `staged` (written earlier in the same batch). A key repeated
+    /// with the same value counts once.
+    pub(super) fn check_params(
         &self,
         run_id: RunId,
         params: &[Param],
-        batch: &mut sled::Batch,
-    ) -> Result<Vec<ParamConflict>, ApiError> {
+        staged: &HashMap<String, String>,
+    ) -> Result<(Vec<Param>, Vec<ParamConflict>), ApiError> {
+        let mut fresh: Vec<Param> = Vec::new();
         let mut conflicts = Vec::new();
-        let mut in_request: HashMap<&str, &str> = HashMap::new();
         for param in params {
             let stored = self.db().get(keys::param(run_id, &param.key)).map_err(storage_error)?;
             let earlier = match &stored {
                 Some(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-                None => in_request.get(param.key.as_str()).map(|v| v.to_string()),
+                None => staged.get(&param.key).cloned().or_else(|| {
+                    fresh.iter().find(|new| new.key == param.key).map(|new| new.value.clone())
+                }),
             };
             match earlier {
                 Some(earlier) if earlier != param.value => conflicts.push(ParamConflict {
@@ -228,27 +220,29 @@ impl Store {
                     attempted: param.value.clone(),
                 }),
                 Some(_) => {}
-                None => {
-                    in_request.insert(&param.key, &param.value);
-                    batch.insert(keys::param(run_id, &param.key), param.value.as_bytes());
-                }
+                None => fresh.push(param.clone()),
             }
+        }
+        Ok((fresh, conflicts))
+    }
+
+    /// Adds the params new to the run to `batch`, and returns those that would change a
+    /// stored value (params are write-once; these are left out). Call under the write lock.
+    pub(super) fn stage_params(
+        &self,
+        run_id: RunId,
+        params: &[Param],
+        batch: &mut sled::Batch,
+    ) -> Result<Vec<ParamConflict>, ApiError> {
+        let (fresh, conflicts) = self.check_params(run_id, params, &HashMap::new())?;
+        for param in fresh {
+            batch.insert(keys::param(run_id, &param.key), param.value.as_bytes());
         }
         Ok(conflicts)
     }
 
     pub async fn set_tags(&self, run_id: RunId, tags: Vec<Tag>) -> Result<(), ApiError> {
-        for tag in &tags {
-            validate_tag(tag)?;
-        }
-        {
-            let _guard = self.write_guard();
-            let info = self.active_run_info(run_id)?;
-            let mut batch = sled::Batch::default();
-            stage_tags(info, &tags, &mut batch);
-            self.write_run(run_id, batch)?;
-        }
-        self.durable().await
+        self.log_batch(run_id, Vec::new(), Vec::new(), tags).await
     }
 
     pub async fn delete_tag(&self, run_id: RunId, key: &str) -> Result<(), ApiError> {
@@ -274,26 +268,12 @@ impl Store {
         metrics: Vec<Metric>,
     ) -> Result<usize, ApiError> {
         let count = metrics.len();
-        let series = MetricSeries::group(metrics);
-        for series in &series {
-            validate::key("metric", &series.key)?;
-        }
-        if series.is_empty() {
-            self.run_info(run_id)?;
-            return Ok(0);
-        }
-        {
-            let _guard = self.write_guard();
-            self.active_run_info(run_id)?;
-            let mut batch = sled::Batch::default();
-            self.stage_metrics(run_id, &series, &mut batch)?;
-            self.write_run(run_id, batch)?;
-        }
-        self.durable().await?;
+        self.log_batch(run_id, metrics, Vec::new(), Vec::new()).await?;
         Ok(count)
     }
 
     /// Logs metrics, params and tags in one write: all of them, or (on any refusal) none.
+    /// Concurrent calls are written together (see `ingest.rs`).
     pub async fn log_batch(
         &self,
         run_id: RunId,
@@ -311,18 +291,7 @@ impl Store {
         for tag in &tags {
             validate_tag(tag)?;
         }
-        {
-            let _guard = self.write_guard();
-            let info = self.active_run_info(run_id)?;
-            let mut batch = sled::Batch::default();
-            if let Some(conflict) = self.stage_params(run_id, &params, &mut batch)?.first() {
-                return Err(ApiError::InvalidArgument(conflict.to_string()));
-            }
-            self.stage_metrics(run_id, &series, &mut batch)?;
-            stage_tags(info, &tags, &mut batch);
-            self.write_run(run_id, batch)?;
-        }
-        self.durable().await
+        self.log_combined(Logged { run_id, series, params, tags }).await
     }
 
     pub(crate) fn run_info(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
@@ -334,7 +303,7 @@ impl Store {
         decode(&value, "run")
     }
 
-    fn active_run_info(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
+    pub(super) fn active_run_info(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
         let info = self.run_info(run_id)?;
         if info.lifecycle_stage != LifecycleStage::Active {
             return Err(ApiError::FailedPrecondition(format!(
