@@ -60,6 +60,24 @@ impl Ingest {
     }
 }
 
+/// Held while a group is written. Should writing it panic, the calls still queued are
+/// answered with an error and leadership is given up, so later calls are not left waiting for
+/// a leader that is gone.
+struct Leadership<'a> {
+    ingest: &'a Ingest,
+    written: bool,
+}
+
+impl Drop for Leadership<'_> {
+    fn drop(&mut self) {
+        if !self.written {
+            let mut queue = self.ingest.queue();
+            queue.jobs.clear();
+            queue.leading = false;
+        }
+    }
+}
+
 impl Store {
     /// Writes `logged` with whatever else is queued, and waits until it is durable.
     pub(super) async fn log_combined(&self, logged: Logged) -> Result<(), ApiError> {
@@ -72,17 +90,21 @@ impl Store {
         if lead {
             self.lead_group();
         }
-        let ticket = outcome
-            .await
-            .map_err(|_| ApiError::Internal("a combined write was dropped".to_string()))??;
+        let ticket = outcome.await.map_err(|_| {
+            ApiError::Internal(
+                "the write was abandoned after an internal error; log it again".to_string(),
+            )
+        })??;
         self.wait(ticket).await
     }
 
     /// Writes one group, then hands leadership to a new task while calls are still queued,
     /// so no caller waits on more than one group besides its own.
     fn lead_group(&self) {
+        let mut leadership = Leadership { ingest: &self.inner.ingest, written: false };
         let jobs = std::mem::take(&mut self.inner.ingest.queue().jobs);
         self.write_group(jobs);
+        leadership.written = true;
         let more = {
             let mut queue = self.inner.ingest.queue();
             queue.leading = !queue.jobs.is_empty();
