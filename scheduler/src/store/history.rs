@@ -111,11 +111,7 @@ impl Store {
         }
         let chunk = self.db().generate_id().map_err(storage_error)?;
         for MetricSeries { key, points } in series {
-            let Some(candidate) = points
-                .iter()
-                .copied()
-                .reduce(|best, point| if supersedes(&point, &best) { point } else { best })
-            else {
+            let Some(candidate) = latest_of(points) else {
                 continue;
             };
             batch.insert(keys::history_chunk(run_id, key, chunk), encode_chunk(points));
@@ -266,8 +262,18 @@ impl Store {
     }
 }
 
-fn supersedes(candidate: &MetricPoint, current: &MetricPoint) -> bool {
+/// Whether `candidate`, arriving after `current`, becomes the latest value: a step at least
+/// as high, then a timestamp at least as late.
+pub(super) fn supersedes(candidate: &MetricPoint, current: &MetricPoint) -> bool {
     (candidate.step, candidate.timestamp_ms) >= (current.step, current.timestamp_ms)
+}
+
+/// The point of `points` (in arrival order) that a run reports as the latest.
+pub(super) fn latest_of(points: &[MetricPoint]) -> Option<MetricPoint> {
+    points
+        .iter()
+        .copied()
+        .reduce(|best, point| if supersedes(&point, &best) { point } else { best })
 }
 
 #[cfg(test)]

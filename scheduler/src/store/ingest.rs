@@ -9,14 +9,15 @@
 //! change) is answered with its error and the rest of its group goes ahead.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use drover_proto::ApiError;
-use drover_proto::domain::{Param, RunId, RunInfo, Tag};
-use drover_proto::execution::MetricSeries;
+use drover_proto::domain::{Metric, Param, Run, RunId, RunInfo, Tag};
+use drover_proto::execution::{MetricPoint, MetricSeries};
 use tokio::sync::oneshot;
 
-use super::runs::stage_tags;
+use super::history::{latest_of, supersedes};
+use super::runs::{RUN_NAME_TAG, stage_tags};
 use super::{Store, Ticket, keys, storage_error};
 
 /// Calls waiting to be written, and whether a leader is writing.
@@ -173,11 +174,17 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a group's changes as one atomic batch; the ticket covers all of them.
+    /// Writes a group's changes as one atomic batch; the ticket covers all of them. Runs whose
+    /// search views are cached get their views brought up to date rather than dropped, so
+    /// searches between writes never read a logging run afresh.
     fn apply_changes(&self, runs: HashMap<RunId, RunChanges>) -> Result<Ticket, ApiError> {
         let mut batch = sled::Batch::default();
         let mut touched = Vec::with_capacity(runs.len());
+        let mut views = Vec::new();
         for (run_id, changes) in runs {
+            if let Some(view) = self.cached_run(run_id) {
+                views.push(Arc::new(updated_view(&view, &changes)));
+            }
             for (key, value) in &changes.params {
                 batch.insert(keys::param(run_id, key), value.as_bytes());
             }
@@ -185,9 +192,65 @@ impl Store {
             stage_tags(changes.info, &changes.tags, &mut batch);
             touched.push(run_id);
         }
-        self.db().apply_batch(batch).map_err(storage_error)?;
-        self.forget_runs(&touched);
+        if let Err(error) = self.db().apply_batch(batch) {
+            self.forget_runs(&touched);
+            return Err(storage_error(error));
+        }
+        self.cache_runs(views);
         Ok(self.ticket())
+    }
+}
+
+/// `run`'s search view once `changes` are written: what reading the run back would give.
+fn updated_view(run: &Run, changes: &RunChanges) -> Run {
+    let mut run = run.clone();
+    let data = &mut run.data;
+    for (key, value) in &changes.params {
+        upsert(
+            &mut data.params,
+            key,
+            |param| &param.key,
+            || Param { key: key.clone(), value: value.clone() },
+        );
+    }
+    for tag in &changes.tags {
+        upsert(&mut data.tags, &tag.key, |tag| &tag.key, || tag.clone());
+        if tag.key == RUN_NAME_TAG {
+            run.info.run_name = tag.value.clone();
+        }
+    }
+    for series in &changes.series {
+        let Some(candidate) = latest_of(&series.points) else { continue };
+        let latest = Metric {
+            key: series.key.clone(),
+            value: candidate.value,
+            timestamp_ms: candidate.timestamp_ms,
+            step: candidate.step,
+        };
+        match data.latest_metrics.binary_search_by(|metric| metric.key.cmp(&series.key)) {
+            Ok(index) => {
+                let current = &data.latest_metrics[index];
+                let current = MetricPoint {
+                    step: current.step,
+                    timestamp_ms: current.timestamp_ms,
+                    value: current.value,
+                };
+                if supersedes(&candidate, &current) {
+                    data.latest_metrics[index] = latest;
+                }
+            }
+            Err(index) => data.latest_metrics.insert(index, latest),
+        }
+    }
+    run
+}
+
+/// Puts `make()` in `items` (sorted by key, as the store lists them) in place of the item
+/// with `key`, or where that key belongs.
+fn upsert<T>(items: &mut Vec<T>, key: &str, key_of: impl Fn(&T) -> &String, make: impl Fn() -> T) {
+    match items.binary_search_by(|item| key_of(item).as_str().cmp(key)) {
+        Ok(index) => items[index] = make(),
+        Err(index) => items.insert(index, make()),
     }
 }
 
@@ -240,7 +303,8 @@ mod tests {
         };
         let live = store.create_run(new_run.clone()).await.unwrap().info.run_id;
         let deleted = store.create_run(new_run.clone()).await.unwrap().info.run_id;
-        let curves = store.create_run(new_run).await.unwrap().info.run_id;
+        let curves = store.create_run(new_run.clone()).await.unwrap().info.run_id;
+        let tagged = store.create_run(new_run).await.unwrap().info.run_id;
         store.delete_run(deleted).await.unwrap();
 
         // Every call claims the same write-once param with its own value, so exactly one of the
@@ -274,6 +338,16 @@ mod tests {
                 store.log_metrics(curves, points.collect()).await
             }));
         }
+        // Calls that overwrite each other's tags and add params and metrics in between.
+        for call in 0..6 {
+            let store = store.clone();
+            curve_tasks.push(tokio::spawn(async move {
+                let tags = vec![tag("t", &call.to_string()), tag(&format!("k{}", call % 3), "v")];
+                let params = vec![param(&format!("q{}", call % 2), "same")];
+                let points = vec![metric("z", call as f64, 5 - call, 1), metric("a", 1.0, 1, 1)];
+                store.log_batch(tagged, points, params, tags).await.map(|()| 3)
+            }));
+        }
         // Hold the group back until every call has queued, so all of them are written as one.
         while store.inner.ingest.queue().jobs.len() < calls as usize + curve_tasks.len() {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -299,6 +373,14 @@ mod tests {
         for task in curve_tasks {
             assert_eq!(task.await.unwrap().unwrap(), 3);
         }
+        // The search views, kept up to date by the group, are what reading the runs gives.
+        for run_id in [live, curves, tagged] {
+            assert_eq!(*store.cached_run(run_id).unwrap(), store.run(run_id).unwrap());
+        }
+        let tagged_run = store.run(tagged).unwrap();
+        let keys: Vec<&str> = tagged_run.data.tags.iter().map(|tag| tag.key.as_str()).collect();
+        assert_eq!(keys, ["k0", "k1", "k2", "mlflow.runName", "t"]);
+        assert_eq!(tagged_run.data.latest_metrics[1], metric("z", 0.0, 5, 1));
         let winner = winners[0];
 
         drop(store);

@@ -228,6 +228,27 @@ impl Store {
         Ok(())
     }
 
+    /// The cached search view of a run, if there is one.
+    fn cached_run(&self, run_id: RunId) -> Option<Arc<Run>> {
+        self.inner
+            .runs
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&run_id)
+            .cloned()
+    }
+
+    /// Caches search views just brought up to date, up to the bound. Call under the write
+    /// lock, after the write they reflect.
+    fn cache_runs(&self, views: Vec<Arc<Run>>) {
+        let mut cache = self.inner.runs.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for view in views {
+            if cache.len() < MAX_CACHED_RUNS || cache.contains_key(&view.info.run_id) {
+                cache.insert(view.info.run_id, view);
+            }
+        }
+    }
+
     /// Drops the cached views of runs just written. Call under the write lock.
     fn forget_runs(&self, run_ids: &[RunId]) {
         let mut cache = self.inner.runs.write().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -2,6 +2,7 @@
 //! latest value per key.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use drover_proto::ApiError;
 use drover_proto::domain::{
@@ -21,7 +22,13 @@ pub const USER_TAG: &str = "mlflow.user";
 impl Store {
     pub async fn create_run(&self, request: CreateRun) -> Result<Run, ApiError> {
         let (run, batch) = self.new_run(request)?;
-        self.db().apply_batch(batch).map_err(storage_error)?;
+        {
+            let _guard = self.write_guard();
+            self.db().apply_batch(batch).map_err(storage_error)?;
+            // A new run is about to be logged to and searched for: its view starts cached,
+            // and combined writes keep it up to date (see `ingest.rs`).
+            self.cache_runs(vec![Arc::new(self.run(run.info.run_id)?)]);
+        }
         self.durable().await?;
         Ok(run)
     }
