@@ -61,26 +61,30 @@ pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()>
         );
     }
     let scheduler_options = options.scheduler_options()?;
+    // Handlers first: once the address is announced, a signal must stop it gracefully.
+    let shutdown = shutdown_signal()?;
     let data_dir = options.data_dir.clone().unwrap_or_else(drover_home);
     let store = Store::open(&data_dir)?;
     let listener = TcpListener::bind(options.listen)
         .await
         .with_context(|| format!("cannot listen on {}", options.listen))?;
-    drover_scheduler::run(listener, store, scheduler_options, shutdown_signal()).await?;
+    drover_scheduler::run(listener, store, scheduler_options, shutdown).await?;
     Ok(())
 }
 
-/// Completes on the first SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// Installs SIGINT and SIGTERM handlers now, and returns what completes on the first of
+/// them. Call it before the process tells anyone it is up, so that no early signal kills it
+/// ungracefully.
+pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
-        tracing::error!("cannot install signal handlers; stop the scheduler with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => tracing::info!("received SIGINT"),
-        _ = terminate.recv() => tracing::info!("received SIGTERM"),
-    }
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("received SIGINT"),
+            _ = terminate.recv() => tracing::info!("received SIGTERM"),
+        }
+    })
 }
