@@ -109,7 +109,7 @@ impl Store {
             path: dir.to_path_buf(),
             detail: error.to_string(),
         };
-        let db = sled::Config::new().path(dir.join("db")).open().map_err(|error| match error {
+        let db = open_sled(&dir.join("db")).map_err(|error| match error {
             sled::Error::Io(source) => io_error(source),
             other => corrupt(other),
         })?;
@@ -301,6 +301,25 @@ impl Store {
     /// Waits until the writes `ticket` covers are on disk.
     pub async fn wait(&self, ticket: Ticket) -> Result<(), ApiError> {
         self.inner.commit.wait(ticket).await
+    }
+}
+
+/// Opens the sled database at `path`. The directory lock is held by now, so a sled lock still
+/// held on the database belongs to a store that is closing (sled's background threads let go
+/// of the file moments after its last handle drops, after the directory lock is released):
+/// wait for it.
+fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(error))
+                if error.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            result => return result,
+        }
     }
 }
 
