@@ -100,41 +100,56 @@ impl Store {
     }
 
     /// Writes one group, then hands leadership to a new task while calls are still queued,
-    /// so no caller waits on more than one group besides its own.
+    /// so no caller waits on more than one group besides its own. Outside a tokio runtime
+    /// there is no task to hand to, and the leader writes on until the queue is empty.
     fn lead_group(&self) {
         let mut leadership = Leadership { ingest: &self.inner.ingest, written: false };
-        let jobs = std::mem::take(&mut self.inner.ingest.queue().jobs);
-        self.write_group(jobs);
-        leadership.written = true;
-        let more = {
-            let mut queue = self.inner.ingest.queue();
-            queue.leading = !queue.jobs.is_empty();
-            queue.leading
-        };
-        if more {
-            let store = self.clone();
-            tokio::spawn(async move { store.lead_group() });
+        loop {
+            let jobs = std::mem::take(&mut self.inner.ingest.queue().jobs);
+            self.write_group(jobs);
+            {
+                let mut queue = self.inner.ingest.queue();
+                if queue.jobs.is_empty() {
+                    queue.leading = false;
+                    leadership.written = true;
+                    return;
+                }
+            }
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let store = self.clone();
+                runtime.spawn(async move { store.lead_group() });
+                leadership.written = true;
+                return;
+            }
         }
     }
 
+    /// Writes the calls of one group that can be written, and answers every call. Refusals
+    /// are answered after the write: one may rest on a value staged by an earlier call of the
+    /// group, so if the write fails, every call gets that failure instead.
     fn write_group(&self, jobs: Vec<Job>) {
         let _guard = self.write_guard();
         let mut runs: HashMap<RunId, RunChanges> = HashMap::new();
         let mut accepted = Vec::with_capacity(jobs.len());
+        let mut refused = Vec::new();
         for Job { logged, done } in jobs {
             match self.stage_logged(&mut runs, logged) {
                 Ok(()) => accepted.push(done),
-                Err(error) => {
-                    let _ = done.send(Err(error));
-                }
+                Err(error) => refused.push((done, error)),
             }
         }
-        if accepted.is_empty() {
-            return;
+        let outcome = (!accepted.is_empty()).then(|| self.apply_changes(runs));
+        let failure = match &outcome {
+            Some(Err(failure)) => Some(failure.clone()),
+            _ => None,
+        };
+        for (done, error) in refused {
+            let _ = done.send(Err(failure.clone().unwrap_or(error)));
         }
-        let outcome = self.apply_changes(runs);
-        for done in accepted {
-            let _ = done.send(outcome.clone());
+        if let Some(outcome) = outcome {
+            for done in accepted {
+                let _ = done.send(outcome.clone());
+            }
         }
     }
 
@@ -205,20 +220,15 @@ impl Store {
 fn updated_view(run: &Run, changes: &RunChanges) -> Run {
     let mut run = run.clone();
     let data = &mut run.data;
-    for (key, value) in &changes.params {
-        upsert(
-            &mut data.params,
-            key,
-            |param| &param.key,
-            || Param { key: key.clone(), value: value.clone() },
-        );
+    // Params are write-once, so the staged ones are all new to the run.
+    let params =
+        changes.params.iter().map(|(key, value)| Param { key: key.clone(), value: value.clone() });
+    merge_by_key(&mut data.params, params, |param| &param.key);
+    merge_by_key(&mut data.tags, changes.tags.iter().cloned(), |tag| &tag.key);
+    if let Some(tag) = changes.tags.iter().rev().find(|tag| tag.key == RUN_NAME_TAG) {
+        run.info.run_name = tag.value.clone();
     }
-    for tag in &changes.tags {
-        upsert(&mut data.tags, &tag.key, |tag| &tag.key, || tag.clone());
-        if tag.key == RUN_NAME_TAG {
-            run.info.run_name = tag.value.clone();
-        }
-    }
+    let mut new_keys = Vec::new();
     for series in &changes.series {
         let Some(candidate) = latest_of(&series.points) else { continue };
         let latest = Metric {
@@ -239,19 +249,36 @@ fn updated_view(run: &Run, changes: &RunChanges) -> Run {
                     data.latest_metrics[index] = latest;
                 }
             }
-            Err(index) => data.latest_metrics.insert(index, latest),
+            Err(_) => new_keys.push(latest),
         }
     }
+    merge_by_key(&mut data.latest_metrics, new_keys, |metric| &metric.key);
     run
 }
 
-/// Puts `make()` in `items` (sorted by key, as the store lists them) in place of the item
-/// with `key`, or where that key belongs.
-fn upsert<T>(items: &mut Vec<T>, key: &str, key_of: impl Fn(&T) -> &String, make: impl Fn() -> T) {
-    match items.binary_search_by(|item| key_of(item).as_str().cmp(key)) {
-        Ok(index) => items[index] = make(),
-        Err(index) => items.insert(index, make()),
+/// Adds `changes` to `items`, sorted by key as the store lists them; a change replaces an item
+/// with its key, and of several changes to one key the last wins. Costs a sort that finds
+/// `items` already in order, not a shift per change.
+fn merge_by_key<T>(
+    items: &mut Vec<T>,
+    changes: impl IntoIterator<Item = T>,
+    key_of: impl Fn(&T) -> &String,
+) {
+    let before = items.len();
+    items.extend(changes);
+    if items.len() == before {
+        return;
     }
+    // A stable sort keeps equal keys in order: the item first, then its changes as they came.
+    items.sort_by(|a, b| key_of(a).cmp(key_of(b)));
+    let mut merged: Vec<T> = Vec::with_capacity(items.len());
+    for item in items.drain(..) {
+        if merged.last().is_some_and(|last| key_of(last) == key_of(&item)) {
+            merged.pop();
+        }
+        merged.push(item);
+    }
+    *items = merged;
 }
 
 #[cfg(test)]

@@ -27,7 +27,9 @@ impl Store {
             self.db().apply_batch(batch).map_err(storage_error)?;
             // A new run is about to be logged to and searched for: its view starts cached,
             // and combined writes keep it up to date (see `ingest.rs`).
-            self.cache_runs(vec![Arc::new(self.run(run.info.run_id)?)]);
+            if let Ok(view) = self.run(run.info.run_id) {
+                self.cache_runs(vec![Arc::new(view)]);
+            }
         }
         self.durable().await?;
         Ok(run)
@@ -210,14 +212,17 @@ impl Store {
         staged: &HashMap<String, String>,
     ) -> Result<(Vec<Param>, Vec<ParamConflict>), ApiError> {
         let mut fresh: Vec<Param> = Vec::new();
+        let mut in_call: HashMap<&str, &str> = HashMap::new();
         let mut conflicts = Vec::new();
         for param in params {
             let stored = self.db().get(keys::param(run_id, &param.key)).map_err(storage_error)?;
             let earlier = match &stored {
                 Some(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-                None => staged.get(&param.key).cloned().or_else(|| {
-                    fresh.iter().find(|new| new.key == param.key).map(|new| new.value.clone())
-                }),
+                None => staged
+                    .get(&param.key)
+                    .map(String::as_str)
+                    .or_else(|| in_call.get(param.key.as_str()).copied())
+                    .map(str::to_string),
             };
             match earlier {
                 Some(earlier) if earlier != param.value => conflicts.push(ParamConflict {
@@ -227,7 +232,10 @@ impl Store {
                     attempted: param.value.clone(),
                 }),
                 Some(_) => {}
-                None => fresh.push(param.clone()),
+                None => {
+                    in_call.insert(&param.key, &param.value);
+                    fresh.push(param.clone());
+                }
             }
         }
         Ok((fresh, conflicts))
@@ -275,6 +283,10 @@ impl Store {
         metrics: Vec<Metric>,
     ) -> Result<usize, ApiError> {
         let count = metrics.len();
+        if metrics.is_empty() {
+            self.run_info(run_id)?;
+            return Ok(0);
+        }
         self.log_batch(run_id, metrics, Vec::new(), Vec::new()).await?;
         Ok(count)
     }
