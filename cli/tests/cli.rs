@@ -344,7 +344,7 @@ fn bad_store_directories_are_explained() {
     let newer = dir.path().join("newer");
     drop(Store::open(&newer).unwrap());
     {
-        let db = open_raw(&newer.join("db"));
+        let db = drover_scheduler::store::open_database(&newer).unwrap();
         db.insert(b"m/schema", &7u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
@@ -558,20 +558,4 @@ async fn runs_list_filters_orders_and_prints_csv() {
     assert!(error.starts_with("invalid filter"), "{error}");
     let error = fails(&home, &["runs", "list", "--order-by", "bogus"]);
     assert!(error.starts_with("invalid order_by clause 'bogus'"), "{error}");
-}
-
-/// Opens a closed store's sled database directly, waiting for sled's background threads to let
-/// go of it (they do so moments after the store's last handle drops).
-fn open_raw(path: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(error) if std::time::Instant::now() < deadline => {
-                assert!(error.to_string().contains("could not acquire lock"), "{error}");
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(error) => panic!("{error}"),
-        }
-    }
 }

@@ -518,7 +518,7 @@ fn a_file_or_a_newer_store_is_refused() {
     let store_dir = dir.path().join("store");
     drop(Store::open(&store_dir).unwrap());
     {
-        let db = open_raw(&store_dir.join("db"));
+        let db = drover_scheduler::store::open_database(&store_dir).unwrap();
         db.insert(b"m/schema", &99u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
@@ -563,20 +563,4 @@ async fn searches_see_every_later_write() {
         client.list_runs(search("attributes.status = 'FINISHED'")).await.unwrap().items.is_empty()
     );
     scheduler.stop().await;
-}
-
-/// Opens a closed store's sled database directly, waiting for sled's background threads to let
-/// go of it (they do so moments after the store's last handle drops).
-fn open_raw(path: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(error) if std::time::Instant::now() < deadline => {
-                assert!(error.to_string().contains("could not acquire lock"), "{error}");
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(error) => panic!("{error}"),
-        }
-    }
 }

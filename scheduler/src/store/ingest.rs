@@ -194,7 +194,6 @@ impl Store {
     /// searches between writes never read a logging run afresh.
     fn apply_changes(&self, runs: HashMap<RunId, RunChanges>) -> Result<Ticket, ApiError> {
         let mut batch = sled::Batch::default();
-        let mut touched = Vec::with_capacity(runs.len());
         let mut views = Vec::new();
         for (run_id, changes) in runs {
             if let Some(view) = self.cached_run(run_id) {
@@ -205,12 +204,9 @@ impl Store {
             }
             self.stage_metrics(run_id, &changes.series, &mut batch)?;
             stage_tags(changes.info, &changes.tags, &mut batch);
-            touched.push(run_id);
         }
-        if let Err(error) = self.db().apply_batch(batch) {
-            self.forget_runs(&touched);
-            return Err(storage_error(error));
-        }
+        // A failed write changed nothing, so the cached views stay as they are.
+        self.db().apply_batch(batch).map_err(storage_error)?;
         self.cache_runs(views);
         Ok(self.ticket())
     }

@@ -109,7 +109,7 @@ impl Store {
             path: dir.to_path_buf(),
             detail: error.to_string(),
         };
-        let db = open_sled(&dir.join("db")).map_err(|error| match error {
+        let db = open_database(dir).map_err(|error| match error {
             sled::Error::Io(source) => io_error(source),
             other => corrupt(other),
         })?;
@@ -224,7 +224,7 @@ impl Store {
     /// the write lock.
     fn write_run(&self, run_id: RunId, batch: sled::Batch) -> Result<(), ApiError> {
         self.db().apply_batch(batch).map_err(storage_error)?;
-        self.forget_runs(&[run_id]);
+        self.inner.runs.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&run_id);
         Ok(())
     }
 
@@ -246,14 +246,6 @@ impl Store {
             if cache.len() < MAX_CACHED_RUNS || cache.contains_key(&view.info.run_id) {
                 cache.insert(view.info.run_id, view);
             }
-        }
-    }
-
-    /// Drops the cached views of runs just written. Call under the write lock.
-    fn forget_runs(&self, run_ids: &[RunId]) {
-        let mut cache = self.inner.runs.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for run_id in run_ids {
-            cache.remove(run_id);
         }
     }
 
@@ -304,14 +296,15 @@ impl Store {
     }
 }
 
-/// Opens the sled database at `path`. The directory lock is held by now, so a sled lock still
-/// held on the database belongs to a store that is closing (sled's background threads let go
-/// of the file moments after its last handle drops, after the directory lock is released):
-/// wait for it.
-fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+/// Opens the sled database of the data directory `dir`. A sled lock still held on it belongs to
+/// a store that is closing (sled's background threads let go of the file moments after its
+/// last handle drops, after the directory lock is released): wait for it. `Store::open` holds
+/// the directory lock by then; tools and tests may call this on a closed store.
+pub fn open_database(dir: &Path) -> sled::Result<sled::Db> {
+    let path = dir.join("db");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match sled::Config::new().path(path).open() {
+        match sled::Config::new().path(&path).open() {
             Err(sled::Error::Io(error))
                 if error.to_string().contains("could not acquire lock")
                     && std::time::Instant::now() < deadline =>
