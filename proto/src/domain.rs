@@ -225,6 +225,12 @@ pub struct Tag {
     pub value: String,
 }
 
+impl Tag {
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Tag {
+        Tag { key: key.into(), value: value.into() }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Param {
     pub key: String,

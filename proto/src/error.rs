@@ -1,5 +1,7 @@
-//! The one error type of the scheduler's API boundary, and its mapping to gRPC status codes.
+//! The one error type of the API boundary, and its mappings: to gRPC status codes, and to
+//! MLflow's REST error (HTTP status, `error_code` and the JSON body).
 
+use axum::response::{IntoResponse, Response};
 use tonic::{Code, Status};
 
 /// What went wrong with a call, in words a user can act on.
@@ -13,6 +15,9 @@ pub enum ApiError {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller may not do this (a run's tracking address naming another run).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The peer could not be reached or went away mid-call.
     #[error("{0}")]
     Unavailable(String),
@@ -27,6 +32,7 @@ impl ApiError {
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::AlreadyExists(_) => Code::AlreadyExists,
             ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ApiError::PermissionDenied(_) => Code::PermissionDenied,
             ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::Internal(_) => Code::Internal,
         }
@@ -42,6 +48,7 @@ impl ApiError {
             }
             ApiError::NotFound(_) => "RESOURCE_DOES_NOT_EXIST",
             ApiError::AlreadyExists(_) => "RESOURCE_ALREADY_EXISTS",
+            ApiError::PermissionDenied(_) => "PERMISSION_DENIED",
             ApiError::Unavailable(_) => "TEMPORARILY_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
@@ -53,6 +60,7 @@ impl ApiError {
             ApiError::InvalidArgument(_)
             | ApiError::FailedPrecondition(_)
             | ApiError::AlreadyExists(_) => 400,
+            ApiError::PermissionDenied(_) => 403,
             ApiError::NotFound(_) => 404,
             ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
@@ -75,10 +83,28 @@ impl From<Status> for ApiError {
             Code::NotFound => ApiError::NotFound(message),
             Code::AlreadyExists => ApiError::AlreadyExists(message),
             Code::FailedPrecondition | Code::Aborted => ApiError::FailedPrecondition(message),
+            Code::PermissionDenied | Code::Unauthenticated => ApiError::PermissionDenied(message),
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
                 ApiError::Unavailable(message)
             }
             _ => ApiError::Internal(message),
         }
+    }
+}
+
+/// MLflow's error body: `{"error_code": ..., "message": ...}`.
+#[derive(serde::Serialize)]
+struct MlflowError<'a> {
+    error_code: &'a str,
+    message: String,
+}
+
+/// An error as MLflow's REST API answers it, for every HTTP face drover serves.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = axum::http::StatusCode::from_u16(self.http_status())
+            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let body = MlflowError { error_code: self.mlflow_error_code(), message: self.to_string() };
+        (status, axum::Json(body)).into_response()
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod execution;
 pub mod service;
 pub mod sweep;
+pub mod tags;
 pub mod validate;
 
 #[allow(clippy::all, missing_docs, unreachable_pub)]

@@ -1,0 +1,48 @@
+//! The tag keys drover and MLflow reserve on runs, in one place. Code that sets or reads one
+//! of these tags names it through a constant here, never as a string literal.
+
+// MLflow's own keys, as its client and UI read them.
+pub const RUN_NAME: &str = "mlflow.runName";
+pub const USER: &str = "mlflow.user";
+pub const PARENT_RUN: &str = "mlflow.parentRunId";
+pub const SOURCE_NAME: &str = "mlflow.source.name";
+pub const SOURCE_TYPE: &str = "mlflow.source.type";
+pub const GIT_COMMIT: &str = "mlflow.source.git.commit";
+pub const GIT_REPO_URL: &str = "mlflow.source.git.repoURL";
+pub const GIT_BRANCH: &str = "mlflow.source.git.branch";
+pub const PROJECT_ENV: &str = "mlflow.project.env";
+pub const ENTRY_POINT: &str = "mlflow.project.entryPoint";
+
+// What the CLI records about a submission.
+pub const PROJECT_NAME: &str = "drover.project.name";
+pub const GIT_DIRTY: &str = "drover.source.git.dirty";
+
+// What the scheduler vouches for at submission, whatever the client sent.
+pub const SNAPSHOT: &str = "drover.snapshot.digest";
+pub const IMAGE: &str = "drover.docker.image";
+pub const ENV_MANAGER: &str = "drover.env_manager";
+
+// What the dispatcher records as a run is placed and ends.
+pub const WORKER: &str = "drover.worker";
+pub const ATTEMPT: &str = "drover.attempt";
+pub const EXIT_CODE: &str = "drover.exit_code";
+pub const FAILURE_REASON: &str = "drover.failure_reason";
+
+// What a worker records once the process has started.
+pub const COMMAND: &str = "drover.command";
+pub const IMAGE_ID: &str = "drover.docker.image_id";
+pub const CONTAINER: &str = "drover.docker.container";
+
+// Sweeps: on the parent run, then on each child.
+pub const SWEEP_METHOD: &str = "drover.sweep.method";
+pub const SWEEP_MAX_RUNS: &str = "drover.sweep.max_runs";
+pub const SWEEP_PARALLEL: &str = "drover.sweep.parallel";
+pub const SWEEP_SEED: &str = "drover.sweep.seed";
+pub const SWEEP_METRIC: &str = "drover.sweep.metric";
+pub const SWEEP_GOAL: &str = "drover.sweep.goal";
+pub const SWEEP_BEST_RUN: &str = "drover.sweep.best_run_id";
+pub const SWEEP_ID: &str = "drover.sweep_id";
+pub const SWEEP_TRIAL: &str = "drover.sweep.trial";
+pub const EARLY_STOPPED: &str = "drover.early_stopped";
+pub const EARLY_STOP_RULE: &str = "drover.early_stop.rule";
+pub const EARLY_STOP_AT: &str = "drover.early_stop.at";
