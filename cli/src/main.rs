@@ -9,7 +9,8 @@ mod output;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::commands::{experiments, run, runs, scheduler, status, sweep, worker};
@@ -30,6 +31,9 @@ pub struct GlobalOptions {
     /// the local store in DROVER_HOME (default ./.drover), or on the scheduler serving it.
     #[arg(long, global = true, env = "DROVER_SCHEDULER", value_name = "ADDR")]
     pub scheduler: Option<String>,
+    /// Whether `scheduler` came from DROVER_SCHEDULER rather than the command line.
+    #[arg(skip)]
+    pub scheduler_from_env: bool,
 }
 
 /// The local store: DROVER_HOME, or `.drover` in the current directory.
@@ -78,13 +82,27 @@ enum Command {
     Status(status::Options),
 }
 
+/// Where `--scheduler`'s value came from, looked for in the subcommands too (a global
+/// argument is matched where it was typed).
+fn scheduler_source(matches: &clap::ArgMatches) -> Option<ValueSource> {
+    let mut matches = Some(matches);
+    let mut source = None;
+    while let Some(current) = matches {
+        source = current.value_source("scheduler").or(source);
+        matches = current.subcommand().map(|(_, sub)| sub);
+    }
+    source
+}
+
 /// The scheduler's request paths allocate many small buffers from several threads, which
 /// mimalloc serves with less contention than the system allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    cli.global.scheduler_from_env = scheduler_source(&matches) == Some(ValueSource::EnvVariable);
     let default_level = match cli.command {
         Command::Scheduler(_) | Command::Worker(_) => "info",
         _ => "warn",

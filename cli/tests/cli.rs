@@ -12,8 +12,8 @@ use drover_proto::domain::{
     CreateExperiment, CreateRun, ExperimentName, ExperimentRef, Metric, MetricHistoryQuery, Param,
     RunId, RunStatus, Tag, UpdateRun,
 };
-use drover_scheduler::Store;
-use support::{SchedulerProcess, drover, fails, ok, run};
+use drover_scheduler::{Store, read_holder};
+use support::{DROVER, SchedulerProcess, drover, fails, ok, run, send_signal};
 
 fn experiment_names(home: &std::path::Path) -> Vec<(String, String, String)> {
     let listed: serde_json::Value = serde_json::from_str(&ok(
@@ -311,6 +311,38 @@ fn sigint_stops_the_scheduler_with_status_zero() {
     let mut scheduler = SchedulerProcess::spawn(dir.path());
     scheduler.signal(libc::SIGINT);
     assert_eq!(scheduler.wait(), Some(0));
+}
+
+#[test]
+fn a_shell_pointed_at_a_cluster_can_start_the_scheduler() {
+    let dir = tempfile::tempdir().unwrap();
+    // DROVER_SCHEDULER is for clients and workers: the scheduler ignores it.
+    let mut child = std::process::Command::new(DROVER)
+        .args(["scheduler", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("DROVER_SCHEDULER", "127.0.0.1:7070")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while read_holder(dir.path()).and_then(|holder| holder.address).is_none() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the scheduler exited with {status} instead of serving");
+        }
+        assert!(std::time::Instant::now() < deadline, "the scheduler did not announce itself");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    send_signal(&child, libc::SIGTERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
+    // The flag, typed on the scheduler's own command line, is a mistake worth refusing.
+    let home = dir.path().join(".drover");
+    let error = fails(&home, &["--scheduler", "127.0.0.1:7070", "scheduler"]);
+    assert_eq!(error, "`drover scheduler` serves a store itself; drop --scheduler");
+    let error = fails(&home, &["scheduler", "--scheduler", "127.0.0.1:7070"]);
+    assert_eq!(error, "`drover scheduler` serves a store itself; drop --scheduler");
 }
 
 #[test]

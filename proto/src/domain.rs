@@ -323,12 +323,19 @@ pub struct ListRuns {
     /// Empty: every experiment the view type includes.
     pub experiment_ids: Vec<ExperimentId>,
     pub view_type: ViewType,
-    pub max_results: Option<u32>,
+    /// The page size asked for, as given: the scheduler checks it against its limits
+    /// (between 1 and [`ListRuns::MAX_PAGE`]; 1000 when absent).
+    pub max_results: Option<i64>,
     pub page_token: Option<String>,
     /// MLflow's search grammar; `None` matches every run.
     pub filter: Option<String>,
     /// MLflow's order_by clauses; empty means newest first.
     pub order_by: Vec<String>,
+}
+
+impl ListRuns {
+    /// The most runs one page holds, as MLflow's limit.
+    pub const MAX_PAGE: u32 = 50_000;
 }
 
 #[derive(Clone, Debug)]

@@ -1,20 +1,24 @@
 //! drover's scheduler: the durable store of experiments, runs, params, tags, metrics and
-//! logs; the queue and the dispatcher that places runs on workers under leases; snapshot
-//! storage; and the server that exposes it all to the CLI and the workers.
+//! logs; the queue and the dispatcher that places runs on workers under leases; snapshot and
+//! artifact storage; the sweep driver; the service layer over all of it; and the server that
+//! exposes that service over gRPC and MLflow's REST API on one address.
+//!
+//! Modules depend one way: store → snapshots, artifacts → dispatch → sweep → service →
+//! rest, server.
 
+mod artifacts;
 pub mod dispatch;
 mod experiment_search;
 mod names;
 mod rest;
-mod scheduler;
 mod search;
 pub mod server;
+mod service;
 mod snapshots;
 pub mod store;
 pub mod sweep;
-mod tracking;
 
 pub use dispatch::LeaseOptions;
-pub use scheduler::{Scheduler, SchedulerOptions, StopSignal};
 pub use server::run;
+pub use service::{Scheduler, SchedulerOptions, StopSignal};
 pub use store::{Holder, OpenError, Store, read_holder};

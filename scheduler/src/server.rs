@@ -5,15 +5,19 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use drover_proto::service::grpc_routes;
 use tokio::net::TcpListener;
 
 use crate::rest;
-use crate::scheduler::{Scheduler, SchedulerOptions};
+use crate::service::{Scheduler, SchedulerOptions};
 use crate::store::Store;
 
 /// How long in-flight calls may take to finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the scheduler's own tasks (streams, the sweep driver, the dispatcher) may take to
+/// stop once the calls have drained.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the scheduler API for `store` on `listener`, and tells other drover processes on
 /// this machine to use it (through the data directory's lock file), until `shutdown`.
@@ -52,6 +56,13 @@ pub async fn serve(
         let _ = draining.send(());
         let _ = stop_sender.send(());
     };
+    // Answers are small HTTP/2 frames: with Nagle's algorithm on, each would wait for the
+    // client's delayed ACK (about 40 ms) before leaving.
+    let listener = listener.tap_io(|socket| {
+        if let Err(error) = socket.set_nodelay(true) {
+            tracing::warn!(%error, "cannot set TCP_NODELAY on an accepted connection");
+        }
+    });
     let server = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
     let drain_deadline = async move {
         if drain_started.await.is_ok() {
@@ -80,7 +91,7 @@ pub async fn serve(
         },
         stop_streams
     );
-    stop.finish().await;
+    stop.finish(STOP_TIMEOUT).await;
     store.close_and_release(DRAIN_TIMEOUT).await;
     tracing::info!("store flushed; scheduler stopped");
     served

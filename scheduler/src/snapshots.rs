@@ -7,7 +7,7 @@ use drover_project::snapshot::SnapshotDigest;
 use drover_proto::ApiError;
 use drover_proto::execution::{BoxStream, SnapshotChunk, UploadedSnapshot};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 
 use crate::store::{SnapshotRecord, Store, now_ms};
@@ -42,6 +42,16 @@ impl SnapshotStore {
 
     pub fn has(&self, digest: &SnapshotDigest) -> Result<bool, ApiError> {
         Ok(self.store.snapshot_record(digest)?.is_some() && self.path(digest).is_file())
+    }
+
+    /// Refuses a submission whose snapshot was never uploaded here.
+    pub fn require(&self, digest: &SnapshotDigest) -> Result<(), ApiError> {
+        if self.has(digest)? {
+            return Ok(());
+        }
+        Err(ApiError::FailedPrecondition(format!(
+            "snapshot {digest} is not on this scheduler; upload it before submitting"
+        )))
     }
 
     /// Receives an upload: the first chunk names digest and size; the bytes must match both.
@@ -126,7 +136,7 @@ impl SnapshotStore {
         Ok(UploadedSnapshot { digest: digest.clone(), size: declared, stored: true })
     }
 
-    /// Streams a stored snapshot in chunks.
+    /// Streams a stored snapshot in chunks, read as the receiver asks for them.
     pub async fn download(
         &self,
         digest: &SnapshotDigest,
@@ -135,27 +145,11 @@ impl SnapshotStore {
             return Err(ApiError::NotFound(format!("no snapshot {digest} on this scheduler")));
         }
         let path = self.path(digest);
-        let mut file =
-            tokio::fs::File::open(&path).await.map_err(|e| io_error("open", &path, e))?;
-        let (sender, receiver) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            loop {
-                let mut buffer = vec![0u8; DOWNLOAD_CHUNK];
-                match file.read(&mut buffer).await {
-                    Ok(0) => break,
-                    Ok(read) => {
-                        buffer.truncate(read);
-                        if sender.send(Ok(buffer)).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(error) => {
-                        let _ = sender.send(Err(io_error("read", &path, error))).await;
-                        break;
-                    }
-                }
-            }
-        });
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver)))
+        let file = tokio::fs::File::open(&path).await.map_err(|e| io_error("open", &path, e))?;
+        let chunks =
+            tokio_util::io::ReaderStream::with_capacity(file, DOWNLOAD_CHUNK).map(move |chunk| {
+                chunk.map(|bytes| bytes.to_vec()).map_err(|error| io_error("read", &path, error))
+            });
+        Ok(Box::pin(chunks))
     }
 }

@@ -154,7 +154,9 @@ async fn list(global: &GlobalOptions, options: ListOptions) -> anyhow::Result<()
                 .list_runs(ListRuns {
                     experiment_ids: experiment_ids.clone(),
                     view_type: options.view.into(),
-                    max_results: Some(options.max_results - runs.len() as u32),
+                    max_results: Some(i64::from(
+                        (options.max_results - runs.len() as u32).min(ListRuns::MAX_PAGE),
+                    )),
                     page_token,
                     filter: options.filter.clone(),
                     order_by: options.order_by.clone(),

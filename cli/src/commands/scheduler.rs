@@ -51,8 +51,10 @@ impl Options {
 }
 
 pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()> {
-    if global.scheduler.is_some() {
-        bail!("`drover scheduler` serves a store itself; drop --scheduler (and DROVER_SCHEDULER)");
+    // DROVER_SCHEDULER is for clients and workers: a shell pointed at the cluster may start
+    // the scheduler itself. Only the flag, typed here, is a mistake.
+    if global.scheduler.is_some() && !global.scheduler_from_env {
+        bail!("`drover scheduler` serves a store itself; drop --scheduler");
     }
     if !options.listen.ip().is_loopback() && !options.insecure {
         bail!(

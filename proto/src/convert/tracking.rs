@@ -375,7 +375,8 @@ impl From<ListRuns> for pb::ListRunsRequest {
         pb::ListRunsRequest {
             experiment_ids: request.experiment_ids.iter().map(ToString::to_string).collect(),
             view_type: view_type_to_wire(request.view_type),
-            max_results: request.max_results.unwrap_or(0),
+            // Out of the wire's range: the largest it carries, which the scheduler refuses.
+            max_results: request.max_results.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
             page_token: request.page_token.unwrap_or_default(),
             filter: request.filter.unwrap_or_default(),
             order_by: request.order_by,
@@ -394,7 +395,7 @@ impl TryFrom<pb::ListRunsRequest> for ListRuns {
                 .map(|id| id.parse())
                 .collect::<Result<_, _>>()?,
             view_type: view_type_from_wire(request.view_type)?,
-            max_results: non_zero(request.max_results),
+            max_results: non_zero(request.max_results).map(i64::from),
             page_token: non_empty(request.page_token),
             filter: non_empty(request.filter),
             order_by: request.order_by,

@@ -3,7 +3,9 @@
 //! `"NaN"`, `"Infinity"`, `"-Infinity"` both ways.
 
 use drover_proto::ApiError;
-use drover_proto::domain::{Experiment, Metric, Param, Run, RunInfo, RunStatus, Tag, ViewType};
+use drover_proto::domain::{
+    Experiment, ExperimentId, Metric, Param, Run, RunId, RunInfo, RunStatus, Tag, ViewType,
+};
 use serde::de::{self, Deserializer};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
@@ -64,6 +66,50 @@ pub fn required<T>(value: Option<T>, name: &str) -> Result<T, ApiError> {
     value.ok_or_else(|| {
         ApiError::InvalidArgument(format!("missing value for required parameter '{name}'"))
     })
+}
+
+/// A run named by `run_id`, or by `run_uuid` as older clients send it; flattened into every
+/// request body that names a run.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct RunRef {
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+}
+
+impl RunRef {
+    pub fn resolve(self) -> Result<RunId, ApiError> {
+        required(self.run_id.or(self.run_uuid), "run_id")?.parse()
+    }
+}
+
+/// A required experiment ID.
+pub fn experiment_id(text: Option<String>) -> Result<ExperimentId, ApiError> {
+    required(text, "experiment_id")?.parse()
+}
+
+/// One string or many: MLflow accepts repeated query parameters and JSON arrays alike.
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(value) => vec![value],
+            OneOrMany::Many(values) => values,
+        }
+    }
+
+    /// Each value parsed, e.g. as IDs; the first that does not parse is the error.
+    pub fn parse_each<T: std::str::FromStr<Err = ApiError>>(self) -> Result<Vec<T>, ApiError> {
+        self.into_vec().iter().map(|text| text.parse()).collect()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

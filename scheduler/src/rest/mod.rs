@@ -9,39 +9,20 @@ mod tracking;
 
 use axum::Router;
 use axum::extract::{FromRequest, Request};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use drover_proto::ApiError;
 use serde_json::Value;
 
-use crate::scheduler::Scheduler;
-
-pub use artifacts::ArtifactStore;
+use crate::service::Scheduler;
 
 /// Largest tracking request body accepted, as MLflow's limit.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// An error in MLflow's JSON shape: `{"error_code": ..., "message": ...}`.
-#[derive(Debug)]
-pub struct RestError(ApiError);
-
-impl From<ApiError> for RestError {
-    fn from(error: ApiError) -> Self {
-        RestError(error)
-    }
-}
-
-impl IntoResponse for RestError {
-    fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::json!({ "error_code": self.0.mlflow_error_code(), "message": self.0.to_string() });
-        (status, axum::Json(body)).into_response()
-    }
-}
-
-pub type RestResult = Result<axum::Json<Value>, RestError>;
+/// A handler's answer: MLflow's JSON, or its error shape (`ApiError` answers as MLflow's
+/// `{"error_code": ..., "message": ...}` with the matching HTTP status).
+pub type RestResult = Result<axum::Json<Value>, ApiError>;
 
 /// A request's parameters: the query string for GET and DELETE (repeated keys become
 /// arrays), the JSON body otherwise.
@@ -52,9 +33,9 @@ pub enum MlflowRequest {
 }
 
 impl<S: Send + Sync> FromRequest<S> for MlflowRequest {
-    type Rejection = RestError;
+    type Rejection = ApiError;
 
-    async fn from_request(request: Request, _state: &S) -> Result<Self, RestError> {
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         if request.method() == Method::GET || request.method() == Method::DELETE {
             return Ok(MlflowRequest::Query(query_object(request.uri().query().unwrap_or(""))));
         }
@@ -171,5 +152,5 @@ pub async fn not_found(request: Request) -> Response {
             .into_response();
     }
     let message = format!("no such endpoint: {} {}", request.method(), request.uri().path());
-    RestError(ApiError::NotFound(message)).into_response()
+    ApiError::NotFound(message).into_response()
 }

@@ -17,8 +17,9 @@ use drover_proto::execution::{MetricPoint, MetricSeries};
 use tokio::sync::oneshot;
 
 use super::history::{latest_of, supersedes};
-use super::runs::{RUN_NAME_TAG, stage_tags};
+use super::runs::stage_tags;
 use super::{Store, Ticket, keys, storage_error};
+use drover_proto::tags;
 
 /// Calls waiting to be written, and whether a leader is writing.
 #[derive(Default)]
@@ -221,7 +222,7 @@ fn updated_view(run: &Run, changes: &RunChanges) -> Run {
         changes.params.iter().map(|(key, value)| Param { key: key.clone(), value: value.clone() });
     merge_by_key(&mut data.params, params, |param| &param.key);
     merge_by_key(&mut data.tags, changes.tags.iter().cloned(), |tag| &tag.key);
-    if let Some(tag) = changes.tags.iter().rev().find(|tag| tag.key == RUN_NAME_TAG) {
+    if let Some(tag) = changes.tags.iter().rev().find(|tag| tag.key == tags::RUN_NAME) {
         run.info.run_name = tag.value.clone();
     }
     let mut new_keys = Vec::new();

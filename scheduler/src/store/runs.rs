@@ -14,10 +14,8 @@ use drover_proto::execution::MetricSeries;
 use super::ingest::Logged;
 use super::{Store, decode, encode, keys, now_ms, storage_error};
 use crate::names::random_run_name;
+use drover_proto::tags;
 use drover_proto::validate::{self, MAX_PARAM_VALUE_LEN, MAX_TAG_VALUE_LEN};
-
-pub const RUN_NAME_TAG: &str = "mlflow.runName";
-pub const USER_TAG: &str = "mlflow.user";
 
 impl Store {
     pub async fn create_run(&self, request: CreateRun) -> Result<Run, ApiError> {
@@ -49,35 +47,40 @@ impl Store {
         }
         let run_name = request
             .run_name
-            .or_else(|| tag_value(&request.tags, RUN_NAME_TAG))
+            .or_else(|| tag_value(&request.tags, tags::RUN_NAME))
             .unwrap_or_else(random_run_name);
+        // MLflow's clients may name the user only in a tag.
+        let user_id = match request.user_id.is_empty() {
+            true => tag_value(&request.tags, tags::USER).unwrap_or_default(),
+            false => request.user_id,
+        };
         let run_id = RunId(rand::random());
         let info = RunInfo {
             run_id,
             experiment_id: experiment.id,
             run_name: run_name.clone(),
-            user_id: request.user_id.clone(),
+            user_id: user_id.clone(),
             status: request.status,
             start_time_ms: request.start_time_ms.unwrap_or_else(now_ms),
             end_time_ms: None,
             lifecycle_stage: LifecycleStage::Active,
             artifact_uri: format!("{}/{run_id}/artifacts", experiment.artifact_location),
         };
-        let mut tags = request.tags;
-        tags.retain(|tag| tag.key != RUN_NAME_TAG);
-        tags.push(Tag { key: RUN_NAME_TAG.to_string(), value: run_name });
-        if !request.user_id.is_empty() && tag_value(&tags, USER_TAG).is_none() {
-            tags.push(Tag { key: USER_TAG.to_string(), value: request.user_id });
+        let mut run_tags = request.tags;
+        run_tags.retain(|tag| tag.key != tags::RUN_NAME);
+        run_tags.push(Tag::new(tags::RUN_NAME, run_name));
+        if !user_id.is_empty() && tag_value(&run_tags, tags::USER).is_none() {
+            run_tags.push(Tag::new(tags::USER, user_id));
         }
         let mut batch = sled::Batch::default();
         batch.insert(keys::run(run_id), encode(&info));
         batch.insert(keys::experiment_run(experiment.id, run_id), &[]);
-        for tag in &tags {
+        for tag in &run_tags {
             batch.insert(keys::tag(run_id, &tag.key), tag.value.as_bytes());
         }
-        tags.sort_by(|a, b| a.key.cmp(&b.key));
-        let run =
-            Run { info, data: RunData { params: Vec::new(), tags, latest_metrics: Vec::new() } };
+        run_tags.sort_by(|a, b| a.key.cmp(&b.key));
+        let data = RunData { params: Vec::new(), tags: run_tags, latest_metrics: Vec::new() };
+        let run = Run { info, data };
         Ok((run, batch))
     }
 
@@ -102,7 +105,7 @@ impl Store {
                 info.end_time_ms = Some(end_time);
             }
             if let Some(run_name) = request.run_name {
-                batch.insert(keys::tag(info.run_id, RUN_NAME_TAG), run_name.as_bytes());
+                batch.insert(keys::tag(info.run_id, tags::RUN_NAME), run_name.as_bytes());
                 info.run_name = run_name;
             }
             batch.insert(keys::run(info.run_id), encode(&info));
@@ -384,7 +387,7 @@ pub(super) fn stage_tags(mut info: RunInfo, tags: &[Tag], batch: &mut sled::Batc
     for tag in tags {
         batch.insert(keys::tag(info.run_id, &tag.key), tag.value.as_bytes());
     }
-    if let Some(run_name) = tag_value(tags, RUN_NAME_TAG) {
+    if let Some(run_name) = tag_value(tags, tags::RUN_NAME) {
         info.run_name = run_name;
         batch.insert(keys::run(info.run_id), encode(&info));
     }

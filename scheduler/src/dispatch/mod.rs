@@ -3,6 +3,12 @@
 //!
 //! Each state change is written to the store before it is acted on or acknowledged, so a
 //! restarted scheduler rebuilds the queue and the leases from the store alone.
+//!
+//! Submissions (`submit.rs`) are written by the caller's task, which then hands the queued
+//! run to the dispatcher: concurrent submissions share the store's flushes instead of
+//! waiting in the dispatcher's line.
+
+mod submit;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -15,6 +21,7 @@ use drover_proto::execution::{
     Assignment, AttemptId, ClusterStatus, EnvManager, RunPhase, RunUpdate, SchedulerMessage,
     WorkerRegistration, WorkerStatus,
 };
+use drover_proto::tags;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::store::{ExecutionRecord, Placement, RunChange, Store, now_ms};
@@ -39,11 +46,6 @@ impl Default for LeaseOptions {
         }
     }
 }
-
-pub const WORKER_TAG: &str = "drover.worker";
-pub const ATTEMPT_TAG: &str = "drover.attempt";
-pub const EXIT_CODE_TAG: &str = "drover.exit_code";
-pub const FAILURE_TAG: &str = "drover.failure_reason";
 
 enum Command {
     Submitted(Box<ExecutionRecord>),
@@ -78,6 +80,8 @@ enum Command {
 #[derive(Clone)]
 pub struct DispatchHandle {
     commands: mpsc::Sender<Command>,
+    /// Where submissions are written before the dispatcher hears of them.
+    store: Store,
 }
 
 /// What a handle on a scheduler task answers once the task has stopped.
@@ -90,7 +94,8 @@ impl DispatchHandle {
         self.commands.send(command).await.map_err(|_| stopped())
     }
 
-    pub async fn submitted(&self, record: ExecutionRecord) -> Result<(), ApiError> {
+    /// Hands the dispatcher a run whose submission is already in the store.
+    async fn submitted(&self, record: ExecutionRecord) -> Result<(), ApiError> {
         self.send(Command::Submitted(Box::new(record))).await
     }
 
@@ -178,6 +183,7 @@ impl Dispatcher {
         changes: Arc<watch::Sender<u64>>,
     ) -> Result<(Dispatcher, DispatchHandle), ApiError> {
         let (sender, commands) = mpsc::channel(1024);
+        let handle = DispatchHandle { commands: sender, store: store.clone() };
         let mut dispatcher = Dispatcher {
             store,
             options,
@@ -217,7 +223,7 @@ impl Dispatcher {
             }
             dispatcher.records.insert(record.run_id, record);
         }
-        Ok((dispatcher, DispatchHandle { commands: sender }))
+        Ok((dispatcher, handle))
     }
 
     /// Serves commands until `stop` completes or every handle is dropped.
@@ -404,10 +410,10 @@ impl Dispatcher {
                 record.message = update.message.clone();
                 change.status = Some(status);
                 if let Some(code) = update.exit_code {
-                    change.tags.push(tag(EXIT_CODE_TAG, &code.to_string()));
+                    change.tags.push(Tag::new(tags::EXIT_CODE, code.to_string()));
                 }
                 if !update.message.is_empty() {
-                    change.tags.push(tag(FAILURE_TAG, &update.message));
+                    change.tags.push(Tag::new(tags::FAILURE_REASON, &update.message));
                 }
                 log_line = match (&update.exit_code, update.message.as_str()) {
                     (_, message) if !message.is_empty() => format!("run ended {status}: {message}"),
@@ -494,7 +500,8 @@ impl Dispatcher {
         self.store
             .append_system_log(record.run_id, &format!("run ended {status}: {reason}"))
             .await?;
-        let change = RunChange { status: Some(status), tags: vec![tag(FAILURE_TAG, reason)] };
+        let change =
+            RunChange { status: Some(status), tags: vec![Tag::new(tags::FAILURE_REASON, reason)] };
         let info = self.store.save_execution(&record, change).await?;
         self.records.remove(&record.run_id);
         self.changed();
@@ -593,8 +600,8 @@ impl Dispatcher {
             let change = RunChange {
                 status: None,
                 tags: vec![
-                    tag(WORKER_TAG, &worker_id),
-                    tag(ATTEMPT_TAG, &attempt.attempt.to_string()),
+                    Tag::new(tags::WORKER, &worker_id),
+                    Tag::new(tags::ATTEMPT, attempt.attempt.to_string()),
                 ],
             };
             let line = format!("attempt {} assigned to worker {worker_id}", attempt.attempt);
@@ -626,8 +633,4 @@ impl Dispatcher {
             self.changed();
         }
     }
-}
-
-fn tag(key: &str, value: &str) -> Tag {
-    Tag { key: key.to_string(), value: value.to_string() }
 }

@@ -1,0 +1,89 @@
+//! Submitting, following and cancelling runs; snapshots; the workers' streams.
+
+use drover_project::snapshot::SnapshotDigest;
+use drover_proto::ApiError;
+use drover_proto::domain::{Run, RunId, RunInfo};
+use drover_proto::execution::{
+    BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SnapshotChunk, SubmitRun,
+    UploadedSnapshot, WorkerEvent, WorkerMessage,
+};
+use drover_proto::service::Execution;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::Scheduler;
+use super::follow::Follower;
+use super::workers::WorkerSession;
+
+impl Execution for Scheduler {
+    async fn submit_run(&self, request: SubmitRun) -> Result<Run, ApiError> {
+        self.snapshots.require(&request.spec.snapshot)?;
+        self.dispatch.submit_run(request).await
+    }
+
+    async fn cancel_run(&self, run_id: RunId) -> Result<RunInfo, ApiError> {
+        self.dispatch.cancel(run_id).await
+    }
+
+    async fn follow_run(
+        &self,
+        request: FollowRun,
+    ) -> Result<BoxStream<Result<RunEvent, ApiError>>, ApiError> {
+        self.store.run(request.run_id)?;
+        let (sender, receiver) = mpsc::channel(16);
+        let follower = Follower { scheduler: self.clone(), request, sender };
+        self.tasks.spawn(follower.run());
+        Ok(Box::pin(ReceiverStream::new(receiver)))
+    }
+
+    async fn cluster_status(&self) -> Result<ClusterStatus, ApiError> {
+        self.dispatch.status().await
+    }
+
+    async fn has_snapshot(&self, digest: SnapshotDigest) -> Result<(bool, u64), ApiError> {
+        Ok((self.snapshots.has(&digest)?, self.snapshots.limit()))
+    }
+
+    async fn upload_snapshot(
+        &self,
+        chunks: BoxStream<Result<SnapshotChunk, ApiError>>,
+    ) -> Result<UploadedSnapshot, ApiError> {
+        self.snapshots.upload(chunks).await
+    }
+
+    async fn download_snapshot(
+        &self,
+        digest: SnapshotDigest,
+    ) -> Result<BoxStream<Result<Vec<u8>, ApiError>>, ApiError> {
+        self.snapshots.download(&digest).await
+    }
+
+    async fn connect_worker(
+        &self,
+        mut incoming: BoxStream<Result<WorkerMessage, ApiError>>,
+    ) -> Result<BoxStream<Result<SchedulerMessage, ApiError>>, ApiError> {
+        let registration = match incoming.next().await {
+            Some(Ok(WorkerMessage { event: WorkerEvent::Register(registration), .. })) => {
+                registration
+            }
+            Some(Ok(_)) => {
+                return Err(ApiError::InvalidArgument(
+                    "a worker's first message must register it".to_string(),
+                ));
+            }
+            Some(Err(error)) => return Err(error),
+            None => {
+                return Err(ApiError::InvalidArgument(
+                    "the worker closed its stream before registering".to_string(),
+                ));
+            }
+        };
+        let (outbox, replies) = mpsc::channel(256);
+        let worker_id = registration.worker_id.clone();
+        let session = self.dispatch.attach(registration, outbox.clone()).await?;
+        let session = WorkerSession { scheduler: self.clone(), worker_id, session, outbox };
+        self.tasks.spawn(session.run(incoming));
+        Ok(Box::pin(ReceiverStream::new(replies).map(Ok)))
+    }
+}

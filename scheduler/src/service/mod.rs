@@ -1,0 +1,145 @@
+//! The scheduler's service layer: one cheap-to-clone handle over the store, the artifact and
+//! snapshot stores, the dispatcher and the sweep driver. Both faces call it, gRPC through the
+//! `Tracking`, `Execution` and `Sweeps` traits and MLflow's REST API through the same methods
+//! (and a few of its own, in `tracking.rs`), so each rule of the API lives in one place, here
+//! or below, and the faces only translate.
+
+mod execution;
+mod follow;
+mod paging;
+mod sweeps;
+mod tracking;
+mod workers;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_project::snapshot::DEFAULT_SIZE_LIMIT;
+use drover_proto::ApiError;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+use crate::artifacts::ArtifactStore;
+use crate::dispatch::{DispatchHandle, Dispatcher, LeaseOptions};
+use crate::snapshots::SnapshotStore;
+use crate::store::Store;
+use crate::sweep::{Driver, SweepHandle};
+
+pub use tracking::{BulkHistoryQuery, SearchExperiments};
+
+/// How the scheduler runs, validated once by whoever starts it.
+#[derive(Clone, Copy, Debug)]
+pub struct SchedulerOptions {
+    pub lease: LeaseOptions,
+    /// Largest project snapshot accepted, in bytes.
+    pub snapshot_limit: u64,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        SchedulerOptions { lease: LeaseOptions::default(), snapshot_limit: DEFAULT_SIZE_LIMIT }
+    }
+}
+
+#[derive(Clone)]
+pub struct Scheduler {
+    store: Store,
+    artifacts: ArtifactStore,
+    snapshots: SnapshotStore,
+    dispatch: DispatchHandle,
+    sweeps: SweepHandle,
+    /// Bumped after every visible change to a run, for followers.
+    changes: Arc<watch::Sender<u64>>,
+    stopping: watch::Receiver<bool>,
+    /// The tasks behind long-lived streams (followers, worker sessions), awaited on shutdown.
+    tasks: TaskTracker,
+}
+
+/// Tells a scheduler's long-lived streams, its sweep driver and its dispatcher to end, so a
+/// graceful shutdown can complete.
+pub struct StopSignal {
+    stopping: watch::Sender<bool>,
+    dispatcher: JoinHandle<()>,
+    sweeps: JoinHandle<()>,
+    tasks: TaskTracker,
+}
+
+impl StopSignal {
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Stops, and waits up to `timeout` for the streams' tasks, then the sweep driver, then
+    /// the dispatcher to finish what they are doing. What is still running after that is
+    /// abandoned: every write it made is durable or was never acknowledged.
+    pub async fn finish(self, timeout: Duration) {
+        self.stop();
+        let StopSignal { tasks, sweeps, dispatcher, .. } = self;
+        tasks.close();
+        let in_order = async {
+            tasks.wait().await;
+            let _ = sweeps.await;
+            let _ = dispatcher.await;
+        };
+        if tokio::time::timeout(timeout, in_order).await.is_err() {
+            tracing::warn!(?timeout, "scheduler tasks did not stop in time; leaving them");
+        }
+    }
+}
+
+impl Scheduler {
+    /// Recovers the queue, the leases and the sweeps in progress from `store`, and starts the
+    /// dispatcher and the sweep driver.
+    pub fn start(
+        store: Store,
+        options: SchedulerOptions,
+    ) -> Result<(Scheduler, StopSignal), ApiError> {
+        let snapshots =
+            SnapshotStore::open(store.clone(), options.snapshot_limit).map_err(|error| {
+                ApiError::Internal(format!("cannot prepare the snapshot directory: {error}"))
+            })?;
+        let artifacts = ArtifactStore::open(store.dir()).map_err(|error| {
+            ApiError::Internal(format!("cannot prepare the artifact directory: {error}"))
+        })?;
+        let changes = Arc::new(watch::Sender::new(0u64));
+        let (dispatcher, dispatch) =
+            Dispatcher::recover(store.clone(), options.lease, changes.clone())?;
+        let (sweeps, sweep_commands) = SweepHandle::new();
+        let driver =
+            Driver::recover(store.clone(), dispatch.clone(), snapshots.clone(), sweep_commands)?;
+        let (stop, stopping) = watch::channel(false);
+        let dispatcher = tokio::spawn(dispatcher.run(until_stopped(stopping.clone())));
+        let sweeps_task =
+            tokio::spawn(driver.run(changes.subscribe(), until_stopped(stopping.clone())));
+        let tasks = TaskTracker::new();
+        let scheduler = Scheduler {
+            store,
+            artifacts,
+            snapshots,
+            dispatch,
+            sweeps,
+            changes,
+            stopping,
+            tasks: tasks.clone(),
+        };
+        let signal = StopSignal { stopping: stop, dispatcher, sweeps: sweeps_task, tasks };
+        Ok((scheduler, signal))
+    }
+
+    /// The artifact store, for the artifact proxy.
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.artifacts
+    }
+
+    /// Completes once the scheduler begins shutting down.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        until_stopped(self.stopping.clone())
+    }
+}
+
+/// Completes once `stopping` says so (or its sender is gone).
+async fn until_stopped(mut stopping: watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stopping| *stopping).await;
+}
