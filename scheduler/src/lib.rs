@@ -3,7 +3,6 @@
 //! storage; and the server that exposes it all to the CLI and the workers.
 
 pub mod dispatch;
-mod experiment_search;
 mod names;
 mod rest;
 mod scheduler;

@@ -17,8 +17,8 @@ use super::json::{
     self, MetricJson, MetricOut, TagJson, lenient_i64, parse_status, parse_view_type, required,
 };
 use super::{MlflowRequest, RestError, RestResult};
-use crate::experiment_search::ExperimentFilter;
 use crate::scheduler::Scheduler;
+use crate::search::ExperimentFilter;
 use crate::search::{Filter, OrderBy};
 
 /// Items one `log-batch` request may carry, as MLflow's limits.
