@@ -8,7 +8,6 @@
 
 mod artifacts;
 pub mod dispatch;
-mod experiment_search;
 mod names;
 mod rest;
 mod search;

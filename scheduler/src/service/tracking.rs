@@ -14,8 +14,7 @@ use serde_json::Value;
 use super::Scheduler;
 use super::paging::{self, EXPERIMENTS, PageLimits, RUNS};
 use crate::artifacts::FileInfo;
-use crate::experiment_search::ExperimentFilter;
-use crate::search::{Filter, OrderBy};
+use crate::search::{ExperimentFilter, Filter, OrderBy};
 
 type ApiResult<T> = Result<T, ApiError>;
 

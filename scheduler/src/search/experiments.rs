@@ -6,7 +6,8 @@ use std::cmp::Ordering;
 use drover_proto::ApiError;
 use drover_proto::domain::Experiment;
 
-use crate::search::{Comparison, split_clauses, tokenize_clause};
+use super::clause::Comparison;
+use super::parser::{split_clauses, tokenize_clause};
 
 #[derive(Debug)]
 enum Field {
