@@ -24,10 +24,6 @@ fn param(key: &str, value: &str) -> Param {
     Param { key: key.to_string(), value: value.to_string() }
 }
 
-fn tag(key: &str, value: &str) -> Tag {
-    Tag { key: key.to_string(), value: value.to_string() }
-}
-
 fn history(run_id: RunId, key: &str) -> MetricHistoryQuery {
     MetricHistoryQuery {
         run_id,
@@ -313,15 +309,18 @@ async fn tags_overwrite_and_delete() {
     let client = &scheduler.client;
     let run_id = scheduler.run(DEFAULT_EXPERIMENT_ID).await.info.run_id;
 
-    client.set_tags(run_id, vec![tag("team", "vision"), tag("note", "first")]).await.unwrap();
-    client.set_tags(run_id, vec![tag("note", "second")]).await.unwrap();
+    client
+        .set_tags(run_id, vec![Tag::new("team", "vision"), Tag::new("note", "first")])
+        .await
+        .unwrap();
+    client.set_tags(run_id, vec![Tag::new("note", "second")]).await.unwrap();
     client.delete_tag(run_id, "team").await.unwrap();
     let error = client.delete_tag(run_id, "team").await.unwrap_err();
     assert!(matches!(error, ApiError::NotFound(_)), "{error:?}");
-    let error = client.set_tags(run_id, vec![tag("bad;key", "x")]).await.unwrap_err();
+    let error = client.set_tags(run_id, vec![Tag::new("bad;key", "x")]).await.unwrap_err();
     assert!(matches!(error, ApiError::InvalidArgument(_)), "{error:?}");
 
-    client.set_tags(run_id, vec![tag("mlflow.runName", "renamed")]).await.unwrap();
+    client.set_tags(run_id, vec![Tag::new("mlflow.runName", "renamed")]).await.unwrap();
     let run = client.get_run(run_id).await.unwrap();
     assert_eq!(run.info.run_name, "renamed");
     let tags: Vec<_> = run.data.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect();
@@ -420,7 +419,7 @@ async fn a_restart_on_the_same_directory_keeps_everything() {
     let run = scheduler.run(experiment).await;
     let run_id = run.info.run_id;
     scheduler.client.log_params(run_id, vec![param("alpha", "0.5")]).await.unwrap();
-    scheduler.client.set_tags(run_id, vec![tag("team", "nlp")]).await.unwrap();
+    scheduler.client.set_tags(run_id, vec![Tag::new("team", "nlp")]).await.unwrap();
     scheduler
         .client
         .log_metrics(run_id, (0..100).map(|i| metric("loss", 1.0 / (i + 1) as f64, i, i)).collect())
@@ -541,7 +540,7 @@ async fn searches_see_every_later_write() {
     assert_eq!(client.list_runs(search("metrics.loss < 1")).await.unwrap().items.len(), 1);
     client.log_params(run_id, vec![param("alpha", "0.1")]).await.unwrap();
     assert_eq!(client.list_runs(search("params.alpha = '0.1'")).await.unwrap().items.len(), 1);
-    client.set_tags(run_id, vec![tag("team", "a")]).await.unwrap();
+    client.set_tags(run_id, vec![Tag::new("team", "a")]).await.unwrap();
     assert_eq!(client.list_runs(search("tags.team = 'a'")).await.unwrap().items.len(), 1);
     client.delete_tag(run_id, "team").await.unwrap();
     assert!(client.list_runs(search("tags.team = 'a'")).await.unwrap().items.is_empty());
@@ -562,5 +561,144 @@ async fn searches_see_every_later_write() {
     assert!(
         client.list_runs(search("attributes.status = 'FINISHED'")).await.unwrap().items.is_empty()
     );
+    scheduler.stop().await;
+}
+
+/// gRPC's `ListRuns` (and so `drover runs list`) and MLflow's `runs/search` are one search:
+/// paging through the same runs over both faces gives the same runs in the same order, and
+/// both refuse what either refuses, with the same words.
+#[tokio::test]
+async fn both_faces_page_through_the_same_runs_in_the_same_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = TestScheduler::start(dir.path()).await;
+    let client = &scheduler.client;
+    let experiment = scheduler.experiment("faces").await;
+    for index in 0..250_i64 {
+        let mut request = new_run(experiment);
+        // Start times, metric values and params repeat, so ties must break the same way.
+        request.start_time_ms = Some(1_000 + index % 50);
+        let run = client.create_run(request).await.unwrap();
+        let run_id = run.info.run_id;
+        if index % 7 != 0 {
+            let point = metric("loss", (index % 13) as f64 / 4.0, 5, 0);
+            client.log_metrics(run_id, vec![point]).await.unwrap();
+        }
+        client.log_params(run_id, vec![param("lr", &format!("0.{}", index % 5))]).await.unwrap();
+    }
+    let other = scheduler.experiment("elsewhere").await;
+    scheduler.run(other).await;
+
+    let searches: [(&str, Vec<&str>); 3] = [
+        ("", vec![]),
+        ("", vec!["metrics.loss DESC", "params.lr"]),
+        ("params.lr != '0.3' and metrics.loss >= 0.5", vec!["attributes.start_time ASC"]),
+    ];
+    for (filter, order_by) in searches {
+        let mut over_grpc = Vec::new();
+        let mut page_token = None;
+        loop {
+            let page = client
+                .list_runs(ListRuns {
+                    experiment_ids: vec![experiment],
+                    max_results: Some(40),
+                    page_token,
+                    filter: Some(filter.to_string()),
+                    order_by: order_by.iter().map(|clause| clause.to_string()).collect(),
+                    ..ListRuns::default()
+                })
+                .await
+                .unwrap();
+            over_grpc.extend(page.items.iter().map(|run| run.info.run_id.to_string()));
+            page_token = page.next_page_token;
+            if page_token.is_none() {
+                break;
+            }
+        }
+        let mut over_rest = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut body = serde_json::json!({
+                "experiment_ids": [experiment.to_string()],
+                "max_results": 40,
+                "filter": filter,
+                "order_by": order_by,
+            });
+            if let Some(token) = &page_token {
+                body["page_token"] = token.clone().into();
+            }
+            let (status, answer) = scheduler.rest("runs/search", body).await;
+            assert_eq!(status, 200, "{answer}");
+            let runs = answer["runs"].as_array().cloned().unwrap_or_default();
+            over_rest
+                .extend(runs.iter().map(|run| run["info"]["run_id"].as_str().unwrap().to_string()));
+            page_token = answer["next_page_token"].as_str().map(str::to_string);
+            if page_token.is_none() {
+                break;
+            }
+        }
+        assert!(!over_grpc.is_empty(), "{filter:?} should match runs");
+        assert_eq!(over_grpc.len(), over_grpc.iter().collect::<HashSet<_>>().len());
+        assert_eq!(over_grpc, over_rest, "filter {filter:?}, order_by {order_by:?}");
+    }
+
+    // A token from one face continues the same search on the other.
+    let first = client
+        .list_runs(ListRuns {
+            experiment_ids: vec![experiment],
+            max_results: Some(100),
+            ..ListRuns::default()
+        })
+        .await
+        .unwrap();
+    let token = first.next_page_token.unwrap();
+    let (_, answer) = scheduler
+        .rest("runs/search", serde_json::json!({ "experiment_ids": [experiment.to_string()], "max_results": 100, "page_token": token }))
+        .await;
+    let second = client
+        .list_runs(ListRuns {
+            experiment_ids: vec![experiment],
+            max_results: Some(100),
+            page_token: Some(token),
+            ..ListRuns::default()
+        })
+        .await
+        .unwrap();
+    let over_rest: Vec<&str> = answer["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["info"]["run_id"].as_str().unwrap())
+        .collect();
+    let over_grpc: Vec<String> =
+        second.items.iter().map(|run| run.info.run_id.to_string()).collect();
+    assert_eq!(over_grpc, over_rest);
+
+    // The same refusals, in the same words.
+    let missing = ExperimentId(9_999);
+    let refusals: [(ListRuns, serde_json::Value); 4] = [
+        (
+            ListRuns { max_results: Some(50_001), ..ListRuns::default() },
+            serde_json::json!({ "max_results": 50_001 }),
+        ),
+        (
+            ListRuns { page_token: Some("250".into()), ..ListRuns::default() },
+            serde_json::json!({ "page_token": "250" }),
+        ),
+        (
+            ListRuns { experiment_ids: vec![missing], ..ListRuns::default() },
+            serde_json::json!({ "experiment_ids": [missing.to_string()] }),
+        ),
+        (
+            ListRuns { filter: Some("metrics.loss <> 1".into()), ..ListRuns::default() },
+            serde_json::json!({ "filter": "metrics.loss <> 1" }),
+        ),
+    ];
+    for (request, body) in refusals {
+        let error = client.list_runs(request).await.unwrap_err();
+        let (status, answer) = scheduler.rest("runs/search", body.clone()).await;
+        assert_ne!(status, 200, "{body} should be refused");
+        assert_eq!(answer["message"], error.to_string(), "{body}");
+        assert_eq!(answer["error_code"], error.mlflow_error_code(), "{body}");
+    }
     scheduler.stop().await;
 }

@@ -14,6 +14,7 @@ use drover_proto::domain::{
     CreateExperiment, DEFAULT_EXPERIMENT_ID, ExperimentId, ExperimentName, ExperimentRef, Tag,
 };
 use drover_proto::execution::{EnvManager, RunSpec, SubmitRun};
+use drover_proto::tags;
 
 use crate::GlobalOptions;
 use crate::backend::{Backend, Embedding};
@@ -196,17 +197,17 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
     };
 
     let snapshot = snapshot::pack(project_dir, snapshot::DEFAULT_SIZE_LIMIT)?;
-    let mut tags = vec![
-        tag("mlflow.source.name", &absolute(project_dir).display().to_string()),
-        tag("mlflow.source.type", "PROJECT"),
-        tag("mlflow.project.env", project.environment.kind()),
-        tag("mlflow.user", &user()),
-        tag("drover.project.name", &project.name),
+    let mut run_tags = vec![
+        Tag::new(tags::SOURCE_NAME, absolute(project_dir).display().to_string()),
+        Tag::new(tags::SOURCE_TYPE, "PROJECT"),
+        Tag::new(tags::PROJECT_ENV, project.environment.kind()),
+        Tag::new(tags::USER, user()),
+        Tag::new(tags::PROJECT_NAME, &project.name),
     ];
     if let Some(run_name) = &args.run_name {
-        tags.push(tag("mlflow.runName", run_name));
+        run_tags.push(Tag::new(tags::RUN_NAME, run_name));
     }
-    tags.extend(git_tags(project_dir));
+    run_tags.extend(git_tags(project_dir));
     let spec = RunSpec {
         project_name: project.name.clone(),
         snapshot: snapshot.digest.clone(),
@@ -221,7 +222,7 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
         max_retries: args.max_retries,
         priority: args.priority,
     };
-    Ok(PreparedRun { spec, tags, command: invocation.command, snapshot })
+    Ok(PreparedRun { spec, tags: run_tags, command: invocation.command, snapshot })
 }
 
 /// The experiment to run in: by ID (must exist), by name (created when missing), or Default.
@@ -279,10 +280,6 @@ pub async fn upload_snapshot(client: &Client, snapshot: &PackedSnapshot) -> anyh
     Ok(())
 }
 
-fn tag(key: &str, value: &str) -> Tag {
-    Tag { key: key.to_string(), value: value.to_string() }
-}
-
 fn absolute(path: &Path) -> PathBuf {
     path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
@@ -306,16 +303,16 @@ fn git_tags(dir: &Path) -> Vec<Tag> {
         output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
     };
     let Some(commit) = git(&["rev-parse", "HEAD"]) else { return Vec::new() };
-    let mut tags = vec![tag("mlflow.source.git.commit", &commit)];
+    let mut source = vec![Tag::new(tags::GIT_COMMIT, commit)];
     if let Some(url) = git(&["remote", "get-url", "origin"]).filter(|url| !url.is_empty()) {
-        tags.push(tag("mlflow.source.git.repoURL", &url));
+        source.push(Tag::new(tags::GIT_REPO_URL, url));
     }
     if let Some(branch) =
         git(&["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| !b.is_empty() && b != "HEAD")
     {
-        tags.push(tag("mlflow.source.git.branch", &branch));
+        source.push(Tag::new(tags::GIT_BRANCH, branch));
     }
     let dirty = git(&["status", "--porcelain", "--", "."]).is_some_and(|status| !status.is_empty());
-    tags.push(tag("drover.source.git.dirty", if dirty { "true" } else { "false" }));
-    tags
+    source.push(Tag::new(tags::GIT_DIRTY, if dirty { "true" } else { "false" }));
+    source
 }

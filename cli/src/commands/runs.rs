@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 use drover_proto::domain::{ExperimentId, ExperimentRef, ListRuns, Run, RunId};
+use drover_proto::tags;
 
 use super::View;
 use std::process::ExitCode;
@@ -388,17 +389,17 @@ fn render_run(run: &Run, experiment_name: &str) -> String {
 
 /// How a run executed, shown beside its status when drover ran it.
 const EXECUTION_FIELDS: &[(&str, &str)] = &[
-    ("Exit code", "drover.exit_code"),
-    ("Failure", "drover.failure_reason"),
-    ("Worker", "drover.worker"),
-    ("Attempt", "drover.attempt"),
-    ("Entry point", "mlflow.project.entryPoint"),
-    ("Command", "drover.command"),
-    ("Image", "drover.docker.image"),
-    ("Image ID", "drover.docker.image_id"),
-    ("Snapshot", "drover.snapshot.digest"),
-    ("Git commit", "mlflow.source.git.commit"),
-    ("Source", "mlflow.source.name"),
+    ("Exit code", tags::EXIT_CODE),
+    ("Failure", tags::FAILURE_REASON),
+    ("Worker", tags::WORKER),
+    ("Attempt", tags::ATTEMPT),
+    ("Entry point", tags::ENTRY_POINT),
+    ("Command", tags::COMMAND),
+    ("Image", tags::IMAGE),
+    ("Image ID", tags::IMAGE_ID),
+    ("Snapshot", tags::SNAPSHOT),
+    ("Git commit", tags::GIT_COMMIT),
+    ("Source", tags::SOURCE_NAME),
 ];
 
 fn indent(text: &str) -> String {

@@ -296,10 +296,6 @@ mod tests {
         Param { key: key.to_string(), value: value.to_string() }
     }
 
-    fn tag(key: &str, value: &str) -> Tag {
-        Tag { key: key.to_string(), value: value.to_string() }
-    }
-
     fn history(run_id: RunId, key: &str) -> MetricHistoryQuery {
         MetricHistoryQuery {
             run_id,
@@ -345,7 +341,7 @@ mod tests {
                         run_id,
                         vec![metric("loss", call as f64, 1, call), metric("acc", 0.5, 1, call)],
                         vec![param("owner", &call.to_string()), param(&format!("p{call}"), "x")],
-                        vec![tag("mlflow.runName", &format!("name-{call}"))],
+                        vec![Tag::new("mlflow.runName", format!("name-{call}"))],
                     )
                     .await;
                 (call, run_id, outcome)
@@ -366,7 +362,8 @@ mod tests {
         for call in 0..6 {
             let store = store.clone();
             curve_tasks.push(tokio::spawn(async move {
-                let tags = vec![tag("t", &call.to_string()), tag(&format!("k{}", call % 3), "v")];
+                let tags =
+                    vec![Tag::new("t", call.to_string()), Tag::new(format!("k{}", call % 3), "v")];
                 let params = vec![param(&format!("q{}", call % 2), "same")];
                 let points = vec![metric("z", call as f64, 5 - call, 1), metric("a", 1.0, 1, 1)];
                 store.log_batch(tagged, points, params, tags).await.map(|()| 3)

@@ -1,5 +1,6 @@
 //! Helpers for the scheduler's integration tests: a real scheduler on 127.0.0.1:0 over a
-//! temporary data directory, reached through the real gRPC client.
+//! temporary data directory, reached through the real gRPC client and over plain HTTP for
+//! MLflow's REST API.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,8 @@ use tokio::task::JoinHandle;
 
 pub struct TestScheduler {
     pub client: Client,
+    /// `host:port` of the scheduler's one address.
+    pub address: String,
     pub data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -34,8 +37,10 @@ impl TestScheduler {
             },
         ));
         let client = Client::connect(&address).await.expect("connect");
+        let address = address.to_string();
         TestScheduler {
             client,
+            address,
             data_dir: data_dir.to_path_buf(),
             stop: Some(stop),
             server: Some(server),
@@ -68,6 +73,24 @@ impl TestScheduler {
             tags: Vec::new(),
         };
         self.client.create_experiment(request).await.expect("create experiment").id
+    }
+
+    /// POSTs `body` to MLflow's REST API at `/api/2.0/mlflow/<path>`; the status and the
+    /// JSON answer.
+    pub async fn rest(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        use http_body_util::BodyExt;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<axum::body::Bytes>>();
+        let request =
+            axum::http::Request::post(format!("http://{}/api/2.0/mlflow/{path}", self.address))
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(axum::body::Bytes::from(body.to_string())))
+                .expect("request");
+        let response = client.request(request).await.expect("REST call");
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.expect("REST answer").to_bytes();
+        (status, serde_json::from_slice(&bytes).expect("a JSON answer"))
     }
 
     pub async fn run(&self, experiment_id: ExperimentId) -> Run {
