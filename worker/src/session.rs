@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::WorkerOptions;
-use crate::docker::DockerExecutor;
+use crate::executor::docker::{CONTAINER_HOST, DockerExecutor};
+use crate::options::WorkerOptions;
 use crate::runner::{RunContext, Runner};
 use crate::snapshots::SnapshotCache;
 use crate::tracking_proxy::TrackingProxy;
@@ -341,7 +341,7 @@ async fn start_tracking_proxy(docker: &DockerExecutor, scheduler: &str) -> Optio
         return None;
     };
     let scheduler = drover_proto::client::normalize_address(scheduler).ok()?;
-    match TrackingProxy::start(gateway, &scheduler).await {
+    match TrackingProxy::start(gateway, CONTAINER_HOST, &scheduler).await {
         Ok(proxy) => Some(proxy),
         Err(error) => {
             tracing::warn!(%error, %gateway, "cannot start the tracking proxy; containers get the scheduler's address");

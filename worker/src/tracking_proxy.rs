@@ -23,9 +23,6 @@ use serde_json::Value;
 /// The largest tracking call body inspected; MLflow's own limit.
 const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// Host name containers use for the worker's host (mapped to the bridge gateway).
-pub const CONTAINER_HOST: &str = "host.docker.internal";
-
 #[derive(Clone, Copy, Debug)]
 struct Scope {
     run_id: RunId,
@@ -35,6 +32,8 @@ struct Scope {
 /// Grants and revokes runs' access; cheap to clone.
 #[derive(Clone)]
 pub struct TrackingProxy {
+    /// How containers name the worker's host.
+    host: String,
     port: u16,
     scopes: Arc<Mutex<HashMap<String, Scope>>>,
 }
@@ -61,8 +60,12 @@ struct ProxyState {
 
 impl TrackingProxy {
     /// Serves the proxy on `address` (the Docker bridge's gateway), forwarding to
-    /// `scheduler` (`http://host:port`).
-    pub async fn start(address: IpAddr, scheduler: &str) -> std::io::Result<TrackingProxy> {
+    /// `scheduler` (`http://host:port`); containers reach `address` as `host`.
+    pub async fn start(
+        address: IpAddr,
+        host: &str,
+        scheduler: &str,
+    ) -> std::io::Result<TrackingProxy> {
         let scheduler: Uri = scheduler.parse().map_err(std::io::Error::other)?;
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(address, 0)).await?;
         let port = listener.local_addr()?.port();
@@ -79,7 +82,7 @@ impl TrackingProxy {
             }
         });
         tracing::info!(%address, port, "tracking proxy for containers listening");
-        Ok(TrackingProxy { port, scopes })
+        Ok(TrackingProxy { host: host.to_string(), port, scopes })
     }
 
     fn scopes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Scope>> {
@@ -90,7 +93,7 @@ impl TrackingProxy {
     pub fn grant(&self, run_id: RunId, experiment_id: ExperimentId) -> Grant {
         let token = hex::encode(rand::random::<[u8; 16]>());
         self.scopes().insert(token.clone(), Scope { run_id, experiment_id });
-        let uri = format!("http://{CONTAINER_HOST}:{}/run/{token}", self.port);
+        let uri = format!("http://{}:{}/run/{token}", self.host, self.port);
         Grant { proxy: self.clone(), token, uri }
     }
 }
@@ -283,37 +286,12 @@ fn query_pairs(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The Docker bridge's gateway address on this machine: where containers reach the host.
-/// Engines that do not report it use the subnet's first address, as Docker assigns it.
-pub async fn bridge_gateway(docker: &bollard::Docker) -> Option<IpAddr> {
-    let options = None::<bollard::query_parameters::InspectNetworkOptions>;
-    let network = docker.inspect_network("bridge", options).await.ok()?;
-    let configs = network.ipam?.config?;
-    configs
-        .iter()
-        .find_map(|config| config.gateway.as_deref()?.parse().ok())
-        .or_else(|| configs.iter().find_map(|config| first_host(config.subnet.as_deref()?)))
-}
-
-/// The first host address of an IPv4 subnet such as `172.17.0.0/16`.
-fn first_host(subnet: &str) -> Option<IpAddr> {
-    let (network, _) = subnet.split_once('/')?;
-    let network: std::net::Ipv4Addr = network.parse().ok()?;
-    Some(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(network).checked_add(1)?)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn scope() -> Scope {
         Scope { run_id: RunId([0xab; 16]), experiment_id: ExperimentId(7) }
-    }
-
-    #[test]
-    fn the_gateway_defaults_to_the_subnets_first_address() {
-        assert_eq!(first_host("172.17.0.0/16"), Some("172.17.0.1".parse().unwrap()));
-        assert_eq!(first_host("garbage"), None);
     }
 
     #[test]

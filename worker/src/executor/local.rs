@@ -4,16 +4,14 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
 
 use drover_proto::execution::LogStream;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
-use tokio::sync::watch;
 
-use crate::runner::{Outcome, Output, Started, cancel_grace};
+use super::{Cancellation, ExecutorError, Outcome, Output, Started};
 
 pub struct LocalRun {
     pub command: String,
@@ -25,9 +23,9 @@ impl LocalRun {
     pub async fn execute(
         self,
         output: Output,
-        mut cancelled: watch::Receiver<Option<Duration>>,
+        mut cancellation: Cancellation,
         started: Started,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, ExecutorError> {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(&self.command)
@@ -39,7 +37,7 @@ impl LocalRun {
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|error| format!("cannot start the command: {error}"))?;
+            .map_err(|source| ExecutorError::Spawn { source })?;
         let group = child.id().map(|pid| Pid::from_raw(pid as i32));
         let _ = started.send(Vec::new());
         let stdout = child
@@ -49,17 +47,19 @@ impl LocalRun {
         let stderr =
             child.stderr.take().map(|pipe| tokio::spawn(pump(pipe, LogStream::Stderr, output)));
 
+        let waited = |status: std::io::Result<std::process::ExitStatus>| {
+            status.map_err(|source| ExecutorError::Wait { source })
+        };
         let mut killed = false;
         let status = loop {
             tokio::select! {
-                status = child.wait() => break status.map_err(|error| format!("cannot wait for the command: {error}"))?,
-                changed = cancelled.changed(), if !killed => {
-                    let Some(grace) = cancel_grace(changed, &cancelled) else { continue };
+                status = child.wait() => break waited(status)?,
+                grace = cancellation.requested(), if !killed => {
                     killed = true;
                     signal_group(group, Signal::SIGTERM);
                     let deadline = tokio::time::sleep(grace);
                     tokio::select! {
-                        status = child.wait() => break status.map_err(|error| format!("cannot wait for the command: {error}"))?,
+                        status = child.wait() => break waited(status)?,
                         () = deadline => signal_group(group, Signal::SIGKILL),
                     }
                 }
