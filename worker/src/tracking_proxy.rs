@@ -3,7 +3,8 @@
 //!
 //! Each run gets its own address, `http://host.docker.internal:PORT/run/<token>`, and the
 //! proxy answers only calls about that run (its run ID, its experiment, its artifacts), so a
-//! container never holds anything that reaches the rest of the cluster.
+//! container never holds anything that reaches the rest of the cluster. What it refuses, it
+//! refuses as the scheduler's REST API would, through `ApiError`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -11,8 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
+use drover_proto::ApiError;
 use drover_proto::domain::{ExperimentId, RunId};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client as HttpClient;
@@ -69,12 +72,15 @@ impl TrackingProxy {
         let scheduler: Uri = scheduler.parse().map_err(std::io::Error::other)?;
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(address, 0)).await?;
         let port = listener.local_addr()?.port();
+        // Without TCP_NODELAY, Nagle's algorithm and the peer's delayed ACK can hold back the
+        // last segment of a small answer by some 40 ms; runs make many small calls.
+        let listener = listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY on a tracking connection");
+            }
+        });
         let scopes = Arc::new(Mutex::new(HashMap::new()));
-        let state = ProxyState {
-            scheduler,
-            client: HttpClient::builder(TokioExecutor::new()).build_http(),
-            scopes: scopes.clone(),
-        };
+        let state = ProxyState { scheduler, client: upstream_client(), scopes: scopes.clone() };
         let router = axum::Router::new().fallback(forward).with_state(state);
         tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, router).await {
@@ -98,29 +104,25 @@ impl TrackingProxy {
     }
 }
 
-fn refuse(status: StatusCode, code: &str, message: String) -> Response {
-    let body = serde_json::json!({ "error_code": code, "message": message });
-    (status, axum::Json(body)).into_response()
+/// The client calls are forwarded with.
+fn upstream_client() -> HttpClient<HttpConnector, Body> {
+    let mut connector = HttpConnector::new();
+    // Small calls, as on the listening side: do not let Nagle's algorithm hold them back.
+    connector.set_nodelay(true);
+    HttpClient::builder(TokioExecutor::new()).build(connector)
 }
 
 async fn forward(State(state): State<ProxyState>, request: Request) -> Response {
     let path = request.uri().path().to_string();
     let Some(rest) = path.strip_prefix("/run/") else {
-        return refuse(
-            StatusCode::NOT_FOUND,
-            "RESOURCE_DOES_NOT_EXIST",
-            "unknown tracking address".to_string(),
-        );
+        return ApiError::NotFound("unknown tracking address".to_string()).into_response();
     };
     let (token, api_path) = rest.split_once('/').unwrap_or((rest, ""));
     let scope =
         state.scopes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(token).copied();
     let Some(scope) = scope else {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
-            "this tracking address is not valid (the run ended?)".to_string(),
-        );
+        let message = "this tracking address is not valid (the run ended?)";
+        return ApiError::PermissionDenied(message.to_string()).into_response();
     };
     let api_path = format!("/{api_path}");
     let query = request.uri().query().map(str::to_string);
@@ -134,24 +136,21 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
             Ok(bytes) => {
                 let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                if let Err(message) = allowed(&api_path, query.as_deref(), &json, scope) {
-                    return refuse(StatusCode::FORBIDDEN, "PERMISSION_DENIED", message);
+                if let Err(refused) = allowed(&api_path, query.as_deref(), &json, scope) {
+                    return refused.into_response();
                 }
                 Body::from(bytes)
             }
             Err(_) => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_PARAMETER_VALUE",
-                    "the request body is too large".to_string(),
-                );
+                let message = "the request body is too large";
+                return ApiError::InvalidArgument(message.to_string()).into_response();
             }
         }
     };
     if is_artifact_transfer
-        && let Err(message) = allowed(&api_path, query.as_deref(), &Value::Null, scope)
+        && let Err(refused) = allowed(&api_path, query.as_deref(), &Value::Null, scope)
     {
-        return refuse(StatusCode::FORBIDDEN, "PERMISSION_DENIED", message);
+        return refused.into_response();
     }
     let target = format!(
         "{}{}{}",
@@ -167,9 +166,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     }
     let upstream = match upstream.body(body) {
         Ok(request) => request,
-        Err(error) => {
-            return refuse(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", error.to_string());
-        }
+        Err(error) => return ApiError::InvalidArgument(error.to_string()).into_response(),
     };
     match state.client.request(upstream).await {
         Ok(response) => {
@@ -179,20 +176,21 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             response.headers_mut().insert("x-drover-proxy", HeaderValue::from_static("1"));
             response
         }
-        Err(error) => refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "TEMPORARILY_UNAVAILABLE",
-            format!("the scheduler did not answer: {error}"),
-        ),
+        Err(error) => {
+            ApiError::Unavailable(format!("the scheduler did not answer: {error}")).into_response()
+        }
     }
 }
 
-/// Whether a call stays within the run's scope; the reason when it does not.
-fn allowed(path: &str, query: Option<&str>, body: &Value, scope: Scope) -> Result<(), String> {
+/// Whether a call stays within the run's scope; the refusal when it does not.
+fn allowed(path: &str, query: Option<&str>, body: &Value, scope: Scope) -> Result<(), ApiError> {
     let run = scope.run_id.to_string();
     let experiment = scope.experiment_id.to_string();
-    let denied =
-        |what: &str| Err(format!("{what} is outside run {run}, the only run this address serves"));
+    let denied = |what: &str| {
+        Err(ApiError::PermissionDenied(format!(
+            "{what} is outside run {run}, the only run this address serves"
+        )))
+    };
     let params = query_pairs(query.unwrap_or(""));
     let field = |name: &str| -> Vec<String> {
         let mut values: Vec<String> =
@@ -292,6 +290,70 @@ mod tests {
 
     fn scope() -> Scope {
         Scope { run_id: RunId([0xab; 16]), experiment_id: ExperimentId(7) }
+    }
+
+    /// A scheduler address nothing listens on.
+    fn unreachable_scheduler() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    }
+
+    async fn status_and_error_code(response: Response) -> (u16, String) {
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        (status, body["error_code"].as_str().unwrap_or_default().to_string())
+    }
+
+    fn call(uri: &str, body: impl Into<Body>) -> Request {
+        axum::http::Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.into())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn refusals_answer_with_mlflows_status_and_error_code() {
+        let state = ProxyState {
+            scheduler: unreachable_scheduler().parse().unwrap(),
+            client: upstream_client(),
+            scopes: Arc::new(Mutex::new(HashMap::from([("token".to_string(), scope())]))),
+        };
+        let answer = |request| {
+            let state = state.clone();
+            async move { status_and_error_code(forward(State(state), request).await).await }
+        };
+        let run = RunId([0xab; 16]).to_string();
+        let other = RunId([0xcd; 16]).to_string();
+        let log_metric = |run: &str| serde_json::json!({"run_id": run, "key": "k"}).to_string();
+
+        let refusals = [
+            (call("/api/2.0/mlflow/runs/get", ""), 404, "RESOURCE_DOES_NOT_EXIST"),
+            (
+                call("/run/unknown/api/2.0/mlflow/runs/log-metric", log_metric(&run)),
+                403,
+                "PERMISSION_DENIED",
+            ),
+            (
+                call("/run/token/api/2.0/mlflow/runs/log-metric", log_metric(&other)),
+                403,
+                "PERMISSION_DENIED",
+            ),
+            (
+                call("/run/token/api/2.0/mlflow/runs/log-metric", vec![b' '; MAX_BODY_BYTES + 1]),
+                400,
+                "INVALID_PARAMETER_VALUE",
+            ),
+            (
+                call("/run/token/api/2.0/mlflow/runs/log-metric", log_metric(&run)),
+                503,
+                "TEMPORARILY_UNAVAILABLE",
+            ),
+        ];
+        for (request, status, error_code) in refusals {
+            let path = request.uri().path().to_string();
+            assert_eq!(answer(request).await, (status, error_code.to_string()), "{path}");
+        }
     }
 
     #[test]
