@@ -99,6 +99,8 @@ impl Runner {
         };
         tracing::info!(%attempt, phase = ?update.phase, exit_code = ?update.exit_code, "run ended");
         let _ = self.events.send(WorkerEvent::Update(update)).await;
+        // Awaited, and the session waits for this task when it shuts down. Should the task be
+        // dropped first, the removal still finishes on its own; nothing depends on it.
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(run_dir)).await;
     }
 

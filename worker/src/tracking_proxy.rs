@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -22,6 +23,8 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// The largest tracking call body inspected; MLflow's own limit.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -39,6 +42,13 @@ pub struct TrackingProxy {
     host: String,
     port: u16,
     scopes: Arc<Mutex<HashMap<String, Scope>>>,
+}
+
+/// The proxy's server task, owned by whoever stops it. Dropping it stops the server too,
+/// without waiting for it.
+pub struct ProxyServer {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
 }
 
 /// A run's access to the proxy, revoked when dropped.
@@ -63,12 +73,13 @@ struct ProxyState {
 
 impl TrackingProxy {
     /// Serves the proxy on `address` (the Docker bridge's gateway), forwarding to
-    /// `scheduler` (`http://host:port`); containers reach `address` as `host`.
+    /// `scheduler` (`http://host:port`); containers reach `address` as `host`. Returns the
+    /// handle runs are granted access through, and the server, to stop when the worker stops.
     pub async fn start(
         address: IpAddr,
         host: &str,
         scheduler: &str,
-    ) -> std::io::Result<TrackingProxy> {
+    ) -> std::io::Result<(TrackingProxy, ProxyServer)> {
         let scheduler: Uri = scheduler.parse().map_err(std::io::Error::other)?;
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(address, 0)).await?;
         let port = listener.local_addr()?.port();
@@ -82,13 +93,18 @@ impl TrackingProxy {
         let scopes = Arc::new(Mutex::new(HashMap::new()));
         let state = ProxyState { scheduler, client: upstream_client(), scopes: scopes.clone() };
         let router = axum::Router::new().fallback(forward).with_state(state);
-        tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        let task = tokio::spawn(async move {
+            if let Err(error) = server.await {
                 tracing::error!(%error, "the tracking proxy stopped");
             }
         });
         tracing::info!(%address, port, "tracking proxy for containers listening");
-        Ok(TrackingProxy { host: host.to_string(), port, scopes })
+        let proxy = TrackingProxy { host: host.to_string(), port, scopes };
+        Ok((proxy, ProxyServer { stop, task }))
     }
 
     fn scopes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Scope>> {
@@ -104,7 +120,25 @@ impl TrackingProxy {
     }
 }
 
-/// The client calls are forwarded with.
+impl ProxyServer {
+    /// Stops taking connections, closes idle ones and waits, for at most `timeout`, for the
+    /// others to finish their calls. axum serves each connection in a task of its own; one
+    /// still busy at the timeout is left detached, told to close once its call is answered.
+    /// That is safe: the worker stops its runs first, so no run waits for that answer, and
+    /// such a task holds nothing but its call to the scheduler.
+    pub async fn stop(mut self, timeout: Duration) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(timeout, &mut self.task).await.is_err() {
+            tracing::warn!("the tracking proxy's open calls did not finish in time; leaving them");
+            self.task.abort();
+            let _ = self.task.await;
+        }
+    }
+}
+
+/// The client calls are forwarded with. It spawns a task per connection to the scheduler,
+/// which ends with its connection; idle connections close when the client's pool goes, with
+/// the server's router, once the server stops.
 fn upstream_client() -> HttpClient<HttpConnector, Body> {
     let mut connector = HttpConnector::new();
     // Small calls, as on the listening side: do not let Nagle's algorithm hold them back.
@@ -354,6 +388,32 @@ mod tests {
             let path = request.uri().path().to_string();
             assert_eq!(answer(request).await, (status, error_code.to_string()), "{path}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_proxy_serves_a_grant_until_it_is_dropped_and_stops_when_told() {
+        let scheduler = unreachable_scheduler();
+        let (proxy, server) =
+            TrackingProxy::start("127.0.0.1".parse().unwrap(), "127.0.0.1", &scheduler)
+                .await
+                .unwrap();
+        let grant = proxy.grant(RunId([0xab; 16]), ExperimentId(7));
+        let uri = format!("{}/api/2.0/mlflow/experiments/get?experiment_id=7", grant.uri);
+        let get = |uri: &str| axum::http::Request::get(uri).body(Body::empty()).unwrap();
+        let client = upstream_client();
+
+        // Within the run's scope the call is forwarded, and the scheduler does not answer.
+        let response = client.request(get(&uri)).await.unwrap();
+        assert_eq!(response.status().as_u16(), 503);
+        drop(grant);
+        let response = client.request(get(&uri)).await.unwrap();
+        assert_eq!(response.status().as_u16(), 403);
+
+        // The client keeps its connection open; stopping closes it rather than waiting it out.
+        let stopping = server.stop(Duration::from_secs(60));
+        tokio::time::timeout(Duration::from_secs(5), stopping).await.unwrap();
+        assert!(upstream_client().request(get(&uri)).await.is_err());
+        drop(client);
     }
 
     #[test]
