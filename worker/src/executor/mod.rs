@@ -39,7 +39,7 @@ pub enum ExecutorError {
     #[error("a Docker run needs an image; name one in the MLproject's docker_env")]
     NoImage,
     #[error(
-        "image '{image}' is not present on worker {worker_id}; build or load it there, or start the worker with --pull to fetch it from a registry"
+        "image '{image}' is not present on worker {worker_id}; build or load it on that machine, or run `drover worker --pull` there to fetch it from a registry"
     )]
     ImageMissing { image: String, worker_id: String },
     #[error(
