@@ -13,16 +13,16 @@ use drover_proto::execution::{
     Assignment, AttemptId, EnvManager, LogAppend, LogStream, MetricBatch, MetricSeries, RunPhase,
     RunUpdate, WorkerEvent,
 };
+use drover_proto::tags;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::WorkerOptions;
-use crate::docker::{DockerExecutor, DockerRun};
-use crate::local::LocalRun;
+use crate::executor::docker::{DockerExecutor, DockerRun};
+use crate::executor::local::LocalRun;
+use crate::executor::{Cancellation, ExecutorError, Outcome};
 use crate::metrics::{Declared, MetricLines};
+use crate::options::WorkerOptions;
 use crate::snapshots::SnapshotCache;
 use crate::tracking_proxy::TrackingProxy;
-
-pub const COMMAND_TAG: &str = "drover.command";
 
 /// What every run on this worker shares.
 pub struct RunContext {
@@ -35,41 +35,11 @@ pub struct RunContext {
     pub tracking_proxy: Option<TrackingProxy>,
 }
 
-/// How an executed process ended.
-#[derive(Debug)]
-pub struct Outcome {
-    pub exit_code: Option<i32>,
-    /// Stopped because the run was cancelled.
-    pub killed: bool,
-}
-
-/// Output of a running process: which stream, and the bytes.
-pub type Output = mpsc::Sender<(LogStream, Vec<u8>)>;
-
-/// The grace period a cancellation asks for, once `changed` reports one: `None` while the run
-/// is not cancelled. A closed channel means the worker is going away: stop promptly.
-pub fn cancel_grace(
-    changed: Result<(), watch::error::RecvError>,
-    cancelled: &watch::Receiver<Option<Duration>>,
-) -> Option<Duration> {
-    match changed {
-        Ok(()) => *cancelled.borrow(),
-        Err(_) => Some(Duration::ZERO),
-    }
-}
-
-/// Told once the process has started, with facts to record on the run.
-pub type Started = oneshot::Sender<Vec<Tag>>;
-
 pub struct Runner {
     context: Arc<RunContext>,
     assignment: Assignment,
     events: mpsc::Sender<WorkerEvent>,
     cancelled: watch::Receiver<Option<Duration>>,
-}
-
-fn tag(key: &str, value: impl Into<String>) -> Tag {
-    Tag { key: key.to_string(), value: value.into() }
 }
 
 impl Runner {
@@ -129,6 +99,8 @@ impl Runner {
         };
         tracing::info!(%attempt, phase = ?update.phase, exit_code = ?update.exit_code, "run ended");
         let _ = self.events.send(WorkerEvent::Update(update)).await;
+        // Awaited, and the session waits for this task when it shuts down. Should the task be
+        // dropped first, the removal still finishes on its own; nothing depends on it.
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(run_dir)).await;
     }
 
@@ -176,8 +148,8 @@ impl Runner {
         let (output, output_rx) = mpsc::channel::<(LogStream, Vec<u8>)>(64);
         let (started, started_rx) = oneshot::channel::<Vec<Tag>>();
         let forward = Forwarder { attempt, events: self.events.clone(), offset: 0, batches: 0 }
-            .run(output_rx, started_rx, tag(COMMAND_TAG, invocation.command.clone()));
-        let cancelled = self.cancelled.clone();
+            .run(output_rx, started_rx, Tag::new(tags::COMMAND, invocation.command.clone()));
+        let cancellation = Cancellation::new(self.cancelled.clone());
         let execution = async {
             match spec.env_manager {
                 EnvManager::Local => {
@@ -186,13 +158,15 @@ impl Runner {
                         dir: PathBuf::from(run_dir),
                         environment,
                     };
-                    run.execute(output, cancelled, started).await
+                    run.execute(output, cancellation, started).await
                 }
                 EnvManager::Docker => {
                     let docker = self.context.docker.as_ref().ok_or_else(|| {
-                        format!("worker {} cannot reach Docker", self.context.worker_id)
+                        ExecutorError::DockerUnavailable {
+                            worker_id: self.context.worker_id.clone(),
+                        }
                     })?;
-                    let image = spec.image.clone().ok_or("a Docker run needs an image")?;
+                    let image = spec.image.clone().ok_or(ExecutorError::NoImage)?;
                     let mut environment = environment;
                     environment.extend(spec.docker.env.iter().cloned());
                     let run = DockerRun {
@@ -205,13 +179,13 @@ impl Runner {
                         options: spec.docker.clone(),
                         pull: self.context.options.pull_images,
                     };
-                    docker.execute(run, output, cancelled, started).await
+                    docker.execute(run, output, cancellation, started).await
                 }
             }
         };
         let (outcome, ()) = tokio::join!(execution, forward);
         drop(grant);
-        outcome
+        outcome.map_err(|error| error.to_string())
     }
 }
 

@@ -1,6 +1,10 @@
 //! The worker's stream to the scheduler: registration, heartbeats, assignments and
 //! cancellations in, reports out. Reports carry sequence numbers and stay in the outbox
 //! until acknowledged; after a reconnect the outbox is sent again, in order.
+//!
+//! The session owns every task the worker runs: one per run, and the tracking proxy's
+//! server. It stops them in order when the worker shuts down, each within the shutdown
+//! timeout: the runs (whose final reports it delivers first), then the proxy they log through.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -13,14 +17,15 @@ use drover_proto::execution::{
     AttemptId, RunPhase, SchedulerMessage, WorkerEvent, WorkerMessage, WorkerRegistration,
 };
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::WorkerOptions;
-use crate::docker::DockerExecutor;
+use crate::executor::docker::{CONTAINER_HOST, DockerExecutor};
+use crate::options::WorkerOptions;
 use crate::runner::{RunContext, Runner};
 use crate::snapshots::SnapshotCache;
-use crate::tracking_proxy::TrackingProxy;
+use crate::tracking_proxy::{ProxyServer, TrackingProxy};
 
 /// Reports waiting for acknowledgement beyond which runs wait (their output backs up).
 const MAX_UNACKED: usize = 4096;
@@ -82,9 +87,9 @@ pub async fn run(
     }
     let snapshots =
         SnapshotCache::open(&options.work_dir, options.snapshot_limit).map_err(work_error)?;
-    let tracking_proxy = match (&docker, &options.tracking_uri) {
-        (Some(docker), None) => start_tracking_proxy(docker, &options.scheduler).await,
-        _ => None,
+    let (tracking_proxy, proxy_server) = match (&docker, &options.tracking_uri) {
+        (Some(docker), None) => start_tracking_proxy(docker, &options.scheduler).await.unzip(),
+        _ => (None, None),
     };
     let registration = WorkerRegistration {
         worker_id: worker_id.clone(),
@@ -108,6 +113,8 @@ pub async fn run(
         registration,
         context,
         runs: HashMap::new(),
+        runners: JoinSet::new(),
+        proxy_server,
         outbox: Outbox { next_seq: 1, unacked: BTreeMap::new(), finishing: HashMap::new() },
         heartbeat_interval: Duration::from_secs(3),
         drain_deadline: None,
@@ -121,6 +128,11 @@ struct Session {
     registration: WorkerRegistration,
     context: Arc<RunContext>,
     runs: HashMap<AttemptId, RunControl>,
+    /// The runs' tasks. A task outlives its entry in `runs` a little: it cleans up after its
+    /// final report.
+    runners: JoinSet<()>,
+    /// Stopped after the runs, which log through it.
+    proxy_server: Option<ProxyServer>,
     outbox: Outbox,
     heartbeat_interval: Duration,
     /// Set once shutdown begins: the time by which reports must be delivered.
@@ -163,7 +175,43 @@ impl Session {
         }
     }
 
+    /// Serves until shutdown and the delivery of the final reports, then stops the worker's
+    /// tasks.
     async fn serve(mut self, shutdown: impl Future<Output = ()> + Send) {
+        self.exchange(shutdown).await;
+        self.stop_tasks().await;
+    }
+
+    /// After the reports are delivered, or the time for it ran out: waits for the runs' tasks,
+    /// then stops the tracking proxy, both until the shutdown deadline. A run still going at
+    /// the deadline is dropped, as it would be if the process exited; its container, if any,
+    /// is removed when this worker starts again.
+    async fn stop_tasks(mut self) {
+        let deadline = self.drain_deadline.unwrap_or_else(tokio::time::Instant::now);
+        let runners = &mut self.runners;
+        let joined = tokio::time::timeout_at(deadline, async {
+            while let Some(ended) = runners.join_next().await {
+                note_panic(ended);
+            }
+        })
+        .await;
+        if joined.is_err() {
+            tracing::warn!(
+                runs = self.runners.len(),
+                "runs still stopping when the shutdown timeout ran out; dropping them"
+            );
+            self.runners.shutdown().await;
+        }
+        if let Some(proxy_server) = self.proxy_server.take() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            proxy_server.stop(left).await;
+        }
+    }
+
+    /// Exchanges messages with the scheduler, reconnecting as needed, until shutdown and the
+    /// delivery of the final reports (or the end of the time for it).
+    async fn exchange(&mut self, shutdown: impl Future<Output = ()> + Send) {
+        // The receiver goes on return, so that a run still sending reports never waits for room.
         let (events, mut reports) = mpsc::channel::<WorkerEvent>(1024);
         tokio::pin!(shutdown);
         let mut backoff = INITIAL_BACKOFF;
@@ -315,9 +363,12 @@ impl Session {
                 let (cancel, cancelled) = watch::channel(stopping);
                 self.runs.insert(attempt, RunControl { cancel });
                 tracing::info!(%attempt, "run assigned");
+                while let Some(ended) = self.runners.try_join_next() {
+                    note_panic(ended);
+                }
                 let runner =
                     Runner::new(self.context.clone(), *assignment, events.clone(), cancelled);
-                tokio::spawn(runner.execute());
+                self.runners.spawn(runner.execute());
             }
             SchedulerMessage::Cancel { attempt, grace_period } => match self.runs.get(&attempt) {
                 Some(control) => {
@@ -331,9 +382,21 @@ impl Session {
     }
 }
 
+/// Logs a run's task that panicked; its run is then never reported as ended.
+fn note_panic(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = ended
+        && error.is_panic()
+    {
+        tracing::error!(%error, "a run's task panicked");
+    }
+}
+
 /// The proxy containers log through, on the Docker bridge's gateway; `None` (runs then get
 /// the scheduler's address) when it cannot be set up.
-async fn start_tracking_proxy(docker: &DockerExecutor, scheduler: &str) -> Option<TrackingProxy> {
+async fn start_tracking_proxy(
+    docker: &DockerExecutor,
+    scheduler: &str,
+) -> Option<(TrackingProxy, ProxyServer)> {
     let Some(gateway) = docker.bridge_gateway().await else {
         tracing::warn!(
             "cannot find the Docker bridge's gateway; containers get the scheduler's address for tracking"
@@ -341,8 +404,8 @@ async fn start_tracking_proxy(docker: &DockerExecutor, scheduler: &str) -> Optio
         return None;
     };
     let scheduler = drover_proto::client::normalize_address(scheduler).ok()?;
-    match TrackingProxy::start(gateway, &scheduler).await {
-        Ok(proxy) => Some(proxy),
+    match TrackingProxy::start(gateway, CONTAINER_HOST, &scheduler).await {
+        Ok(started) => Some(started),
         Err(error) => {
             tracing::warn!(%error, %gateway, "cannot start the tracking proxy; containers get the scheduler's address");
             None

@@ -97,6 +97,9 @@ impl SnapshotCache {
         let archive = archive.to_path_buf();
         let dest = dest.to_path_buf();
         let limit = self.limit;
+        // Awaited. Should the run's task be dropped first (when a shutdown runs out of time),
+        // the extraction still finishes, into a directory nothing uses and that is cleared
+        // before it is used again.
         tokio::task::spawn_blocking(move || {
             if dest.exists() {
                 std::fs::remove_dir_all(&dest)

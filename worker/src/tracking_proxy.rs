@@ -3,28 +3,31 @@
 //!
 //! Each run gets its own address, `http://host.docker.internal:PORT/run/<token>`, and the
 //! proxy answers only calls about that run (its run ID, its experiment, its artifacts), so a
-//! container never holds anything that reaches the rest of the cluster.
+//! container never holds anything that reaches the rest of the cluster. What it refuses, it
+//! refuses as the scheduler's REST API would, through `ApiError`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
+use drover_proto::ApiError;
 use drover_proto::domain::{ExperimentId, RunId};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// The largest tracking call body inspected; MLflow's own limit.
 const MAX_BODY_BYTES: usize = 1 << 20;
-
-/// Host name containers use for the worker's host (mapped to the bridge gateway).
-pub const CONTAINER_HOST: &str = "host.docker.internal";
 
 #[derive(Clone, Copy, Debug)]
 struct Scope {
@@ -35,8 +38,17 @@ struct Scope {
 /// Grants and revokes runs' access; cheap to clone.
 #[derive(Clone)]
 pub struct TrackingProxy {
+    /// How containers name the worker's host.
+    host: String,
     port: u16,
     scopes: Arc<Mutex<HashMap<String, Scope>>>,
+}
+
+/// The proxy's server task, owned by whoever stops it. Dropping it stops the server too,
+/// without waiting for it.
+pub struct ProxyServer {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
 }
 
 /// A run's access to the proxy, revoked when dropped.
@@ -61,25 +73,38 @@ struct ProxyState {
 
 impl TrackingProxy {
     /// Serves the proxy on `address` (the Docker bridge's gateway), forwarding to
-    /// `scheduler` (`http://host:port`).
-    pub async fn start(address: IpAddr, scheduler: &str) -> std::io::Result<TrackingProxy> {
+    /// `scheduler` (`http://host:port`); containers reach `address` as `host`. Returns the
+    /// handle runs are granted access through, and the server, to stop when the worker stops.
+    pub async fn start(
+        address: IpAddr,
+        host: &str,
+        scheduler: &str,
+    ) -> std::io::Result<(TrackingProxy, ProxyServer)> {
         let scheduler: Uri = scheduler.parse().map_err(std::io::Error::other)?;
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(address, 0)).await?;
         let port = listener.local_addr()?.port();
+        // Without TCP_NODELAY, Nagle's algorithm and the peer's delayed ACK can hold back the
+        // last segment of a small answer by some 40 ms; runs make many small calls.
+        let listener = listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY on a tracking connection");
+            }
+        });
         let scopes = Arc::new(Mutex::new(HashMap::new()));
-        let state = ProxyState {
-            scheduler,
-            client: HttpClient::builder(TokioExecutor::new()).build_http(),
-            scopes: scopes.clone(),
-        };
+        let state = ProxyState { scheduler, client: upstream_client(), scopes: scopes.clone() };
         let router = axum::Router::new().fallback(forward).with_state(state);
-        tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router).await {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        let task = tokio::spawn(async move {
+            if let Err(error) = server.await {
                 tracing::error!(%error, "the tracking proxy stopped");
             }
         });
         tracing::info!(%address, port, "tracking proxy for containers listening");
-        Ok(TrackingProxy { port, scopes })
+        let proxy = TrackingProxy { host: host.to_string(), port, scopes };
+        Ok((proxy, ProxyServer { stop, task }))
     }
 
     fn scopes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Scope>> {
@@ -90,34 +115,48 @@ impl TrackingProxy {
     pub fn grant(&self, run_id: RunId, experiment_id: ExperimentId) -> Grant {
         let token = hex::encode(rand::random::<[u8; 16]>());
         self.scopes().insert(token.clone(), Scope { run_id, experiment_id });
-        let uri = format!("http://{CONTAINER_HOST}:{}/run/{token}", self.port);
+        let uri = format!("http://{}:{}/run/{token}", self.host, self.port);
         Grant { proxy: self.clone(), token, uri }
     }
 }
 
-fn refuse(status: StatusCode, code: &str, message: String) -> Response {
-    let body = serde_json::json!({ "error_code": code, "message": message });
-    (status, axum::Json(body)).into_response()
+impl ProxyServer {
+    /// Stops taking connections, closes idle ones and waits, for at most `timeout`, for the
+    /// others to finish their calls. axum serves each connection in a task of its own; one
+    /// still busy at the timeout is left detached, told to close once its call is answered.
+    /// That is safe: the worker stops its runs first, so no run waits for that answer, and
+    /// such a task holds nothing but its call to the scheduler.
+    pub async fn stop(mut self, timeout: Duration) {
+        let _ = self.stop.send(());
+        if tokio::time::timeout(timeout, &mut self.task).await.is_err() {
+            tracing::warn!("the tracking proxy's open calls did not finish in time; leaving them");
+            self.task.abort();
+            let _ = self.task.await;
+        }
+    }
+}
+
+/// The client calls are forwarded with. It spawns a task per connection to the scheduler,
+/// which ends with its connection; idle connections close when the client's pool goes, with
+/// the server's router, once the server stops.
+fn upstream_client() -> HttpClient<HttpConnector, Body> {
+    let mut connector = HttpConnector::new();
+    // Small calls, as on the listening side: do not let Nagle's algorithm hold them back.
+    connector.set_nodelay(true);
+    HttpClient::builder(TokioExecutor::new()).build(connector)
 }
 
 async fn forward(State(state): State<ProxyState>, request: Request) -> Response {
     let path = request.uri().path().to_string();
     let Some(rest) = path.strip_prefix("/run/") else {
-        return refuse(
-            StatusCode::NOT_FOUND,
-            "RESOURCE_DOES_NOT_EXIST",
-            "unknown tracking address".to_string(),
-        );
+        return ApiError::NotFound("unknown tracking address".to_string()).into_response();
     };
     let (token, api_path) = rest.split_once('/').unwrap_or((rest, ""));
     let scope =
         state.scopes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(token).copied();
     let Some(scope) = scope else {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
-            "this tracking address is not valid (the run ended?)".to_string(),
-        );
+        let message = "this tracking address is not valid (the run ended?)";
+        return ApiError::PermissionDenied(message.to_string()).into_response();
     };
     let api_path = format!("/{api_path}");
     let query = request.uri().query().map(str::to_string);
@@ -131,24 +170,21 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
             Ok(bytes) => {
                 let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                if let Err(message) = allowed(&api_path, query.as_deref(), &json, scope) {
-                    return refuse(StatusCode::FORBIDDEN, "PERMISSION_DENIED", message);
+                if let Err(refused) = allowed(&api_path, query.as_deref(), &json, scope) {
+                    return refused.into_response();
                 }
                 Body::from(bytes)
             }
             Err(_) => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_PARAMETER_VALUE",
-                    "the request body is too large".to_string(),
-                );
+                let message = "the request body is too large";
+                return ApiError::InvalidArgument(message.to_string()).into_response();
             }
         }
     };
     if is_artifact_transfer
-        && let Err(message) = allowed(&api_path, query.as_deref(), &Value::Null, scope)
+        && let Err(refused) = allowed(&api_path, query.as_deref(), &Value::Null, scope)
     {
-        return refuse(StatusCode::FORBIDDEN, "PERMISSION_DENIED", message);
+        return refused.into_response();
     }
     let target = format!(
         "{}{}{}",
@@ -164,9 +200,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     }
     let upstream = match upstream.body(body) {
         Ok(request) => request,
-        Err(error) => {
-            return refuse(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", error.to_string());
-        }
+        Err(error) => return ApiError::InvalidArgument(error.to_string()).into_response(),
     };
     match state.client.request(upstream).await {
         Ok(response) => {
@@ -176,20 +210,21 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             response.headers_mut().insert("x-drover-proxy", HeaderValue::from_static("1"));
             response
         }
-        Err(error) => refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "TEMPORARILY_UNAVAILABLE",
-            format!("the scheduler did not answer: {error}"),
-        ),
+        Err(error) => {
+            ApiError::Unavailable(format!("the scheduler did not answer: {error}")).into_response()
+        }
     }
 }
 
-/// Whether a call stays within the run's scope; the reason when it does not.
-fn allowed(path: &str, query: Option<&str>, body: &Value, scope: Scope) -> Result<(), String> {
+/// Whether a call stays within the run's scope; the refusal when it does not.
+fn allowed(path: &str, query: Option<&str>, body: &Value, scope: Scope) -> Result<(), ApiError> {
     let run = scope.run_id.to_string();
     let experiment = scope.experiment_id.to_string();
-    let denied =
-        |what: &str| Err(format!("{what} is outside run {run}, the only run this address serves"));
+    let denied = |what: &str| {
+        Err(ApiError::PermissionDenied(format!(
+            "{what} is outside run {run}, the only run this address serves"
+        )))
+    };
     let params = query_pairs(query.unwrap_or(""));
     let field = |name: &str| -> Vec<String> {
         let mut values: Vec<String> =
@@ -283,25 +318,6 @@ fn query_pairs(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The Docker bridge's gateway address on this machine: where containers reach the host.
-/// Engines that do not report it use the subnet's first address, as Docker assigns it.
-pub async fn bridge_gateway(docker: &bollard::Docker) -> Option<IpAddr> {
-    let options = None::<bollard::query_parameters::InspectNetworkOptions>;
-    let network = docker.inspect_network("bridge", options).await.ok()?;
-    let configs = network.ipam?.config?;
-    configs
-        .iter()
-        .find_map(|config| config.gateway.as_deref()?.parse().ok())
-        .or_else(|| configs.iter().find_map(|config| first_host(config.subnet.as_deref()?)))
-}
-
-/// The first host address of an IPv4 subnet such as `172.17.0.0/16`.
-fn first_host(subnet: &str) -> Option<IpAddr> {
-    let (network, _) = subnet.split_once('/')?;
-    let network: std::net::Ipv4Addr = network.parse().ok()?;
-    Some(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(network).checked_add(1)?)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,10 +326,94 @@ mod tests {
         Scope { run_id: RunId([0xab; 16]), experiment_id: ExperimentId(7) }
     }
 
-    #[test]
-    fn the_gateway_defaults_to_the_subnets_first_address() {
-        assert_eq!(first_host("172.17.0.0/16"), Some("172.17.0.1".parse().unwrap()));
-        assert_eq!(first_host("garbage"), None);
+    /// A scheduler address nothing listens on.
+    fn unreachable_scheduler() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    }
+
+    async fn status_and_error_code(response: Response) -> (u16, String) {
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        (status, body["error_code"].as_str().unwrap_or_default().to_string())
+    }
+
+    fn call(uri: &str, body: impl Into<Body>) -> Request {
+        axum::http::Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.into())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn refusals_answer_with_mlflows_status_and_error_code() {
+        let state = ProxyState {
+            scheduler: unreachable_scheduler().parse().unwrap(),
+            client: upstream_client(),
+            scopes: Arc::new(Mutex::new(HashMap::from([("token".to_string(), scope())]))),
+        };
+        let answer = |request| {
+            let state = state.clone();
+            async move { status_and_error_code(forward(State(state), request).await).await }
+        };
+        let run = RunId([0xab; 16]).to_string();
+        let other = RunId([0xcd; 16]).to_string();
+        let log_metric = |run: &str| serde_json::json!({"run_id": run, "key": "k"}).to_string();
+
+        let refusals = [
+            (call("/api/2.0/mlflow/runs/get", ""), 404, "RESOURCE_DOES_NOT_EXIST"),
+            (
+                call("/run/unknown/api/2.0/mlflow/runs/log-metric", log_metric(&run)),
+                403,
+                "PERMISSION_DENIED",
+            ),
+            (
+                call("/run/token/api/2.0/mlflow/runs/log-metric", log_metric(&other)),
+                403,
+                "PERMISSION_DENIED",
+            ),
+            (
+                call("/run/token/api/2.0/mlflow/runs/log-metric", vec![b' '; MAX_BODY_BYTES + 1]),
+                400,
+                "INVALID_PARAMETER_VALUE",
+            ),
+            (
+                call("/run/token/api/2.0/mlflow/runs/log-metric", log_metric(&run)),
+                503,
+                "TEMPORARILY_UNAVAILABLE",
+            ),
+        ];
+        for (request, status, error_code) in refusals {
+            let path = request.uri().path().to_string();
+            assert_eq!(answer(request).await, (status, error_code.to_string()), "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_proxy_serves_a_grant_until_it_is_dropped_and_stops_when_told() {
+        let scheduler = unreachable_scheduler();
+        let (proxy, server) =
+            TrackingProxy::start("127.0.0.1".parse().unwrap(), "127.0.0.1", &scheduler)
+                .await
+                .unwrap();
+        let grant = proxy.grant(RunId([0xab; 16]), ExperimentId(7));
+        let uri = format!("{}/api/2.0/mlflow/experiments/get?experiment_id=7", grant.uri);
+        let get = |uri: &str| axum::http::Request::get(uri).body(Body::empty()).unwrap();
+        let client = upstream_client();
+
+        // Within the run's scope the call is forwarded, and the scheduler does not answer.
+        let response = client.request(get(&uri)).await.unwrap();
+        assert_eq!(response.status().as_u16(), 503);
+        drop(grant);
+        let response = client.request(get(&uri)).await.unwrap();
+        assert_eq!(response.status().as_u16(), 403);
+
+        // The client keeps its connection open; stopping closes it rather than waiting it out.
+        let stopping = server.stop(Duration::from_secs(60));
+        tokio::time::timeout(Duration::from_secs(5), stopping).await.unwrap();
+        assert!(upstream_client().request(get(&uri)).await.is_err());
+        drop(client);
     }
 
     #[test]

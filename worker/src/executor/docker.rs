@@ -3,6 +3,7 @@
 //! restarted worker finds what it left behind.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,16 +18,19 @@ use bollard::query_parameters::{
 use drover_project::docker::DockerOptions;
 use drover_proto::domain::Tag;
 use drover_proto::execution::{AttemptId, LogStream};
-use tokio::sync::watch;
+use drover_proto::tags;
 use tokio_stream::StreamExt;
 
-use crate::runner::{Outcome, Output, Started, cancel_grace};
+use super::{Cancellation, ExecutorError, Outcome, Output, Started};
 
+// Container labels (not run tags): they let a restarted worker find what it left behind.
 pub const RUN_LABEL: &str = "drover.run_id";
 pub const ATTEMPT_LABEL: &str = "drover.attempt";
 pub const WORKER_LABEL: &str = "drover.worker_id";
 /// Where the snapshot is mounted, as MLflow does for Docker projects.
 pub const PROJECT_MOUNT: &str = "/mlflow/projects/code";
+/// The name containers reach the worker's host by (mapped to the bridge's gateway).
+pub const CONTAINER_HOST: &str = "host.docker.internal";
 
 pub struct DockerExecutor {
     docker: Docker,
@@ -49,10 +53,6 @@ fn is_not_found(error: &DockerError) -> bool {
     matches!(error, DockerError::DockerResponseServerError { status_code: 404, .. })
 }
 
-fn tag(key: &str, value: impl Into<String>) -> Tag {
-    Tag { key: key.to_string(), value: value.into() }
-}
-
 impl DockerExecutor {
     /// Connects to the local Docker engine; `None` when it does not answer.
     pub async fn connect(worker_id: &str) -> Option<DockerExecutor> {
@@ -64,8 +64,15 @@ impl DockerExecutor {
     }
 
     /// The Docker bridge's gateway: where containers reach this machine.
-    pub async fn bridge_gateway(&self) -> Option<std::net::IpAddr> {
-        crate::tracking_proxy::bridge_gateway(&self.docker).await
+    /// Engines that do not report it use the subnet's first address, as Docker assigns it.
+    pub async fn bridge_gateway(&self) -> Option<IpAddr> {
+        let options = None::<bollard::query_parameters::InspectNetworkOptions>;
+        let network = self.docker.inspect_network("bridge", options).await.ok()?;
+        let configs = network.ipam?.config?;
+        configs
+            .iter()
+            .find_map(|config| config.gateway.as_deref()?.parse().ok())
+            .or_else(|| configs.iter().find_map(|config| first_host(config.subnet.as_deref()?)))
     }
 
     /// Removes containers this worker left behind (a previous process crashed or was killed).
@@ -111,31 +118,31 @@ impl DockerExecutor {
     }
 
     /// The image's id, pulling it first when allowed and missing.
-    async fn image_id(&self, image: &str, pull: bool) -> Result<String, String> {
+    async fn image_id(&self, image: &str, pull: bool) -> Result<String, ExecutorError> {
+        let inspect_failed =
+            |source| ExecutorError::InspectImage { image: image.to_string(), source };
         match self.docker.inspect_image(image).await {
             Ok(inspect) => return Ok(inspect.id.unwrap_or_default()),
             Err(error) if is_not_found(&error) && pull => {}
             Err(error) if is_not_found(&error) => {
-                return Err(format!("image '{image}' is not present on worker {}", self.worker_id));
+                return Err(ExecutorError::ImageMissing {
+                    image: image.to_string(),
+                    worker_id: self.worker_id.clone(),
+                });
             }
-            Err(error) => return Err(format!("cannot inspect image '{image}': {error}")),
+            Err(error) => return Err(inspect_failed(error)),
         }
         let options =
             CreateImageOptions { from_image: Some(image.to_string()), ..Default::default() };
         let mut progress = self.docker.create_image(Some(options), None, None);
         while let Some(step) = progress.next().await {
-            step.map_err(|error| {
-                format!(
-                    "image '{image}' is not present on worker {} and pulling it failed: {error}",
-                    self.worker_id
-                )
+            step.map_err(|source| ExecutorError::PullFailed {
+                image: image.to_string(),
+                worker_id: self.worker_id.clone(),
+                source,
             })?;
         }
-        let inspect = self
-            .docker
-            .inspect_image(image)
-            .await
-            .map_err(|error| format!("cannot inspect image '{image}': {error}"))?;
+        let inspect = self.docker.inspect_image(image).await.map_err(inspect_failed)?;
         Ok(inspect.id.unwrap_or_default())
     }
 
@@ -143,9 +150,9 @@ impl DockerExecutor {
         &self,
         run: DockerRun,
         output: Output,
-        mut cancelled: watch::Receiver<Option<Duration>>,
+        mut cancellation: Cancellation,
         started: Started,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, ExecutorError> {
         let image_id = self.image_id(&run.image, run.pull).await?;
         let name = format!("drover-{}-{}", run.attempt.run_id, run.attempt.attempt);
         // A container of this name is a leftover of an earlier try at the same attempt.
@@ -158,9 +165,9 @@ impl DockerExecutor {
                 body,
             )
             .await
-            .map_err(|error| format!("cannot create the container: {error}"))?;
+            .map_err(|source| ExecutorError::CreateContainer { source })?;
         let result =
-            self.supervise(&created.id, &run, &image_id, output, &mut cancelled, started).await;
+            self.supervise(&created.id, &run, &image_id, output, &mut cancellation, started).await;
         self.remove(&created.id).await;
         result
     }
@@ -171,17 +178,17 @@ impl DockerExecutor {
         run: &DockerRun,
         image_id: &str,
         output: Output,
-        cancelled: &mut watch::Receiver<Option<Duration>>,
+        cancellation: &mut Cancellation,
         started: Started,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, ExecutorError> {
         self.docker
             .start_container(container, None)
             .await
-            .map_err(|error| format!("cannot start the container: {error}"))?;
+            .map_err(|source| ExecutorError::StartContainer { source })?;
         let _ = started.send(vec![
-            tag("drover.docker.container", container),
-            tag("drover.docker.image_id", image_id),
-            tag("drover.docker.image", run.image.clone()),
+            Tag::new(tags::CONTAINER, container),
+            Tag::new(tags::IMAGE_ID, image_id),
+            Tag::new(tags::IMAGE, run.image.clone()),
         ]);
         let options =
             LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
@@ -203,8 +210,7 @@ impl DockerExecutor {
                     }
                     None => break,
                 },
-                changed = cancelled.changed(), if !killed => {
-                    let Some(grace) = cancel_grace(changed, cancelled) else { continue };
+                grace = cancellation.requested(), if !killed => {
                     killed = true;
                     let seconds = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
                     let stop = StopContainerOptions { t: Some(seconds), signal: None };
@@ -218,10 +224,10 @@ impl DockerExecutor {
             .docker
             .inspect_container(container, None)
             .await
-            .map_err(|error| format!("cannot inspect the container: {error}"))?;
+            .map_err(|source| ExecutorError::InspectContainer { source })?;
         let state = inspect.state.unwrap_or_default();
         if state.oom_killed == Some(true) && !killed {
-            return Err("the container ran out of memory (OOM killed)".to_string());
+            return Err(ExecutorError::OutOfMemory);
         }
         let exit_code = state.exit_code.and_then(|code| i32::try_from(code).ok());
         Ok(Outcome { exit_code, killed })
@@ -254,7 +260,7 @@ impl DockerExecutor {
             shm_size: options.shm_size_bytes.and_then(|bytes| i64::try_from(bytes).ok()),
             device_requests,
             // Lets a run reach services on the worker's host (the tracking API) by name.
-            extra_hosts: Some(vec!["host.docker.internal:host-gateway".to_string()]),
+            extra_hosts: Some(vec![format!("{CONTAINER_HOST}:host-gateway")]),
             init: Some(true),
             ..Default::default()
         };
@@ -276,5 +282,23 @@ impl DockerExecutor {
             host_config: Some(host_config),
             ..Default::default()
         }
+    }
+}
+
+/// The first host address of an IPv4 subnet such as `172.17.0.0/16`.
+fn first_host(subnet: &str) -> Option<IpAddr> {
+    let (network, _) = subnet.split_once('/')?;
+    let network: std::net::Ipv4Addr = network.parse().ok()?;
+    Some(IpAddr::V4(std::net::Ipv4Addr::from(u32::from(network).checked_add(1)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_defaults_to_the_subnets_first_address() {
+        assert_eq!(first_host("172.17.0.0/16"), Some("172.17.0.1".parse().unwrap()));
+        assert_eq!(first_host("garbage"), None);
     }
 }
