@@ -4,6 +4,7 @@
 mod backend;
 mod commands;
 mod follow;
+mod git;
 mod output;
 
 use std::path::PathBuf;

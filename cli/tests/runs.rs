@@ -344,6 +344,15 @@ fn the_docker_example_runs_and_the_quickstart_runs_locally() {
     ]));
     assert!(outcome.success, "{}", outcome.stderr);
     assert!(outcome.stdout.contains("::metric rmse="), "{}", outcome.stdout);
+    // The first chart anyone sees must look like training: a curve that moves down.
+    let curve: Vec<f64> = outcome
+        .stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("::metric train_rmse="))
+        .map(|rest| rest.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert!(curve.len() >= 5, "{}", outcome.stdout);
+    assert!(curve.windows(2).all(|pair| pair[1] < pair[0]), "the curve should fall: {curve:?}");
     if !docker_ready() {
         return;
     }

@@ -19,6 +19,7 @@ use drover_proto::tags;
 use crate::GlobalOptions;
 use crate::backend::{Backend, Embedding};
 use crate::follow::{follow_run, report_end};
+use crate::git::GitFacts;
 
 /// The image for Docker runs of projects without `docker_env`.
 pub const DEFAULT_IMAGE: &str = "drover/python:3";
@@ -79,9 +80,20 @@ pub struct RunArgs {
 /// A run checked and ready to submit, with its snapshot packed.
 pub struct PreparedRun {
     pub spec: RunSpec,
-    pub tags: Vec<Tag>,
     pub command: String,
     pub snapshot: PackedSnapshot,
+    /// The tags known at once; [`PreparedRun::tags`] adds the git facts.
+    tags: Vec<Tag>,
+    git: GitFacts,
+}
+
+impl PreparedRun {
+    /// Every tag the run is submitted with, the git facts last (read while the rest went on).
+    pub fn tags(&mut self) -> Vec<Tag> {
+        let mut tags = self.tags.clone();
+        tags.extend(self.git.tags());
+        tags
+    }
 }
 
 pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -103,7 +115,7 @@ pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<std::p
 async fn submit_and_follow(
     client: &Client,
     args: &RunArgs,
-    prepared: PreparedRun,
+    mut prepared: PreparedRun,
 ) -> anyhow::Result<std::process::ExitCode> {
     let experiment_id = resolve_experiment(client, args).await?;
     upload_snapshot(client, &prepared.snapshot).await?;
@@ -112,7 +124,7 @@ async fn submit_and_follow(
             experiment_id,
             run_name: args.run_name.clone(),
             user_id: user(),
-            tags: prepared.tags,
+            tags: prepared.tags(),
             spec: prepared.spec.clone(),
         })
         .await?;
@@ -148,6 +160,7 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
     if !project_dir.is_dir() {
         bail!("project directory '{uri}' does not exist");
     }
+    let git = GitFacts::start(project_dir);
     let project = MlProject::load(project_dir)?;
     let mut docker = DockerOptions::parse_args(&args.docker_args)?;
     if let Some(cpus) = &args.cpus {
@@ -207,7 +220,6 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
     if let Some(run_name) = &args.run_name {
         run_tags.push(Tag::new(tags::RUN_NAME, run_name));
     }
-    run_tags.extend(git_tags(project_dir));
     let spec = RunSpec {
         project_name: project.name.clone(),
         snapshot: snapshot.digest.clone(),
@@ -222,7 +234,7 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
         max_retries: args.max_retries,
         priority: args.priority,
     };
-    Ok(PreparedRun { spec, tags: run_tags, command: invocation.command, snapshot })
+    Ok(PreparedRun { spec, command: invocation.command, snapshot, tags: run_tags, git })
 }
 
 /// The experiment to run in: by ID (must exist), by name (created when missing), or Default.
@@ -293,26 +305,4 @@ pub fn user() -> String {
             nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|user| user.name)
         })
         .unwrap_or_else(|| "unknown".to_string())
-}
-
-/// Source tags for a project inside a git work tree: commit, remote, branch, dirty flag.
-fn git_tags(dir: &Path) -> Vec<Tag> {
-    let git = |args: &[&str]| -> Option<String> {
-        let output =
-            std::process::Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
-        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
-    };
-    let Some(commit) = git(&["rev-parse", "HEAD"]) else { return Vec::new() };
-    let mut source = vec![Tag::new(tags::GIT_COMMIT, commit)];
-    if let Some(url) = git(&["remote", "get-url", "origin"]).filter(|url| !url.is_empty()) {
-        source.push(Tag::new(tags::GIT_REPO_URL, url));
-    }
-    if let Some(branch) =
-        git(&["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| !b.is_empty() && b != "HEAD")
-    {
-        source.push(Tag::new(tags::GIT_BRANCH, branch));
-    }
-    let dirty = git(&["status", "--porcelain", "--", "."]).is_some_and(|status| !status.is_empty());
-    source.push(Tag::new(tags::GIT_DIRTY, if dirty { "true" } else { "false" }));
-    source
 }

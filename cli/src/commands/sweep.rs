@@ -147,7 +147,7 @@ pub async fn sweep(global: &GlobalOptions, args: SweepArgs) -> anyhow::Result<Ex
         .iter()
         .map(|parameter| (parameter.name.clone(), parameter.first_value()))
         .collect();
-    let prepared = prepare_with(&args.run, &sample)?;
+    let mut prepared = prepare_with(&args.run, &sample)?;
     let spec = resolve_paths(spec, &project, &args.run.entry_point, &paths, &sample)?;
     if args.run.detach
         && global.scheduler.is_none()
@@ -168,7 +168,7 @@ pub async fn sweep(global: &GlobalOptions, args: SweepArgs) -> anyhow::Result<Ex
                 experiment_id,
                 run_name: None,
                 user_id: user(),
-                tags: prepared.tags.clone(),
+                tags: prepared.tags(),
                 spec: prepared.spec.clone(),
             },
             name,

@@ -10,15 +10,11 @@ use drover_proto::tags;
 use super::DispatchHandle;
 use crate::store::{SweepRecord, TrialRecord};
 
-/// The line a queued run's log starts with.
-const QUEUED_LINE: &str = "run queued";
-
 impl DispatchHandle {
     /// Queues a run whose snapshot the caller has checked is stored.
     pub async fn submit_run(&self, mut request: SubmitRun) -> Result<Run, ApiError> {
         add_facts(&mut request);
         let (run, record) = self.store.submit_run(request).await?;
-        self.store.append_system_log(run.info.run_id, QUEUED_LINE).await?;
         self.submitted(record).await?;
         Ok(run)
     }
@@ -35,9 +31,6 @@ impl DispatchHandle {
         // The trial is stored and its run queued in the store (the dispatcher recovers it
         // from there after a restart); what follows cannot undo that.
         let run_id = run.info.run_id;
-        if let Err(error) = self.store.append_system_log(run_id, QUEUED_LINE).await {
-            tracing::warn!(%run_id, %error, "cannot note the queued trial in its log");
-        }
         if let Err(error) = self.submitted(record).await {
             tracing::warn!(%run_id, %error, "the dispatcher did not take the trial's run");
         }

@@ -99,8 +99,25 @@ fn stream_from_byte(byte: u8) -> LogStream {
     }
 }
 
+/// The line a queued run's log starts with.
+const QUEUED_LINE: &str = "run queued";
+
+/// A log chunk as stored: its stream, then its bytes.
+fn log_value(stream: LogStream, data: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(data.len() + 1);
+    value.push(stream_byte(stream));
+    value.extend_from_slice(data);
+    value
+}
+
+/// How drover's own lines read in a run's log.
+fn system_line(line: &str) -> String {
+    format!("drover: {line}\n")
+}
+
 impl Store {
-    /// Creates a SCHEDULED run with its params, tags and execution record, in one write.
+    /// Creates a SCHEDULED run with its params, tags, execution record and the first line of
+    /// its log, in one write.
     pub async fn submit_run(&self, request: SubmitRun) -> Result<(Run, ExecutionRecord), ApiError> {
         let (run, record, batch) = self.stage_submission(request)?;
         self.db().apply_batch(batch).map_err(storage_error)?;
@@ -108,8 +125,8 @@ impl Store {
         Ok((run, record))
     }
 
-    /// A SCHEDULED run with its params, tags and execution record, and the batch that stores
-    /// it, for the caller to extend and apply.
+    /// A SCHEDULED run with its params, tags, execution record and first log line, and the
+    /// batch that stores it, for the caller to extend and apply.
     pub(super) fn stage_submission(
         &self,
         request: SubmitRun,
@@ -148,6 +165,13 @@ impl Store {
             message: String::new(),
         };
         batch.insert(keys::execution(run.info.run_id), encode(&record));
+        // A new run's log is empty: the queued line starts it at offset 0.
+        let line = system_line(QUEUED_LINE);
+        batch.insert(
+            keys::log_chunk(run.info.run_id, 0),
+            log_value(LogStream::System, line.as_bytes()),
+        );
+        batch.insert(keys::log_length(run.info.run_id), &(line.len() as u64).to_be_bytes());
         Ok((run, record, batch))
     }
 
@@ -280,7 +304,7 @@ impl Store {
 
     fn write_system_log(&self, run_id: RunId, line: &str) -> Result<(), ApiError> {
         let _guard = self.write_guard();
-        let text = format!("drover: {line}\n");
+        let text = system_line(line);
         let batch = self.log_append_batch(run_id, LogStream::System, text.as_bytes())?;
         self.db().apply_batch(batch).map_err(storage_error)
     }
@@ -300,11 +324,8 @@ impl Store {
             .as_deref()
             .and_then(keys::decode_u64)
             .unwrap_or(0);
-        let mut value = Vec::with_capacity(data.len() + 1);
-        value.push(stream_byte(stream));
-        value.extend_from_slice(data);
         let mut batch = sled::Batch::default();
-        batch.insert(keys::log_chunk(run_id, start), value);
+        batch.insert(keys::log_chunk(run_id, start), log_value(stream, data));
         batch.insert(length_key, &(start + data.len() as u64).to_be_bytes());
         Ok(batch)
     }
