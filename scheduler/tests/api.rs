@@ -702,3 +702,47 @@ async fn both_faces_page_through_the_same_runs_in_the_same_order() {
     }
     scheduler.stop().await;
 }
+
+/// Every REST endpoint that names a run takes `run_uuid` as older MLflow clients send it.
+#[tokio::test]
+async fn every_rest_endpoint_naming_a_run_takes_run_uuid_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = TestScheduler::start(dir.path()).await;
+    let run_id = scheduler.run(scheduler.experiment("uuids").await).await.info.run_id;
+    let uuid = run_id.to_string();
+    let calls = [
+        ("runs/set-tag", serde_json::json!({ "run_uuid": uuid, "key": "k", "value": "v" })),
+        ("runs/delete-tag", serde_json::json!({ "run_uuid": uuid, "key": "k" })),
+        ("runs/log-parameter", serde_json::json!({ "run_uuid": uuid, "key": "p", "value": "1" })),
+        (
+            "runs/log-metric",
+            serde_json::json!({ "run_uuid": uuid, "key": "m", "value": 1.5, "timestamp": 7 }),
+        ),
+        (
+            "runs/log-batch",
+            serde_json::json!({ "run_uuid": uuid, "metrics": [{ "key": "b", "value": 2, "timestamp": 8 }] }),
+        ),
+        (
+            "runs/log-inputs",
+            serde_json::json!({ "run_uuid": uuid, "datasets": [{ "dataset": {
+                "name": "wine", "digest": "d1", "source_type": "local", "source": "/data" } }] }),
+        ),
+        ("runs/update", serde_json::json!({ "run_uuid": uuid, "status": "FINISHED" })),
+    ];
+    for (path, body) in calls {
+        let (status, answer) = scheduler.rest(path, body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
+    let run = scheduler.client.get_run(run_id).await.unwrap();
+    assert!(!run.data.tags.iter().any(|tag| tag.key == "k"), "the tag was deleted by run_uuid");
+    assert_eq!(run.data.params, vec![param("p", "1")]);
+    let mut logged: Vec<&str> = run.data.latest_metrics.iter().map(|m| m.key.as_str()).collect();
+    logged.sort();
+    assert_eq!(logged, ["b", "m"]);
+    assert_eq!(run.info.status, RunStatus::Finished);
+    let (status, answer) =
+        scheduler.rest("runs/delete-tag", serde_json::json!({ "key": "k" })).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["message"], "missing value for required parameter 'run_id'");
+    scheduler.stop().await;
+}
