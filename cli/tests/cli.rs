@@ -409,7 +409,17 @@ fn every_command_has_help() {
         &["runs", "describe"],
         &["runs", "delete"],
         &["runs", "restore"],
+        &["runs", "logs"],
+        &["runs", "cancel"],
+        &["run"],
+        &["sweep"],
+        &["sweeps"],
+        &["sweeps", "list"],
+        &["sweeps", "describe"],
+        &["sweeps", "cancel"],
         &["scheduler"],
+        &["worker"],
+        &["status"],
     ];
     for command in commands {
         let outcome = run(drover(dir.path()).args(*command).arg("--help"));
