@@ -18,8 +18,12 @@ pub struct GitFacts {
 }
 
 impl GitFacts {
-    /// Starts reading the facts of `dir`; outside a git work tree there are none.
+    /// Starts reading the facts of `dir`; outside a git work tree there are none, and no
+    /// `git` is started to find that out.
     pub fn start(dir: &Path) -> GitFacts {
+        if !in_work_tree(dir) {
+            return GitFacts { status: None, remote: None, tags: Some(Vec::new()) };
+        }
         let git = |args: &[&str]| {
             Command::new("git")
                 .arg("-C")
@@ -47,6 +51,15 @@ impl GitFacts {
         }
         self.tags.clone().unwrap_or_default()
     }
+}
+
+/// Whether `dir` may be inside a git work tree: a `.git` in it or above it, or `GIT_DIR` set.
+fn in_work_tree(dir: &Path) -> bool {
+    if std::env::var_os("GIT_DIR").is_some() {
+        return true;
+    }
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    dir.ancestors().any(|ancestor| ancestor.join(".git").exists())
 }
 
 /// What a `git` process printed, if it succeeded.

@@ -97,6 +97,12 @@ impl PreparedRun {
 }
 
 pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
+    // A named scheduler is connected to while the project is checked and packed; anything
+    // wrong with the project is still reported first.
+    let connecting = global.scheduler.is_some().then(|| {
+        let global = global.clone();
+        tokio::spawn(async move { Backend::connect_with(&global, Embedding::WithWorker).await })
+    });
     let prepared = prepare(&args)?;
     if args.detach
         && global.scheduler.is_none()
@@ -106,7 +112,10 @@ pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<std::p
             "--detach needs a running scheduler (start `drover scheduler` and `drover worker`, or pass --scheduler); without one the run would stop with this command"
         );
     }
-    let backend = Backend::connect_with(global, Embedding::WithWorker).await?;
+    let backend = match connecting {
+        Some(connecting) => connecting.await.context("connecting to the scheduler stopped")??,
+        None => Backend::connect_with(global, Embedding::WithWorker).await?,
+    };
     let result = submit_and_follow(&backend.client, &args, prepared).await;
     backend.close().await?;
     result
