@@ -135,6 +135,10 @@ fn main() -> ExitCode {
             Command::Status(options) => done(status::run(&cli.global, options).await),
         }
     });
+    // Every command finishes its work inside `block_on` (an embedded scheduler has closed its
+    // store, a worker has delivered its reports); what is left are idle connections, which
+    // need not be waited for on the way out.
+    runtime.shutdown_background();
     match result {
         Ok(code) => code,
         Err(error) => {

@@ -118,6 +118,9 @@ impl Store {
             }
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 let store = self.clone();
+                // Detached on purpose: the new leader only writes groups whose callers are
+                // waiting for its answer, so it is awaited through them, and a shutdown
+                // drains those calls before the store closes.
                 runtime.spawn(async move { store.lead_group() });
                 leadership.written = true;
                 return;
