@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use drover_project::snapshot::DEFAULT_SIZE_LIMIT;
 use drover_proto::ApiError;
+use drover_proto::domain::{RunId, ViewType};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
@@ -26,8 +27,6 @@ use crate::dispatch::{DispatchHandle, Dispatcher, LeaseOptions};
 use crate::snapshots::SnapshotStore;
 use crate::store::Store;
 use crate::sweep::{Driver, SweepHandle};
-
-pub use tracking::{BulkHistoryQuery, SearchExperiments};
 
 /// How the scheduler runs, validated once by whoever starts it.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +40,26 @@ impl Default for SchedulerOptions {
     fn default() -> Self {
         SchedulerOptions { lease: LeaseOptions::default(), snapshot_limit: DEFAULT_SIZE_LIMIT }
     }
+}
+
+/// A search over experiments, in MLflow's grammar.
+#[derive(Clone, Debug, Default)]
+pub struct SearchExperiments {
+    pub view: ViewType,
+    pub filter: Option<String>,
+    pub order_by: Vec<String>,
+    pub max_results: Option<i64>,
+    pub page_token: Option<String>,
+}
+
+/// One metric's history for several runs, sampled to at most `max_results` points per run.
+#[derive(Clone, Debug)]
+pub struct BulkHistoryQuery {
+    pub run_ids: Vec<RunId>,
+    pub key: String,
+    pub start_step: Option<i64>,
+    pub end_step: Option<i64>,
+    pub max_results: Option<i64>,
 }
 
 #[derive(Clone)]

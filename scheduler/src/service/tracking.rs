@@ -11,8 +11,8 @@ use drover_proto::domain::{
 use drover_proto::service::Tracking;
 use serde_json::Value;
 
-use super::Scheduler;
 use super::paging::{self, EXPERIMENTS, PageLimits, RUNS};
+use super::{BulkHistoryQuery, Scheduler, SearchExperiments};
 use crate::artifacts::FileInfo;
 use crate::search::{ExperimentFilter, Filter, OrderBy};
 
@@ -26,26 +26,6 @@ const MAX_BATCH_ITEMS: usize = 1000;
 /// Runs one sampled-history request may name, and points it returns per run, at most.
 const MAX_BULK_RUNS: usize = 100;
 const BULK_POINTS: PageLimits = PageLimits { default: 2500, max: 2500 };
-
-/// A search over experiments, in MLflow's grammar.
-#[derive(Clone, Debug, Default)]
-pub struct SearchExperiments {
-    pub view: ViewType,
-    pub filter: Option<String>,
-    pub order_by: Vec<String>,
-    pub max_results: Option<i64>,
-    pub page_token: Option<String>,
-}
-
-/// One metric's history for several runs, sampled to at most `max_results` points per run.
-#[derive(Clone, Debug)]
-pub struct BulkHistoryQuery {
-    pub run_ids: Vec<RunId>,
-    pub key: String,
-    pub start_step: Option<i64>,
-    pub end_step: Option<i64>,
-    pub max_results: Option<i64>,
-}
 
 impl Tracking for Scheduler {
     async fn create_experiment(&self, request: CreateExperiment) -> ApiResult<Experiment> {

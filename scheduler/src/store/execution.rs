@@ -3,85 +3,14 @@
 
 use drover_project::snapshot::SnapshotDigest;
 use drover_proto::ApiError;
-use drover_proto::domain::{CreateRun, Param, Run, RunId, RunInfo, RunStatus, Tag};
-use drover_proto::execution::{AttemptId, LogStream, MetricBatch, RunSpec, SubmitRun};
-use serde::{Deserialize, Serialize};
+use drover_proto::domain::{CreateRun, Param, Run, RunId, RunInfo, RunStatus};
+use drover_proto::execution::{AttemptId, LogStream, MetricBatch, SubmitRun};
 
-use super::runs::{stage_tags, validate_param, validate_tag};
 use drover_proto::validate::{self, MAX_PARAM_VALUE_LEN};
 
+use super::records::{ExecutionRecord, LogChunk, Placement, RunChange, SnapshotRecord};
+use super::staging::{stage_tags, validate_param, validate_tag};
 use super::{Store, decode, encode, keys, now_ms, storage_error};
-
-/// Where a submitted run is in its life.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum Placement {
-    /// Waiting for a worker.
-    Queued,
-    /// Sent to a worker, not started yet.
-    Assigned { worker_id: String },
-    /// Started on a worker.
-    Running { worker_id: String },
-    /// Ended; the run's status says how.
-    Done,
-}
-
-impl Placement {
-    pub fn worker(&self) -> Option<&str> {
-        match self {
-            Placement::Assigned { worker_id } | Placement::Running { worker_id } => Some(worker_id),
-            Placement::Queued | Placement::Done => None,
-        }
-    }
-}
-
-/// The scheduler's durable record of a submitted run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ExecutionRecord {
-    pub run_id: RunId,
-    pub experiment_id: drover_proto::domain::ExperimentId,
-    pub spec: RunSpec,
-    /// The current attempt; 0 before the first assignment.
-    pub attempt: u32,
-    pub placement: Placement,
-    /// Attempts requeued after their worker was lost.
-    pub retries_used: u32,
-    pub cancel_requested: bool,
-    pub submitted_ms: i64,
-    pub exit_code: Option<i32>,
-    /// Why the run failed or was killed, when drover knows.
-    pub message: String,
-}
-
-impl ExecutionRecord {
-    pub fn current_attempt(&self) -> AttemptId {
-        AttemptId { run_id: self.run_id, attempt: self.attempt }
-    }
-}
-
-/// A change to a run's visible state, applied with its execution record.
-#[derive(Debug, Default)]
-pub struct RunChange {
-    pub status: Option<RunStatus>,
-    pub tags: Vec<Tag>,
-}
-
-/// A piece of a run's stored log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogChunk {
-    pub stream: LogStream,
-    pub data: Vec<u8>,
-    /// Where the next chunk starts.
-    pub end_cursor: u64,
-}
-
-/// Metadata of a stored snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotRecord {
-    pub digest: SnapshotDigest,
-    pub size: u64,
-    pub stored_ms: i64,
-}
 
 fn stream_byte(stream: LogStream) -> u8 {
     match stream {

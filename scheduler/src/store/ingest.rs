@@ -17,7 +17,7 @@ use drover_proto::execution::{MetricPoint, MetricSeries};
 use tokio::sync::oneshot;
 
 use super::history::{latest_of, supersedes};
-use super::runs::stage_tags;
+use super::staging::stage_tags;
 use super::{Store, Ticket, keys, storage_error};
 use drover_proto::tags;
 

@@ -8,8 +8,6 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::OpenError;
-
 const LOCK_FILE: &str = "scheduler.lock";
 
 /// Who holds a data directory.
@@ -27,15 +25,23 @@ pub fn read_holder(dir: &Path) -> Option<Holder> {
     serde_json::from_str(&text).ok()
 }
 
+/// Why a data directory's lock could not be taken.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another process holds it (and says who, unless its file is unreadable).
+    Held(Option<Holder>),
+    Io(std::io::Error),
+}
+
 /// An exclusive hold on a data directory, released when dropped.
 pub struct DirLock {
     file: File,
 }
 
 impl DirLock {
-    pub fn acquire(dir: &Path) -> Result<DirLock, OpenError> {
+    pub fn acquire(dir: &Path) -> Result<DirLock, LockError> {
         let path = dir.join(LOCK_FILE);
-        let io_error = |source| OpenError::Io { path: dir.to_path_buf(), source };
+        let io_error = LockError::Io;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -48,10 +54,7 @@ impl DirLock {
             Err(TryLockError::WouldBlock) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
-                return Err(OpenError::Locked {
-                    path: dir.to_path_buf(),
-                    holder: serde_json::from_str(&text).ok(),
-                });
+                return Err(LockError::Held(serde_json::from_str(&text).ok()));
             }
             Err(TryLockError::Error(source)) => return Err(io_error(source)),
         }

@@ -11,7 +11,9 @@ mod history;
 mod ingest;
 mod keys;
 mod lock;
+mod records;
 mod runs;
+mod staging;
 mod sweeps;
 
 use std::path::{Path, PathBuf};
@@ -26,13 +28,15 @@ use drover_proto::domain::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use execution::{ExecutionRecord, LogChunk, Placement, RunChange, SnapshotRecord};
 pub use lock::{Holder, read_holder};
-pub use sweeps::{SweepRecord, TrialRecord, TrialTemplate};
+pub use records::{
+    ExecutionRecord, LogChunk, Placement, RunChange, SnapshotRecord, SweepRecord, TrialRecord,
+    TrialTemplate,
+};
 
 use self::commit::GroupCommit;
 pub use self::commit::Ticket;
-use self::lock::DirLock;
+use self::lock::{DirLock, LockError};
 
 /// Runs whose search views are kept in memory, at most (about 1 KiB each).
 const MAX_CACHED_RUNS: usize = 500_000;
@@ -104,7 +108,10 @@ impl Store {
         }
         let io_error = |source| OpenError::Io { path: dir.to_path_buf(), source };
         std::fs::create_dir_all(dir).map_err(io_error)?;
-        let lock = DirLock::acquire(dir)?;
+        let lock = DirLock::acquire(dir).map_err(|error| match error {
+            LockError::Held(holder) => OpenError::Locked { path: dir.to_path_buf(), holder },
+            LockError::Io(source) => io_error(source),
+        })?;
         let corrupt = |error: sled::Error| OpenError::Corrupt {
             path: dir.to_path_buf(),
             detail: error.to_string(),

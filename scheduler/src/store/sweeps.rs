@@ -3,45 +3,12 @@
 //! cursor are written in one batch, so a restart never loses or repeats a trial.
 
 use drover_proto::ApiError;
-use drover_proto::domain::{CreateRun, ExperimentId, Run, RunId, RunStatus, Tag};
-use drover_proto::execution::{RunSpec, SubmitRun};
-use drover_proto::sweep::{SweepSpec, SweepStatus, Trial};
-use serde::{Deserialize, Serialize};
+use drover_proto::domain::{CreateRun, Run, RunId, RunStatus};
+use drover_proto::execution::SubmitRun;
+use drover_proto::sweep::Trial;
 
-use super::{ExecutionRecord, Store, decode, encode, keys, now_ms, storage_error};
-
-/// What every child of a sweep runs, before its swept parameters are added.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrialTemplate {
-    pub user_id: String,
-    pub tags: Vec<Tag>,
-    pub spec: RunSpec,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SweepRecord {
-    /// The parent run's id.
-    pub id: RunId,
-    pub experiment_id: ExperimentId,
-    pub name: String,
-    pub spec: SweepSpec,
-    pub template: TrialTemplate,
-    pub status: SweepStatus,
-    pub reason: String,
-    /// Trials created so far; trial indexes count from 0.
-    pub next_trial: u64,
-    pub created_ms: i64,
-    pub ended_ms: Option<i64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrialRecord {
-    #[serde(flatten)]
-    pub trial: Trial,
-    /// The objective's best value when the run reached each ASHA rung so far.
-    #[serde(default)]
-    pub rungs: Vec<f64>,
-}
+use super::records::{ExecutionRecord, SweepRecord, TrialRecord};
+use super::{Store, decode, encode, keys, now_ms, storage_error};
 
 impl Store {
     /// Creates the parent run and the sweep record in one write; `record.id` is set to the

@@ -1,0 +1,113 @@
+//! The scheduler's records, as stored: a submitted run's execution record (its spec, attempt
+//! and placement), snapshot metadata, and a sweep's record and its trials' records. Plain
+//! data; the operations that write them are in `execution.rs` and `sweeps.rs`.
+
+use drover_project::snapshot::SnapshotDigest;
+use drover_proto::domain::{ExperimentId, RunId, RunStatus, Tag};
+use drover_proto::execution::{AttemptId, LogStream, RunSpec};
+use drover_proto::sweep::{SweepSpec, SweepStatus, Trial};
+use serde::{Deserialize, Serialize};
+
+/// Where a submitted run is in its life.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Placement {
+    /// Waiting for a worker.
+    Queued,
+    /// Sent to a worker, not started yet.
+    Assigned { worker_id: String },
+    /// Started on a worker.
+    Running { worker_id: String },
+    /// Ended; the run's status says how.
+    Done,
+}
+
+impl Placement {
+    pub fn worker(&self) -> Option<&str> {
+        match self {
+            Placement::Assigned { worker_id } | Placement::Running { worker_id } => Some(worker_id),
+            Placement::Queued | Placement::Done => None,
+        }
+    }
+}
+
+/// The scheduler's durable record of a submitted run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    pub run_id: RunId,
+    pub experiment_id: ExperimentId,
+    pub spec: RunSpec,
+    /// The current attempt; 0 before the first assignment.
+    pub attempt: u32,
+    pub placement: Placement,
+    /// Attempts requeued after their worker was lost.
+    pub retries_used: u32,
+    pub cancel_requested: bool,
+    pub submitted_ms: i64,
+    pub exit_code: Option<i32>,
+    /// Why the run failed or was killed, when drover knows.
+    pub message: String,
+}
+
+impl ExecutionRecord {
+    pub fn current_attempt(&self) -> AttemptId {
+        AttemptId { run_id: self.run_id, attempt: self.attempt }
+    }
+}
+
+/// A change to a run's visible state, applied with its execution record.
+#[derive(Debug, Default)]
+pub struct RunChange {
+    pub status: Option<RunStatus>,
+    pub tags: Vec<Tag>,
+}
+
+/// A piece of a run's stored log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogChunk {
+    pub stream: LogStream,
+    pub data: Vec<u8>,
+    /// Where the next chunk starts.
+    pub end_cursor: u64,
+}
+
+/// Metadata of a stored snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub digest: SnapshotDigest,
+    pub size: u64,
+    pub stored_ms: i64,
+}
+
+/// What every child of a sweep runs, before its swept parameters are added.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrialTemplate {
+    pub user_id: String,
+    pub tags: Vec<Tag>,
+    pub spec: RunSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepRecord {
+    /// The parent run's id.
+    pub id: RunId,
+    pub experiment_id: ExperimentId,
+    pub name: String,
+    pub spec: SweepSpec,
+    pub template: TrialTemplate,
+    pub status: SweepStatus,
+    pub reason: String,
+    /// Trials created so far; trial indexes count from 0.
+    pub next_trial: u64,
+    pub created_ms: i64,
+    pub ended_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    #[serde(flatten)]
+    pub trial: Trial,
+    /// The objective's best value when the run reached each ASHA rung so far.
+    #[serde(default)]
+    pub rungs: Vec<f64>,
+}
