@@ -23,11 +23,12 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: &[&str]) -> Table {
-        Table { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+        Table { header: header.iter().map(|h| terminal_safe(h)).collect(), rows: Vec::new() }
     }
 
+    /// Adds a row; what a cell holds is shown escaped where it could steer the terminal.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.iter().map(|cell| terminal_safe(cell)).collect());
     }
 
     pub fn render(&self) -> String {
@@ -56,6 +57,21 @@ impl Table {
         }
         out
     }
+}
+
+/// Text from the store as a terminal may show it: control characters (ESC, CR, NUL, ...)
+/// and bidirectional overrides written as escapes, so a crafted name cannot rewrite the
+/// screen or disguise itself.
+pub fn terminal_safe(text: &str) -> String {
+    if !text.chars().any(drover_proto::validate::is_unprintable) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| match c {
+            c if drover_proto::validate::is_unprintable(c) => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
@@ -144,5 +160,16 @@ mod tests {
         assert_eq!(format_duration(3200), "3.2s");
         assert_eq!(format_duration(245_000), "4m 5s");
         assert_eq!(format_duration(7_260_000), "2h 1m");
+    }
+
+    #[test]
+    fn tables_escape_what_could_steer_a_terminal() {
+        let mut table = Table::new(&["NAME"]);
+        table.row(vec!["evil\u{1b}[2J\rname\u{202e}".to_string()]);
+        table.row(vec!["école".to_string()]);
+        let shown = table.render();
+        assert!(!shown.replace('\n', "").chars().any(drover_proto::validate::is_unprintable));
+        assert!(shown.contains(r"evil\u{1b}[2J\u{d}name\u{202e}"), "{shown}");
+        assert!(shown.contains("école"), "{shown}");
     }
 }

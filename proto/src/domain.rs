@@ -115,12 +115,7 @@ impl ExperimentName {
         if name.trim().is_empty() {
             return Err(ApiError::InvalidArgument("experiment name must not be empty".to_string()));
         }
-        let length = name.chars().count();
-        if length > MAX_EXPERIMENT_NAME_LEN {
-            return Err(ApiError::InvalidArgument(format!(
-                "experiment name is {length} characters long; the limit is {MAX_EXPERIMENT_NAME_LEN}"
-            )));
-        }
+        crate::validate::name("experiment name", name, MAX_EXPERIMENT_NAME_LEN)?;
         Ok(ExperimentName(name.to_string()))
     }
 

@@ -39,6 +39,47 @@ pub fn key(kind: &str, key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Whether a character may rewrite a terminal or reorder the text around it: control
+/// characters (ESC, CR, NUL, ...) and the bidirectional overrides and isolates.
+pub fn is_unprintable(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Checks a name people read in listings (an experiment's, a run's): no character that could
+/// rewrite the terminal showing it, and at most `limit` characters.
+pub fn name(kind: &str, name: &str, limit: usize) -> Result<(), ApiError> {
+    if let Some(bad) = name.chars().find(|c| is_unprintable(*c)) {
+        return Err(ApiError::InvalidArgument(format!(
+            "{kind} '{}' holds the control character {}; names are plain text",
+            name.escape_default(),
+            bad.escape_unicode()
+        )));
+    }
+    let length = name.chars().count();
+    if length > limit {
+        return Err(ApiError::InvalidArgument(format!(
+            "{kind} is {length} characters long; the limit is {limit}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a tag: its key, its value's length, and (over a list) that no key comes twice.
+pub fn tags<'a>(tags: impl IntoIterator<Item = &'a crate::domain::Tag>) -> Result<(), ApiError> {
+    let mut seen = std::collections::HashSet::new();
+    for tag in tags {
+        key("tag", &tag.key)?;
+        value("tag", &tag.key, &tag.value, MAX_TAG_VALUE_LEN)?;
+        if !seen.insert(tag.key.as_str()) {
+            return Err(ApiError::InvalidArgument(format!(
+                "tag '{}' is given twice; give each key once",
+                tag.key
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn value(kind: &str, key: &str, value: &str, limit: usize) -> Result<(), ApiError> {
     let length = value.chars().count();
     if length > limit {
@@ -51,7 +92,16 @@ pub fn value(kind: &str, key: &str, value: &str, limit: usize) -> Result<(), Api
 
 #[cfg(test)]
 mod tests {
-    use super::key;
+    use super::{key, name};
+
+    #[test]
+    fn names_hold_no_terminal_controls() {
+        for bad in ["a\u{1b}[2Jb", "line\rover", "nul\0", "evil\u{202e}txt.exe", "tab\there"] {
+            assert!(name("experiment name", bad, 500).is_err(), "{bad:?}");
+        }
+        assert!(name("experiment name", "école / run-1 (β)", 500).is_ok());
+        assert!(name("run name", &"n".repeat(501), 500).is_err());
+    }
 
     #[test]
     fn keys_follow_mlflow_rules() {

@@ -22,17 +22,34 @@ pub struct FileInfo {
     pub size: u64,
 }
 
+/// The largest artifact file accepted by default, in bytes.
+pub const DEFAULT_ARTIFACT_LIMIT: u64 = 16 << 30;
+
+/// The longest name a path component may have: the filesystem's limit.
+const MAX_COMPONENT_BYTES: usize = 255;
+
 /// The directory artifacts live under.
 #[derive(Clone, Debug)]
 pub struct ArtifactStore {
     root: PathBuf,
+    /// Where uploads are written until they are complete, beside the root (so a rename moves
+    /// them in) and outside it (so no listing shows half a file).
+    incoming: PathBuf,
+    /// The largest file accepted, in bytes.
+    limit: u64,
 }
 
 impl ArtifactStore {
-    pub fn open(data_dir: &Path) -> std::io::Result<ArtifactStore> {
+    pub fn open(data_dir: &Path, limit: u64) -> std::io::Result<ArtifactStore> {
         let root = data_dir.join("artifacts");
+        let incoming = data_dir.join("artifacts-incoming");
         std::fs::create_dir_all(&root)?;
-        Ok(ArtifactStore { root: root.canonicalize()? })
+        std::fs::create_dir_all(&incoming)?;
+        // Uploads cut short by a crash are never finished.
+        for entry in std::fs::read_dir(&incoming)? {
+            let _ = std::fs::remove_file(entry?.path());
+        }
+        Ok(ArtifactStore { root: root.canonicalize()?, incoming: incoming.canonicalize()?, limit })
     }
 
     /// The file or directory at `relative`, refusing any path that could leave the root.
@@ -92,16 +109,23 @@ impl ArtifactStore {
         tokio::fs::create_dir_all(parent).await.map_err(|e| io_error(e, path))?;
         // Creating directories may have followed links: check again where the file lands.
         self.resolve(path)?;
-        let partial =
-            parent.join(format!(".{}.partial-{}", rand::random::<u64>(), std::process::id()));
+        let partial = self.incoming.join(format!("{:016x}", rand::random::<u64>()));
         let result = async {
             let mut file =
                 tokio::fs::File::create(&partial).await.map_err(|e| io_error(e, path))?;
             tokio::pin!(body);
+            let mut received = 0u64;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|error| {
                     ApiError::InvalidArgument(format!("the upload broke: {error}"))
                 })?;
+                received += chunk.len() as u64;
+                if received > self.limit {
+                    return Err(ApiError::InvalidArgument(format!(
+                        "artifact '{path}' is larger than the {} bytes this scheduler accepts (--artifact-limit)",
+                        self.limit
+                    )));
+                }
                 file.write_all(&chunk).await.map_err(|e| io_error(e, path))?;
             }
             file.sync_all().await.map_err(|e| io_error(e, path))?;
@@ -209,12 +233,21 @@ pub fn safe_relative(path: &str) -> Result<PathBuf, ApiError> {
     {
         return Err(refuse("empty, '.' and '..' components are not allowed"));
     }
+    if let Some(long) = path.split('/').find(|part| part.len() > MAX_COMPONENT_BYTES) {
+        return Err(refuse(&format!(
+            "a name of {} bytes is longer than the {MAX_COMPONENT_BYTES} a file name may have",
+            long.len()
+        )));
+    }
     Ok(clean)
 }
 
 fn io_error(error: std::io::Error, what: &str) -> ApiError {
     match error.kind() {
         std::io::ErrorKind::NotFound => ApiError::NotFound(format!("no artifact at '{what}'")),
+        std::io::ErrorKind::InvalidFilename | std::io::ErrorKind::NotADirectory => {
+            ApiError::InvalidArgument(format!("invalid artifact path '{what}': {error}"))
+        }
         _ => ApiError::Internal(format!("artifact '{what}': {error}")),
     }
 }
@@ -239,6 +272,7 @@ mod tests {
             "a\0b",
             "./a",
             "a//b",
+            &format!("dir/{}", "n".repeat(256)),
         ] {
             assert!(safe_relative(hostile).is_err(), "{hostile:?} should be refused");
         }

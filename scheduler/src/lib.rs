@@ -8,6 +8,7 @@
 
 mod artifacts;
 pub mod dispatch;
+mod guard;
 mod names;
 mod rest;
 mod search;

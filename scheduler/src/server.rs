@@ -9,6 +9,7 @@ use axum::serve::ListenerExt;
 use drover_proto::service::grpc_routes;
 use tokio::net::TcpListener;
 
+use crate::guard::{self, HostPolicy};
 use crate::rest;
 use crate::service::{Scheduler, SchedulerOptions};
 use crate::store::Store;
@@ -41,11 +42,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let address = format!("http://{}", listener.local_addr()?);
     let (scheduler, stop) =
-        Scheduler::start(store.clone(), options).map_err(std::io::Error::other)?;
+        Scheduler::start(store.clone(), &options).map_err(std::io::Error::other)?;
+    let hosts = HostPolicy::new(listener.local_addr()?, &options.allowed_hosts);
     let router = grpc_routes(Arc::new(scheduler.clone()))
         .into_axum_router()
         .merge(rest::router(scheduler))
-        .fallback(rest::not_found);
+        .fallback(rest::not_found)
+        .layer(axum::middleware::from_fn_with_state(hosts, guard::check));
     tracing::info!(%address, data_dir = %store.dir().display(), "scheduler listening");
 
     let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();

@@ -374,12 +374,15 @@ impl HttpClient {
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<String> {
-        self.call(&format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")).await
+        let host = &self.address;
+        self.call(&format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"))
+            .await
     }
 
     async fn post(&self, path: &str, body: &str) -> anyhow::Result<String> {
         let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.address,
             body.len()
         );
         self.call(&request).await

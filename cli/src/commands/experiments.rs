@@ -6,7 +6,7 @@ use drover_proto::domain::{CreateExperiment, ExperimentName, RenameExperiment};
 use super::{ExperimentSelector, View};
 use crate::GlobalOptions;
 use crate::backend::with_client;
-use crate::output::{OutputFormat, Table, format_time, print_json};
+use crate::output::{OutputFormat, Table, format_time, print_json, terminal_safe};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -63,7 +63,11 @@ pub async fn run(global: &GlobalOptions, command: Command) -> anyhow::Result<()>
             let experiment =
                 with_client(global, async |client| Ok(client.create_experiment(request).await?))
                     .await?;
-            println!("Created experiment '{}' with ID {}", experiment.name, experiment.id);
+            println!(
+                "Created experiment '{}' with ID {}",
+                terminal_safe(&experiment.name),
+                experiment.id
+            );
         }
         Command::List(options) => {
             let experiments = with_client(global, async |client| {
@@ -98,7 +102,12 @@ pub async fn run(global: &GlobalOptions, command: Command) -> anyhow::Result<()>
                 Ok((before, after))
             })
             .await?;
-            println!("Renamed experiment '{}' (ID {}) to '{}'", before.name, after.id, after.name);
+            println!(
+                "Renamed experiment '{}' (ID {}) to '{}'",
+                terminal_safe(&before.name),
+                after.id,
+                terminal_safe(&after.name)
+            );
         }
         Command::Delete(selector) => {
             let experiment = selector.reference()?;
@@ -106,7 +115,11 @@ pub async fn run(global: &GlobalOptions, command: Command) -> anyhow::Result<()>
                 Ok(client.delete_experiment(experiment).await?)
             })
             .await?;
-            println!("Deleted experiment '{}' (ID {})", experiment.name, experiment.id);
+            println!(
+                "Deleted experiment '{}' (ID {})",
+                terminal_safe(&experiment.name),
+                experiment.id
+            );
         }
         Command::Restore(selector) => {
             let experiment = selector.reference()?;
@@ -114,7 +127,11 @@ pub async fn run(global: &GlobalOptions, command: Command) -> anyhow::Result<()>
                 Ok(client.restore_experiment(experiment).await?)
             })
             .await?;
-            println!("Restored experiment '{}' (ID {})", experiment.name, experiment.id);
+            println!(
+                "Restored experiment '{}' (ID {})",
+                terminal_safe(&experiment.name),
+                experiment.id
+            );
         }
     }
     Ok(())

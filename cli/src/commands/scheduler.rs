@@ -29,6 +29,14 @@ pub struct Options {
     /// Largest project snapshot accepted, e.g. 1g or 500m.
     #[arg(long, value_name = "SIZE", default_value = "1g", value_parser = parse_size)]
     snapshot_limit: u64,
+    /// Host names HTTP clients may reach this scheduler by, besides loopback and the listen
+    /// address (comma-separated; `*.example.com` for a domain, `*` for any). Listening on
+    /// every address (0.0.0.0) without this list accepts any host.
+    #[arg(long, value_name = "HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+    /// Largest artifact file accepted through the artifact proxy, e.g. 16g.
+    #[arg(long, value_name = "SIZE", default_value = "16g", value_parser = parse_size)]
+    artifact_limit: u64,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -46,7 +54,12 @@ impl Options {
             lease_timeout: self.lease_timeout,
             ..LeaseOptions::default()
         };
-        Ok(SchedulerOptions { lease, snapshot_limit: self.snapshot_limit })
+        Ok(SchedulerOptions {
+            lease,
+            snapshot_limit: self.snapshot_limit,
+            artifact_limit: self.artifact_limit,
+            allowed_hosts: self.allowed_hosts.clone(),
+        })
     }
 }
 

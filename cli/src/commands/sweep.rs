@@ -19,7 +19,7 @@ use serde_json::json;
 use super::run::{RunArgs, prepare_with, resolve_experiment, upload_snapshot, user};
 use crate::GlobalOptions;
 use crate::backend::{Backend, Embedding, with_client};
-use crate::output::{OutputFormat, Table, format_duration, format_time, print_json};
+use crate::output::{OutputFormat, Table, format_duration, format_time, print_json, terminal_safe};
 
 /// How often a followed sweep is looked at.
 const POLL: Duration = Duration::from_millis(500);
@@ -435,7 +435,7 @@ fn describe_text(sweep: &Sweep) -> String {
     let counts = sweep.counts;
     let mut out = String::new();
     let mut line = |text: String| {
-        out.push_str(&text);
+        out.push_str(&terminal_safe(&text));
         out.push('\n');
     };
     line(format!("Sweep:       {} ({})", sweep.id, sweep.name));

@@ -3,8 +3,9 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::extract::{FromRequestParts, Path as UrlPath, RawQuery, State};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use drover_proto::ApiError;
 use serde::Deserialize;
@@ -14,6 +15,24 @@ use super::json::RunRef;
 use super::{MlflowRequest, RestResult, query_object};
 use crate::artifacts::FileInfo;
 use crate::service::Scheduler;
+
+/// The artifact path in a URL, or MLflow's JSON error for one that is not a path (bytes that
+/// are not UTF-8, say).
+pub struct ArtifactPath(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ArtifactPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match UrlPath::<String>::from_request_parts(parts, state).await {
+            Ok(UrlPath(path)) => Ok(ArtifactPath(path)),
+            Err(rejection) => Err(ApiError::InvalidArgument(format!(
+                "invalid artifact path: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
 
 fn file_info(file: FileInfo) -> Value {
     if file.is_dir {
@@ -34,7 +53,7 @@ pub async fn list(State(scheduler): State<Scheduler>, RawQuery(query): RawQuery)
 /// `PUT .../mlflow-artifacts/artifacts/<path>`: stores the body as that file.
 pub async fn upload(
     State(scheduler): State<Scheduler>,
-    UrlPath(path): UrlPath<String>,
+    ArtifactPath(path): ArtifactPath,
     body: Body,
 ) -> RestResult {
     scheduler.artifacts().upload(&path, body.into_data_stream()).await?;
@@ -44,7 +63,7 @@ pub async fn upload(
 /// `GET .../mlflow-artifacts/artifacts/<path>`: the file's bytes.
 pub async fn download(
     State(scheduler): State<Scheduler>,
-    UrlPath(path): UrlPath<String>,
+    ArtifactPath(path): ArtifactPath,
 ) -> Result<Response, ApiError> {
     let (file, size) = scheduler.artifacts().open_file(&path).await?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
@@ -61,7 +80,7 @@ pub async fn download(
 /// `DELETE .../mlflow-artifacts/artifacts/<path>`: removes a file or directory.
 pub async fn remove(
     State(scheduler): State<Scheduler>,
-    UrlPath(path): UrlPath<String>,
+    ArtifactPath(path): ArtifactPath,
 ) -> RestResult {
     scheduler.artifacts().remove(&path).await?;
     Ok(Json(json!({})))

@@ -15,11 +15,22 @@ use serde_json::Value;
 pub fn lenient_i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
     match Option::<Value>::deserialize(deserializer)? {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(number)) => number
-            .as_i64()
-            .or_else(|| number.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-            .map(Some)
-            .ok_or_else(|| de::Error::custom(format!("{number} is not an integer"))),
+        Some(Value::Number(number)) => {
+            if let Some(integer) = number.as_i64() {
+                return Ok(Some(integer));
+            }
+            // 2^63 is the first float past i64's range; `as` would clamp it to i64::MAX.
+            const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+            match number.as_f64() {
+                Some(float) if float.fract() != 0.0 => {
+                    Err(de::Error::custom(format!("{number} is not an integer")))
+                }
+                Some(float) if (-LIMIT..LIMIT).contains(&float) => Ok(Some(float as i64)),
+                _ => {
+                    Err(de::Error::custom(format!("{number} is out of range for a 64-bit integer")))
+                }
+            }
+        }
         Some(Value::String(text)) => text
             .trim()
             .parse()
@@ -276,6 +287,21 @@ mod tests {
         let probe: Probe = serde_json::from_str(r#"{"value": 1.5}"#).unwrap();
         assert_eq!((probe.value, probe.timestamp), (Some(1.5), None));
         assert!(serde_json::from_str::<Probe>(r#"{"value": "abc"}"#).is_err());
+    }
+
+    #[test]
+    fn integers_out_of_range_are_refused_not_clamped() {
+        for out_of_range in
+            ["9223372036854775808", "1e19", "1e300", "-1e19", "\"9223372036854775808\""]
+        {
+            let body = format!(r#"{{"timestamp": {out_of_range}}}"#);
+            let error = serde_json::from_str::<Probe>(&body).map(|probe| probe.timestamp);
+            assert!(error.is_err(), "{out_of_range} gave {error:?}");
+        }
+        let probe: Probe = serde_json::from_str(r#"{"timestamp": 9223372036854775807}"#).unwrap();
+        assert_eq!(probe.timestamp, Some(i64::MAX));
+        let probe: Probe = serde_json::from_str(r#"{"timestamp": 1e18}"#).unwrap();
+        assert_eq!(probe.timestamp, Some(1_000_000_000_000_000_000));
     }
 
     #[test]

@@ -39,6 +39,21 @@ impl<S: Send + Sync> FromRequest<S> for MlflowRequest {
         if request.method() == Method::GET || request.method() == Method::DELETE {
             return Ok(MlflowRequest::Query(query_object(request.uri().query().unwrap_or(""))));
         }
+        // A page on another site can send a form or plain text to any address without asking;
+        // only JSON needs the browser to ask first (and this server never says yes). So a call
+        // that changes the store must say it is JSON, as MLflow's server requires.
+        let is_json = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::InvalidArgument(
+                "a request that changes the store must be sent as Content-Type: application/json"
+                    .to_string(),
+            ));
+        }
         let query = request.uri().query().unwrap_or("").to_string();
         let bytes =
             axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES).await.map_err(|_| {

@@ -271,11 +271,17 @@ pub async fn search_runs(State(scheduler): State<Scheduler>, request: MlflowRequ
         order_by: body.order_by.into_vec(),
     };
     let page = scheduler.list_runs(request).await?;
-    let mut runs = Vec::with_capacity(page.items.len());
-    for run in &page.items {
-        runs.push(json::run(run, scheduler.run_inputs(run.info.run_id)?));
-    }
-    Ok(Json(page_json("runs", runs, page.next_page_token)))
+    // A page may hold 50,000 runs: reading their inputs and writing their JSON is heavy work.
+    let service = scheduler.clone();
+    scheduler
+        .run_heavy(move || {
+            let mut runs = Vec::with_capacity(page.items.len());
+            for run in &page.items {
+                runs.push(json::run(run, service.run_inputs(run.info.run_id)?));
+            }
+            Ok(Json(page_json("runs", runs, page.next_page_token)))
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -412,18 +418,24 @@ pub async fn get_metric_history(
         page_token: body.page_token.filter(|token| !token.is_empty()),
     };
     let page = scheduler.metric_history(query).await?;
-    // Serialized straight from the points: histories run to millions of them.
+    // Serialized straight from the points, off the async threads: histories run to millions
+    // of points.
     #[derive(Serialize)]
     struct History<'a> {
         metrics: Vec<MetricOut<'a>>,
         #[serde(skip_serializing_if = "Option::is_none")]
         next_page_token: Option<String>,
     }
-    let history = History {
-        metrics: page.items.iter().map(MetricOut::new).collect(),
-        next_page_token: page.next_page_token,
-    };
-    Ok(Json(history).into_response())
+    let body = scheduler
+        .run_heavy(move || {
+            let history = History {
+                metrics: page.items.iter().map(MetricOut::new).collect(),
+                next_page_token: page.next_page_token.clone(),
+            };
+            serde_json::to_vec(&history).map_err(|error| ApiError::Internal(error.to_string()))
+        })
+        .await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[derive(Deserialize)]

@@ -1,8 +1,11 @@
 //! Filter clauses: a subject with a comparison, and whether a comparison (numeric, string, SQL
 //! LIKE or IN list) holds for a run's value.
 
+use std::collections::HashSet;
+
 use drover_proto::domain::Run;
 
+use super::like::LikePattern;
 use super::subject::Subject;
 
 #[derive(Clone, Debug)]
@@ -85,8 +88,8 @@ pub(super) enum TextCondition {
     Like(LikePattern),
     /// Holds a pattern already lowercased; the run's value is lowercased before matching.
     ILike(LikePattern),
-    In(Vec<String>),
-    NotIn(Vec<String>),
+    In(HashSet<String>),
+    NotIn(HashSet<String>),
 }
 
 impl TextCondition {
@@ -96,77 +99,9 @@ impl TextCondition {
             TextCondition::NotEqual(expected) => actual != expected,
             TextCondition::Like(pattern) => pattern.matches(actual),
             TextCondition::ILike(pattern) => pattern.matches(&actual.to_lowercase()),
-            TextCondition::In(values) => values.iter().any(|value| value == actual),
-            TextCondition::NotIn(values) => values.iter().all(|value| value != actual),
+            TextCondition::In(values) => values.contains(actual),
+            TextCondition::NotIn(values) => !values.contains(actual),
         }
-    }
-}
-
-/// A compiled SQL LIKE pattern: `%` matches any run of characters, `_` exactly one, and a
-/// backslash makes the next character literal (as in PostgreSQL) so `%` and `_` can be matched.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct LikePattern {
-    pieces: Vec<LikePiece>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LikePiece {
-    AnyRun,
-    AnyOne,
-    Literal(char),
-}
-
-impl LikePattern {
-    pub(super) fn compile(pattern: &str) -> LikePattern {
-        let mut pieces = Vec::new();
-        let mut chars = pattern.chars();
-        while let Some(c) = chars.next() {
-            let piece = match c {
-                // A trailing lone backslash has nothing to escape, so it stands for itself.
-                '\\' => LikePiece::Literal(chars.next().unwrap_or('\\')),
-                '%' => LikePiece::AnyRun,
-                '_' => LikePiece::AnyOne,
-                other => LikePiece::Literal(other),
-            };
-            // Runs of `%` mean the same as one and would only slow the backtracking down.
-            if piece == LikePiece::AnyRun && pieces.last() == Some(&LikePiece::AnyRun) {
-                continue;
-            }
-            pieces.push(piece);
-        }
-        LikePattern { pieces }
-    }
-
-    /// Greedy matching that remembers only the latest `%`: backtracking to an earlier one can
-    /// never help, so this runs in O(text × pattern) at worst.
-    fn matches(&self, text: &str) -> bool {
-        let text: Vec<char> = text.chars().collect();
-        let pieces = &self.pieces;
-        let (mut at_text, mut at_piece) = (0, 0);
-        // After the latest `%`: the piece following it and the text position it resumes from.
-        let mut last_run: Option<(usize, usize)> = None;
-        while at_text < text.len() {
-            let step_matches = match pieces.get(at_piece) {
-                Some(LikePiece::AnyOne) => true,
-                Some(LikePiece::Literal(c)) => *c == text[at_text],
-                Some(LikePiece::AnyRun) | None => false,
-            };
-            if step_matches {
-                at_text += 1;
-                at_piece += 1;
-            } else if pieces.get(at_piece) == Some(&LikePiece::AnyRun) {
-                at_piece += 1;
-                last_run = Some((at_piece, at_text));
-            } else if let Some((resume_piece, resume_text)) = last_run {
-                // Let the latest `%` swallow one more character and try again from there.
-                at_piece = resume_piece;
-                at_text = resume_text + 1;
-                last_run = Some((resume_piece, resume_text + 1));
-            } else {
-                return false;
-            }
-        }
-        pieces[at_piece.min(pieces.len())..].iter().all(|piece| *piece == LikePiece::AnyRun)
     }
 }
 

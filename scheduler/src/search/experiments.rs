@@ -7,7 +7,9 @@ use drover_proto::ApiError;
 use drover_proto::domain::Experiment;
 
 use super::clause::Comparison;
-use super::parser::{split_clauses, tokenize_clause};
+use super::parser::{
+    check_clause_count, check_filter_size, check_order_by_size, split_clauses, tokenize_clause,
+};
 
 #[derive(Debug)]
 enum Field {
@@ -31,8 +33,11 @@ pub struct ExperimentFilter {
 
 impl ExperimentFilter {
     pub fn parse(text: &str) -> Result<ExperimentFilter, ApiError> {
+        check_filter_size(text)?;
+        let split = split_clauses(text)?;
+        check_clause_count(split.len())?;
         let mut clauses = Vec::new();
-        for clause in split_clauses(text)? {
+        for clause in split {
             let (entity, key, comparison) = tokenize_clause(&clause)?;
             let field = match (
                 entity.as_deref().map(str::to_ascii_lowercase).as_deref(),
@@ -88,7 +93,8 @@ impl ExperimentFilter {
         experiments: &mut [Experiment],
         order_by: &[String],
     ) -> Result<(), ApiError> {
-        let mut keys = Vec::new();
+        check_order_by_size(order_by)?;
+        let mut keys: Vec<(String, bool)> = Vec::new();
         for clause in order_by {
             let mut words = clause.split_whitespace();
             let field = words.next().unwrap_or("");
@@ -112,7 +118,9 @@ impl ExperimentFilter {
                     "invalid order_by clause '{clause}': order by name, experiment_id, creation_time or last_update_time"
                 )));
             }
-            keys.push((field.to_string(), descending));
+            if !keys.iter().any(|(earlier, _)| earlier == field) {
+                keys.push((field.to_string(), descending));
+            }
         }
         let compare = |a: &Experiment, b: &Experiment, field: &str| match field {
             "name" => a.name.cmp(&b.name),

@@ -13,6 +13,7 @@ use drover_proto::domain::Run;
 
 mod clause;
 mod experiments;
+mod like;
 mod order;
 mod parser;
 mod subject;
@@ -23,7 +24,10 @@ pub(crate) use experiments::ExperimentFilter;
 
 use clause::Clause;
 use order::SortClause;
-use parser::{filter_error, order_by_error, parse_clauses, parse_sort_clause};
+use parser::{
+    check_clause_count, check_filter_size, check_order_by_size, filter_error, order_by_error,
+    parse_clauses, parse_sort_clause,
+};
 
 /// A parsed filter: clauses joined by AND. An empty or blank filter matches everything.
 #[derive(Clone, Debug, Default)]
@@ -33,7 +37,10 @@ pub struct Filter {
 
 impl Filter {
     pub fn parse(text: &str) -> Result<Filter, ApiError> {
-        parse_clauses(text).map(|clauses| Filter { clauses }).map_err(filter_error)
+        check_filter_size(text)?;
+        let clauses = parse_clauses(text).map_err(filter_error)?;
+        check_clause_count(clauses.len())?;
+        Ok(Filter { clauses })
     }
 
     pub fn matches(&self, run: &Run) -> bool {
@@ -50,11 +57,16 @@ pub struct OrderBy {
 
 impl OrderBy {
     pub fn parse(clauses: &[String]) -> Result<OrderBy, ApiError> {
-        let clauses = clauses
-            .iter()
-            .map(|text| parse_sort_clause(text).map_err(|error| order_by_error(text, error)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(OrderBy { clauses })
+        check_order_by_size(clauses)?;
+        let mut parsed: Vec<SortClause> = Vec::with_capacity(clauses.len());
+        for text in clauses {
+            let clause = parse_sort_clause(text).map_err(|error| order_by_error(text, error))?;
+            // A subject sorted by again can only meet ties the first clause already broke.
+            if !parsed.iter().any(|earlier| earlier.subject == clause.subject) {
+                parsed.push(clause);
+            }
+        }
+        Ok(OrderBy { clauses: parsed })
     }
 
     /// Sorts runs in place. The default order (no clauses), and the tie-break after all clauses,

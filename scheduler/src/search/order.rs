@@ -1,7 +1,7 @@
 //! Sorting runs by order_by clauses: each run's sort values are read once, compared with missing
 //! values and NaN last, and the runs put in order in place.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::cmp::Ordering;
 
 use drover_proto::domain::Run;
@@ -14,31 +14,40 @@ pub(super) struct SortClause {
     pub(super) descending: bool,
 }
 
+/// A run's value for one clause, borrowed from the run where it can be: a search sorts by
+/// reading each value once, never by copying every run's strings.
 #[derive(Clone, Debug, PartialEq)]
-enum SortValue {
+enum SortValue<'run> {
     Number(f64),
     Integer(i64),
-    Text(String),
+    Text(Cow<'run, str>),
 }
 
 // How a subject orders runs lives with sorting, so the subject module knows nothing of it.
 impl Subject {
-    fn sort_value(&self, run: &Run) -> Option<SortValue> {
+    fn sort_value<'run>(&self, run: &'run Run) -> Option<SortValue<'run>> {
         match self {
             Subject::Metric(_) => self.number(run).map(SortValue::Number),
             Subject::Attribute(Attribute::StartTime) => {
                 Some(SortValue::Integer(run.info.start_time_ms))
             }
             Subject::Attribute(Attribute::EndTime) => run.info.end_time_ms.map(SortValue::Integer),
-            _ => self.text(run).map(|text| SortValue::Text(text.into_owned())),
+            _ => self.text(run).map(SortValue::Text),
         }
     }
 }
 
 /// Sorts runs in place by the clauses, then by start_time DESC and run_id ASC.
 pub(super) fn sort_runs<R: Borrow<Run>>(clauses: &[SortClause], runs: &mut [R]) {
+    let order = sorted_order(clauses, runs);
+    apply_permutation(runs, &order);
+}
+
+/// The positions of `runs` in sorted order.
+fn sorted_order<R: Borrow<Run>>(clauses: &[SortClause], runs: &[R]) -> Vec<usize> {
     // Each run's sort values are looked up once rather than on every comparison, since
-    // finding a metric or param is a linear scan of the run's data.
+    // finding a metric or param is a linear scan of the run's data. They are borrowed from
+    // the runs, so this costs a few words per run and clause, whatever the values hold.
     let keys: Vec<Vec<Option<SortValue>>> = runs
         .iter()
         .map(|run| clauses.iter().map(|clause| clause.subject.sort_value(run.borrow())).collect())
@@ -63,7 +72,7 @@ pub(super) fn sort_runs<R: Borrow<Run>>(clauses: &[SortClause], runs: &mut [R]) 
             })
             .then_with(|| runs[left].borrow().info.run_id.cmp(&runs[right].borrow().info.run_id))
     });
-    apply_permutation(runs, &order);
+    order
 }
 
 /// Orders two runs' values for one clause. Missing values go last and NaN just before them

@@ -3,7 +3,8 @@
 
 use drover_proto::ApiError;
 
-use super::clause::{Clause, Comparison, LikePattern, NumericOp, TextCondition};
+use super::clause::{Clause, Comparison, NumericOp, TextCondition};
+use super::like::LikePattern;
 use super::order::SortClause;
 use super::subject::{ATTRIBUTE_NAMES, Attribute, Subject};
 
@@ -26,6 +27,53 @@ impl SyntaxError {
 }
 
 type Parsed<T> = Result<T, SyntaxError>;
+
+/// Largest filter accepted, in bytes, and the most clauses it may join: room for any search
+/// a person writes or a page builds (a few hundred run IDs in an IN list), and a bound on the
+/// work one request can ask of the scheduler.
+pub(super) const MAX_FILTER_BYTES: usize = 64 << 10;
+pub(super) const MAX_FILTER_CLAUSES: usize = 100;
+/// The most order_by clauses, and the longest one, in bytes.
+pub(super) const MAX_ORDER_BY_CLAUSES: usize = 10;
+pub(super) const MAX_ORDER_BY_BYTES: usize = 1_000;
+
+/// Refuses a filter too long to be worth reading.
+pub(super) fn check_filter_size(text: &str) -> Result<(), ApiError> {
+    if text.len() > MAX_FILTER_BYTES {
+        return Err(ApiError::InvalidArgument(format!(
+            "the filter is {} bytes; filters may be at most {MAX_FILTER_BYTES} bytes",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a filter of more clauses than a search may join.
+pub(super) fn check_clause_count(count: usize) -> Result<(), ApiError> {
+    if count > MAX_FILTER_CLAUSES {
+        return Err(ApiError::InvalidArgument(format!(
+            "the filter joins {count} clauses; a filter may join at most {MAX_FILTER_CLAUSES}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses more order_by clauses, or a longer one, than a search sorts by.
+pub(super) fn check_order_by_size(clauses: &[String]) -> Result<(), ApiError> {
+    if clauses.len() > MAX_ORDER_BY_CLAUSES {
+        return Err(ApiError::InvalidArgument(format!(
+            "{} order_by clauses given; a search sorts by at most {MAX_ORDER_BY_CLAUSES}",
+            clauses.len()
+        )));
+    }
+    if let Some(long) = clauses.iter().find(|clause| clause.len() > MAX_ORDER_BY_BYTES) {
+        return Err(ApiError::InvalidArgument(format!(
+            "an order_by clause is {} bytes; clauses may be at most {MAX_ORDER_BY_BYTES} bytes",
+            long.len()
+        )));
+    }
+    Ok(())
+}
 
 pub(super) fn filter_error(error: SyntaxError) -> ApiError {
     ApiError::InvalidArgument(match error.near {
@@ -464,9 +512,11 @@ fn typed_comparison(
             operator_text,
             format!("IN and NOT IN apply only to attributes.run_id, not to {subject}"),
         )),
-        (Operator::In, RawValue::List(items)) => Ok(Comparison::Text(TextCondition::In(items))),
+        (Operator::In, RawValue::List(items)) => {
+            Ok(Comparison::Text(TextCondition::In(items.into_iter().collect())))
+        }
         (Operator::NotIn, RawValue::List(items)) => {
-            Ok(Comparison::Text(TextCondition::NotIn(items)))
+            Ok(Comparison::Text(TextCondition::NotIn(items.into_iter().collect())))
         }
         (Operator::In | Operator::NotIn, _) => Err(SyntaxError::near(
             value_text,
@@ -512,9 +562,11 @@ fn untyped_comparison(
                 SyntaxError::near(operator_text, "strings compare only with =, !=, LIKE or ILIKE")
             })
         }
-        (Operator::In, RawValue::List(items)) => Ok(Comparison::Text(TextCondition::In(items))),
+        (Operator::In, RawValue::List(items)) => {
+            Ok(Comparison::Text(TextCondition::In(items.into_iter().collect())))
+        }
         (Operator::NotIn, RawValue::List(items)) => {
-            Ok(Comparison::Text(TextCondition::NotIn(items)))
+            Ok(Comparison::Text(TextCondition::NotIn(items.into_iter().collect())))
         }
         (Operator::In | Operator::NotIn, _) => Err(SyntaxError::near(
             value_text,

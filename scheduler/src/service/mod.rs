@@ -18,27 +18,37 @@ use std::time::Duration;
 use drover_project::snapshot::DEFAULT_SIZE_LIMIT;
 use drover_proto::ApiError;
 use drover_proto::domain::{RunId, ViewType};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
-use crate::artifacts::ArtifactStore;
-use crate::dispatch::{DispatchHandle, Dispatcher, LeaseOptions};
+use crate::artifacts::{ArtifactStore, DEFAULT_ARTIFACT_LIMIT};
+use crate::dispatch::{DispatchHandle, Dispatcher, LeaseOptions, stopped};
 use crate::snapshots::SnapshotStore;
 use crate::store::Store;
 use crate::sweep::{Driver, SweepHandle};
 
 /// How the scheduler runs, validated once by whoever starts it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SchedulerOptions {
     pub lease: LeaseOptions,
     /// Largest project snapshot accepted, in bytes.
     pub snapshot_limit: u64,
+    /// Largest artifact file accepted, in bytes.
+    pub artifact_limit: u64,
+    /// Host names HTTP requests may name besides loopback and the listen address (`*` for
+    /// any, `*.domain` for a domain's names).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for SchedulerOptions {
     fn default() -> Self {
-        SchedulerOptions { lease: LeaseOptions::default(), snapshot_limit: DEFAULT_SIZE_LIMIT }
+        SchedulerOptions {
+            lease: LeaseOptions::default(),
+            snapshot_limit: DEFAULT_SIZE_LIMIT,
+            artifact_limit: DEFAULT_ARTIFACT_LIMIT,
+            allowed_hosts: Vec::new(),
+        }
     }
 }
 
@@ -74,6 +84,8 @@ pub struct Scheduler {
     stopping: watch::Receiver<bool>,
     /// The tasks behind long-lived streams (followers, worker sessions), awaited on shutdown.
     tasks: TaskTracker,
+    /// Permits for CPU-heavy work on the blocking pool, one per core.
+    heavy: Arc<Semaphore>,
 }
 
 /// Tells a scheduler's long-lived streams, its sweep driver and its dispatcher to end, so a
@@ -113,15 +125,16 @@ impl Scheduler {
     /// dispatcher and the sweep driver.
     pub fn start(
         store: Store,
-        options: SchedulerOptions,
+        options: &SchedulerOptions,
     ) -> Result<(Scheduler, StopSignal), ApiError> {
         let snapshots =
             SnapshotStore::open(store.clone(), options.snapshot_limit).map_err(|error| {
                 ApiError::Internal(format!("cannot prepare the snapshot directory: {error}"))
             })?;
-        let artifacts = ArtifactStore::open(store.dir()).map_err(|error| {
-            ApiError::Internal(format!("cannot prepare the artifact directory: {error}"))
-        })?;
+        let artifacts =
+            ArtifactStore::open(store.dir(), options.artifact_limit).map_err(|error| {
+                ApiError::Internal(format!("cannot prepare the artifact directory: {error}"))
+            })?;
         let changes = Arc::new(watch::Sender::new(0u64));
         let (dispatcher, dispatch) =
             Dispatcher::recover(store.clone(), options.lease, changes.clone())?;
@@ -133,6 +146,7 @@ impl Scheduler {
         let sweeps_task =
             tokio::spawn(driver.run(changes.subscribe(), until_stopped(stopping.clone())));
         let tasks = TaskTracker::new();
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         let scheduler = Scheduler {
             store,
             artifacts,
@@ -142,6 +156,7 @@ impl Scheduler {
             changes,
             stopping,
             tasks: tasks.clone(),
+            heavy: Arc::new(Semaphore::new(cores)),
         };
         let signal = StopSignal { stopping: stop, dispatcher, sweeps: sweeps_task, tasks };
         Ok((scheduler, signal))
@@ -150,6 +165,19 @@ impl Scheduler {
     /// The artifact store, for the artifact proxy.
     pub fn artifacts(&self) -> &ArtifactStore {
         &self.artifacts
+    }
+
+    /// Runs CPU-heavy work (a search over every run, a long history, a big page of JSON) on
+    /// the blocking pool, a core's worth at a time, so the async threads go on answering
+    /// everything else while it runs.
+    pub async fn run_heavy<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self.heavy.acquire().await.map_err(|_| stopped())?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|error| ApiError::Internal(format!("the request's work stopped: {error}")))?
     }
 
     /// Completes once the scheduler begins shutting down.

@@ -36,7 +36,14 @@ pub fn offset(token: Option<&str>) -> Result<usize, ApiError> {
     let invalid = || ApiError::InvalidArgument(format!("invalid page token '{token}'"));
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    text.strip_prefix("offset:").and_then(|n| n.parse().ok()).ok_or_else(invalid)
+    let offset: u64 =
+        text.strip_prefix("offset:").and_then(|n| n.parse().ok()).ok_or_else(invalid)?;
+    // Tokens this scheduler makes never point past its largest search; a bigger offset was
+    // crafted, and would wrap where a platform's usize is narrower.
+    if offset > u64::from(u32::MAX) {
+        return Err(invalid());
+    }
+    usize::try_from(offset).map_err(|_| invalid())
 }
 
 fn token(offset: usize) -> String {
@@ -68,6 +75,8 @@ mod tests {
         assert_eq!(offset(Some("")).unwrap(), 0);
         assert!(offset(Some("garbage!")).is_err());
         assert!(offset(Some("250")).is_err(), "decimal offsets are not tokens");
+        let crafted = URL_SAFE_NO_PAD.encode("offset:18446744073709551615");
+        assert!(offset(Some(&crafted)).is_err(), "a crafted offset must not wrap around");
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use drover_proto::ApiError;
 use drover_proto::domain::{
     CreateExperiment, CreateRun, Experiment, ExperimentId, ExperimentRef, ListRuns, Metric,
-    MetricHistoryQuery, Page, Param, RenameExperiment, Run, RunId, RunInfo, Tag, UpdateRun,
-    ViewType,
+    MetricHistoryQuery, Page, Param, RenameExperiment, Run, RunId, RunInfo, RunStatus, Tag,
+    UpdateRun, ViewType,
 };
 use drover_proto::service::Tracking;
 use serde_json::Value;
@@ -15,6 +15,7 @@ use super::paging::{self, EXPERIMENTS, PageLimits, RUNS};
 use super::{BulkHistoryQuery, Scheduler, SearchExperiments};
 use crate::artifacts::FileInfo;
 use crate::search::{ExperimentFilter, Filter, OrderBy};
+use crate::store::Placement;
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -60,11 +61,48 @@ impl Tracking for Scheduler {
         self.store.run(run_id)
     }
 
+    /// Runs a client created follow MLflow's rules. A run drover executes follows its process:
+    /// while it waits in the queue its status is drover's to set (KILLED cancels it), and
+    /// once it runs, its script may mark it RUNNING, FINISHED or FAILED (as MLflow's client
+    /// does around `start_run`) until the worker reports how the process really ended.
     async fn update_run(&self, request: UpdateRun) -> ApiResult<RunInfo> {
-        self.store.update_run(request).await
+        let placement = self.store.execution(request.run_id)?.map(|record| record.placement);
+        let (Some(placement), Some(status)) = (placement, request.status) else {
+            return self.store.update_run(request).await;
+        };
+        let run_id = request.run_id;
+        match (placement, status) {
+            (Placement::Done, _) => self.store.update_run(request).await,
+            (_, RunStatus::Killed) => self.dispatch.cancel(run_id).await,
+            (
+                Placement::Running { .. },
+                RunStatus::Running | RunStatus::Finished | RunStatus::Failed,
+            ) => self.store.update_run(request).await,
+            (Placement::Running { .. }, _) => Err(ApiError::FailedPrecondition(format!(
+                "run {run_id} is running on a worker; its status follows its process (cancel it with `drover runs cancel {run_id}`)"
+            ))),
+            (Placement::Queued | Placement::Assigned { .. }, _) => {
+                Err(ApiError::FailedPrecondition(format!(
+                    "run {run_id} is queued to run on a worker; its status follows its process, so it cannot be set to {status} (cancel it with `drover runs cancel {run_id}`)"
+                )))
+            }
+        }
     }
 
+    /// A run drover still executes is cancelled before it is deleted, so nothing runs, or
+    /// writes, for a deleted run.
     async fn delete_run(&self, run_id: RunId) -> ApiResult<RunInfo> {
+        let executing = self
+            .store
+            .execution(run_id)?
+            .is_some_and(|record| record.placement != Placement::Done && !record.cancel_requested);
+        if executing {
+            match self.dispatch.cancel(run_id).await {
+                // It ended meanwhile: nothing is left to stop.
+                Ok(_) | Err(ApiError::FailedPrecondition(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
         self.store.delete_run(run_id).await
     }
 
@@ -82,10 +120,14 @@ impl Tracking for Scheduler {
         for id in &request.experiment_ids {
             self.store.experiment(&ExperimentRef::Id(*id))?;
         }
-        let mut runs = self.store.runs_of(&request.experiment_ids, request.view_type)?;
-        runs.retain(|run| filter.matches(run));
-        order_by.sort(&mut runs);
-        Ok(paging::page(&runs, offset, limit, |run| Run::clone(run)))
+        let store = self.store.clone();
+        self.run_heavy(move || {
+            let mut runs = store.runs_of(&request.experiment_ids, request.view_type)?;
+            runs.retain(|run| filter.matches(run));
+            order_by.sort(&mut runs);
+            Ok(paging::page(&runs, offset, limit, |run| Run::clone(run)))
+        })
+        .await
     }
 
     async fn log_params(&self, run_id: RunId, params: Vec<Param>) -> ApiResult<()> {
@@ -105,7 +147,8 @@ impl Tracking for Scheduler {
     }
 
     async fn metric_history(&self, query: MetricHistoryQuery) -> ApiResult<Page<Metric>> {
-        self.store.metric_history(query)
+        let store = self.store.clone();
+        self.run_heavy(move || store.metric_history(query)).await
     }
 }
 
@@ -118,10 +161,14 @@ impl Scheduler {
         let filter = ExperimentFilter::parse(request.filter.as_deref().unwrap_or(""))?;
         let limit = EXPERIMENTS.check(request.max_results)?;
         let offset = paging::offset(request.page_token.as_deref())?;
-        let mut experiments = self.store.experiments(request.view)?;
-        experiments.retain(|experiment| filter.matches(experiment));
-        filter.sort(&mut experiments, &request.order_by)?;
-        Ok(paging::page(&experiments, offset, limit, Experiment::clone))
+        let store = self.store.clone();
+        self.run_heavy(move || {
+            let mut experiments = store.experiments(request.view)?;
+            experiments.retain(|experiment| filter.matches(experiment));
+            filter.sort(&mut experiments, &request.order_by)?;
+            Ok(paging::page(&experiments, offset, limit, Experiment::clone))
+        })
+        .await
     }
 
     pub async fn set_experiment_tag(&self, experiment_id: ExperimentId, tag: Tag) -> ApiResult<()> {
@@ -204,23 +251,26 @@ impl Scheduler {
                 "start_step {start} is after end_step {end}"
             )));
         }
-        let mut points = Vec::new();
-        for run_id in query.run_ids {
-            let history = self
-                .store
-                .metric_history(MetricHistoryQuery {
-                    run_id,
-                    key: query.key.clone(),
-                    start_step: query.start_step,
-                    end_step: query.end_step,
-                    max_results: Some(u32::MAX),
-                    page_token: None,
-                })?
-                .items;
-            let chosen = sample_evenly(history.len(), limit);
-            points.extend(chosen.into_iter().map(|index| (run_id, history[index].clone())));
-        }
-        Ok(points)
+        let store = self.store.clone();
+        self.run_heavy(move || {
+            let mut points = Vec::new();
+            for run_id in query.run_ids {
+                let history = store
+                    .metric_history(MetricHistoryQuery {
+                        run_id,
+                        key: query.key.clone(),
+                        start_step: query.start_step,
+                        end_step: query.end_step,
+                        max_results: Some(u32::MAX),
+                        page_token: None,
+                    })?
+                    .items;
+                let chosen = sample_evenly(history.len(), limit);
+                points.extend(chosen.into_iter().map(|index| (run_id, history[index].clone())));
+            }
+            Ok(points)
+        })
+        .await
     }
 }
 

@@ -135,9 +135,9 @@ impl Store {
             let mut batch = sled::Batch::default();
             if let Some(status) = change.status {
                 info.status = status;
-                if status.is_terminal() {
-                    info.end_time_ms.get_or_insert_with(now_ms);
-                }
+                // The scheduler's own report ends a run it executes: it ended now, whatever a
+                // client wrote before, and a run that starts (again) has not ended.
+                info.end_time_ms = status.is_terminal().then(now_ms);
                 batch.insert(keys::run(record.run_id), encode(&info));
             }
             for tag in &change.tags {

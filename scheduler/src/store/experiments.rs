@@ -5,7 +5,7 @@ use drover_proto::domain::{
     CreateExperiment, DEFAULT_EXPERIMENT_ID, Experiment, ExperimentId, ExperimentRef,
     LifecycleStage, RenameExperiment, Tag, ViewType,
 };
-use drover_proto::validate::{self, MAX_TAG_VALUE_LEN};
+use drover_proto::validate;
 
 use super::{Store, decode, default_artifact_location, encode, keys, now_ms, storage_error};
 
@@ -14,6 +14,7 @@ impl Store {
         &self,
         request: CreateExperiment,
     ) -> Result<Experiment, ApiError> {
+        validate::tags(&request.tags)?;
         let experiment = {
             let _guard = self.write_guard();
             let name = request.name.as_str();
@@ -163,8 +164,7 @@ impl Store {
 
     /// Sets (or overwrites) a tag of an experiment.
     pub async fn set_experiment_tag(&self, id: ExperimentId, tag: Tag) -> Result<(), ApiError> {
-        validate::key("tag", &tag.key)?;
-        validate::value("tag", &tag.key, &tag.value, MAX_TAG_VALUE_LEN)?;
+        validate::tags([&tag])?;
         {
             let _guard = self.write_guard();
             let mut experiment = self.experiment_by_id(id)?;

@@ -11,7 +11,7 @@ use drover_proto::domain::{
 use drover_proto::execution::MetricSeries;
 
 use super::ingest::Logged;
-use super::staging::{tag_value, validate_param, validate_tag};
+use super::staging::{tag_value, validate_param, validate_run_name, validate_tag, validate_user};
 use super::{Store, decode, encode, keys, now_ms, storage_error};
 use crate::names::random_run_name;
 use drover_proto::tags;
@@ -45,6 +45,10 @@ impl Store {
         for tag in &request.tags {
             validate_tag(tag)?;
         }
+        if let Some(name) = &request.run_name {
+            validate_run_name(name)?;
+        }
+        validate_user(&request.user_id)?;
         let run_name = request
             .run_name
             .or_else(|| tag_value(&request.tags, tags::RUN_NAME))
@@ -93,6 +97,17 @@ impl Store {
         let info = {
             let _guard = self.write_guard();
             let mut info = self.active_run_info(request.run_id)?;
+            if let Some(name) = &request.run_name {
+                validate_run_name(name)?;
+            }
+            if let Some(end) = request.end_time_ms
+                && end < info.start_time_ms
+            {
+                return Err(ApiError::InvalidArgument(format!(
+                    "end_time {end} is before the run's start_time {}; a run cannot end before it starts",
+                    info.start_time_ms
+                )));
+            }
             let mut batch = sled::Batch::default();
             if let Some(status) = request.status {
                 info.status = status;

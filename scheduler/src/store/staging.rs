@@ -150,7 +150,22 @@ pub(super) fn validate_param(param: &Param) -> Result<(), ApiError> {
 
 pub(super) fn validate_tag(tag: &Tag) -> Result<(), ApiError> {
     validate::key("tag", &tag.key)?;
-    validate::value("tag", &tag.key, &tag.value, MAX_TAG_VALUE_LEN)
+    validate::value("tag", &tag.key, &tag.value, MAX_TAG_VALUE_LEN)?;
+    if tag.key == tags::RUN_NAME {
+        validate_run_name(&tag.value)?;
+    }
+    Ok(())
+}
+
+/// A run's name, however it is given (an argument, or the `mlflow.runName` tag): plain text,
+/// no longer than a tag's value.
+pub(super) fn validate_run_name(name: &str) -> Result<(), ApiError> {
+    validate::name("run name", name, MAX_TAG_VALUE_LEN)
+}
+
+/// A run's user, stored as the `mlflow.user` tag.
+pub(super) fn validate_user(user: &str) -> Result<(), ApiError> {
+    validate::value("tag", tags::USER, user, MAX_TAG_VALUE_LEN)
 }
 
 pub(super) fn tag_value(tags: &[Tag], key: &str) -> Option<String> {
