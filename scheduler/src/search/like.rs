@@ -118,14 +118,20 @@ impl Piece {
         }
         let (last_word, last_bit) = ((length - 1) / 64, (length - 1) % 64);
         let mut state = vec![0u64; self.wildcards.len()];
+        // Words past `active` are all zero: a partial match grows by one bit per character,
+        // so only the words it has reached need shifting, which keeps a text that rarely
+        // starts the piece at one word per character.
+        let mut active = 1;
         for (index, c) in text.iter().enumerate() {
             let mask = self.masks.get(c).unwrap_or(&self.wildcards);
             let mut carry = 1;
-            for (word, allowed) in state.iter_mut().zip(mask) {
+            let reach = (active + 1).min(state.len());
+            for (word, allowed) in state[..reach].iter_mut().zip(mask) {
                 let next_carry = *word >> 63;
                 *word = ((*word << 1) | carry) & allowed;
                 carry = next_carry;
             }
+            active = state[..reach].iter().rposition(|word| *word != 0).map_or(1, |last| last + 1);
             if (state[last_word] >> last_bit) & 1 == 1 {
                 return Some(index + 1 - length);
             }

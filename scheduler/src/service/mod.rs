@@ -84,7 +84,7 @@ pub struct Scheduler {
     stopping: watch::Receiver<bool>,
     /// The tasks behind long-lived streams (followers, worker sessions), awaited on shutdown.
     tasks: TaskTracker,
-    /// Permits for CPU-heavy work on the blocking pool, one per core.
+    /// Permits for CPU-heavy work on the blocking pool: a core's worth each.
     heavy: Arc<Semaphore>,
 }
 
@@ -146,7 +146,10 @@ impl Scheduler {
         let sweeps_task =
             tokio::spawn(driver.run(changes.subscribe(), until_stopped(stopping.clone())));
         let tasks = TaskTracker::new();
+        // Heavy work may take every core but one, which stays with the async threads so that
+        // everything else is answered while it runs.
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let heavy_permits = cores.saturating_sub(1).max(1);
         let scheduler = Scheduler {
             store,
             artifacts,
@@ -156,7 +159,7 @@ impl Scheduler {
             changes,
             stopping,
             tasks: tasks.clone(),
-            heavy: Arc::new(Semaphore::new(cores)),
+            heavy: Arc::new(Semaphore::new(heavy_permits)),
         };
         let signal = StopSignal { stopping: stop, dispatcher, sweeps: sweeps_task, tasks };
         Ok((scheduler, signal))
@@ -168,7 +171,7 @@ impl Scheduler {
     }
 
     /// Runs CPU-heavy work (a search over every run, a long history, a big page of JSON) on
-    /// the blocking pool, a core's worth at a time, so the async threads go on answering
+    /// the blocking pool, on all cores but one, so the async threads go on answering
     /// everything else while it runs.
     pub async fn run_heavy<T: Send + 'static>(
         &self,
