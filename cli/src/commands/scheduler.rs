@@ -46,7 +46,11 @@ impl Options {
             lease_timeout: self.lease_timeout,
             ..LeaseOptions::default()
         };
-        Ok(SchedulerOptions { lease, snapshot_limit: self.snapshot_limit })
+        Ok(SchedulerOptions {
+            lease,
+            snapshot_limit: self.snapshot_limit,
+            ..SchedulerOptions::default()
+        })
     }
 }
 
