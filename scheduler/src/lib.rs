@@ -20,5 +20,5 @@ pub mod sweep;
 
 pub use dispatch::LeaseOptions;
 pub use server::run;
-pub use service::{Scheduler, SchedulerOptions, StopSignal};
+pub use service::{ConnectionOptions, Scheduler, SchedulerOptions, StopSignal};
 pub use store::{Holder, OpenError, Store, read_holder};

@@ -59,6 +59,7 @@ impl Options {
             snapshot_limit: self.snapshot_limit,
             artifact_limit: self.artifact_limit,
             allowed_hosts: self.allowed_hosts.clone(),
+            ..SchedulerOptions::default()
         })
     }
 }

@@ -39,6 +39,7 @@ pub struct SchedulerOptions {
     /// Host names HTTP requests may name besides loopback and the listen address (`*` for
     /// any, `*.domain` for a domain's names).
     pub allowed_hosts: Vec<String>,
+    pub connections: ConnectionOptions,
 }
 
 impl Default for SchedulerOptions {
@@ -48,6 +49,40 @@ impl Default for SchedulerOptions {
             snapshot_limit: DEFAULT_SIZE_LIMIT,
             artifact_limit: DEFAULT_ARTIFACT_LIMIT,
             allowed_hosts: Vec::new(),
+            connections: ConnectionOptions::default(),
+        }
+    }
+}
+
+/// How the server bounds its connections (enforced in `server/connections.rs`), so that
+/// clients that connect and stall cannot hold the scheduler's sockets forever.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionOptions {
+    /// Most connections served at once (at least 1). Beyond it, new connections wait
+    /// unanswered in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// How long a client may take to send a request head (over HTTP/2, its preface),
+    /// counted from when the connection opens or, over HTTP/1, from the end of the previous
+    /// response: so it is also how long an idle HTTP/1 connection is kept.
+    pub header_read_timeout: Duration,
+    /// How long an HTTP/1 request body may send nothing while it is being read. The request
+    /// fails and its connection closes; a slow upload that keeps sending is never cut.
+    pub body_stall_timeout: Duration,
+    /// How long an HTTP/2 connection may send nothing before the server PINGs it.
+    pub keep_alive_interval: Duration,
+    /// How long the answer to that PING may take before the connection is closed as dead.
+    /// An HTTP/2 connection whose peer answers is kept, however long its streams are quiet.
+    pub keep_alive_timeout: Duration,
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        ConnectionOptions {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(30),
+            body_stall_timeout: Duration::from_secs(60),
+            keep_alive_interval: Duration::from_secs(20),
+            keep_alive_timeout: Duration::from_secs(20),
         }
     }
 }

@@ -24,18 +24,17 @@ pub struct TestScheduler {
 
 impl TestScheduler {
     pub async fn start(data_dir: &Path) -> TestScheduler {
+        TestScheduler::start_with(data_dir, SchedulerOptions::default()).await
+    }
+
+    pub async fn start_with(data_dir: &Path, options: SchedulerOptions) -> TestScheduler {
         let store = Store::open(data_dir).expect("open store");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address").to_string();
         let (stop, stopped) = oneshot::channel();
-        let server = tokio::spawn(drover_scheduler::run(
-            listener,
-            store,
-            SchedulerOptions::default(),
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let server = tokio::spawn(drover_scheduler::run(listener, store, options, async {
+            let _ = stopped.await;
+        }));
         let client = Client::connect(&address).await.expect("connect");
         let address = address.to_string();
         TestScheduler {

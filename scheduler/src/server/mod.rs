@@ -1,11 +1,12 @@
 //! The scheduler's network front: gRPC (and, on the same listener, HTTP routes) over the
 //! store, with graceful shutdown.
 
-use std::future::{Future, IntoFuture};
+mod connections;
+
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use drover_proto::service::grpc_routes;
 use tokio::net::TcpListener;
 
@@ -51,51 +52,16 @@ pub async fn serve(
         .layer(axum::middleware::from_fn_with_state(hosts, guard::check));
     tracing::info!(%address, data_dir = %store.dir().display(), "scheduler listening");
 
-    let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
-    let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel();
-    let signal = async move {
+    let shutdown = async {
         shutdown.await;
         tracing::info!("shutting down: no new calls, draining in-flight ones");
-        let _ = draining.send(());
-        let _ = stop_sender.send(());
+        // Long-lived streams (workers, followers) end as soon as shutdown begins, so that
+        // draining can finish.
+        stop.stop();
     };
-    // Answers are small HTTP/2 frames: with Nagle's algorithm on, each would wait for the
-    // client's delayed ACK (about 40 ms) before leaving.
-    let listener = listener.tap_io(|socket| {
-        if let Err(error) = socket.set_nodelay(true) {
-            tracing::warn!(%error, "cannot set TCP_NODELAY on an accepted connection");
-        }
-    });
-    let server = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
-    let drain_deadline = async move {
-        if drain_started.await.is_ok() {
-            tokio::time::sleep(DRAIN_TIMEOUT).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    // Long-lived streams (workers, followers) end as soon as shutdown begins, so that
-    // draining can finish.
-    let stop_streams = async move {
-        if stop_receiver.await.is_ok() {
-            stop.stop();
-        }
-        stop
-    };
-    let (served, stop) = tokio::join!(
-        async {
-            tokio::select! {
-                result = server => result,
-                () = drain_deadline => {
-                    tracing::warn!(timeout = ?DRAIN_TIMEOUT, "in-flight calls did not finish in time; closing them");
-                    Ok(())
-                }
-            }
-        },
-        stop_streams
-    );
+    connections::serve(listener, router, options.connections, shutdown, DRAIN_TIMEOUT).await;
     stop.finish(STOP_TIMEOUT).await;
     store.close_and_release(DRAIN_TIMEOUT).await;
     tracing::info!("store flushed; scheduler stopped");
-    served
+    Ok(())
 }
