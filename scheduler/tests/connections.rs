@@ -27,7 +27,7 @@ const BOUND: Duration = Duration::from_secs(1);
 const SLACK: Duration = Duration::from_secs(3);
 
 const GET_DEFAULT_EXPERIMENT: &[u8] =
-    b"GET /api/2.0/mlflow/experiments/get?experiment_id=0 HTTP/1.1\r\nHost: scheduler\r\n\r\n";
+    b"GET /api/2.0/mlflow/experiments/get?experiment_id=0 HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
 fn short_bounds(max_connections: usize) -> SchedulerOptions {
     SchedulerOptions {
@@ -132,7 +132,7 @@ async fn a_stalled_upload_fails_and_its_connection_closes_while_a_slow_one_compl
     let scheduler = TestScheduler::start_with(dir.path(), short_bounds(64)).await;
     let put = |path: &str, length: usize| {
         format!(
-            "PUT /api/2.0/mlflow-artifacts/artifacts/{path} HTTP/1.1\r\nHost: scheduler\r\nContent-Length: {length}\r\n\r\n"
+            "PUT /api/2.0/mlflow-artifacts/artifacts/{path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {length}\r\n\r\n"
         )
     };
 
