@@ -4,7 +4,7 @@
 //! exposes that service over gRPC and MLflow's REST API on one address.
 //!
 //! Modules depend one way: store → snapshots, artifacts → dispatch → sweep → service →
-//! rest, server.
+//! rest, guard → server.
 
 mod artifacts;
 pub mod dispatch;
