@@ -27,3 +27,6 @@ pub enum ProjectError {
     #[error("{0}")]
     DockerArg(String),
 }
+
+#[cfg(test)]
+mod props;

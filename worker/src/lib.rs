@@ -5,6 +5,8 @@
 mod executor;
 mod metrics;
 mod options;
+#[cfg(test)]
+mod props;
 mod runner;
 mod session;
 mod snapshots;

@@ -5,6 +5,8 @@
 
 mod artifacts;
 mod json;
+#[cfg(test)]
+mod props;
 mod tracking;
 
 use axum::Router;

@@ -292,9 +292,15 @@ pub struct LogMetricBody {
     metric: MetricJson,
 }
 
+impl LogMetricBody {
+    pub fn into_point(self) -> Result<(RunId, Metric), ApiError> {
+        Ok((self.run.resolve()?, self.metric.into_metric()?))
+    }
+}
+
 pub async fn log_metric(State(scheduler): State<Scheduler>, request: MlflowRequest) -> RestResult {
-    let body: LogMetricBody = request.parse()?;
-    scheduler.log_metrics(body.run.resolve()?, vec![body.metric.into_metric()?]).await?;
+    let (run_id, metric) = request.parse::<LogMetricBody>()?.into_point()?;
+    scheduler.log_metrics(run_id, vec![metric]).await?;
     ok()
 }
 
@@ -341,14 +347,22 @@ pub struct LogBatchBody {
     tags: Vec<TagJson>,
 }
 
+/// A batch as the service takes it: the run, then its metrics, params and tags.
+pub type Batch = (RunId, Vec<Metric>, Vec<Param>, Vec<Tag>);
+
+impl LogBatchBody {
+    pub fn into_batch(self) -> Result<Batch, ApiError> {
+        let run_id = self.run.resolve()?;
+        let metrics =
+            self.metrics.into_iter().map(MetricJson::into_metric).collect::<Result<_, _>>()?;
+        let params = self.params.into_iter().map(TagJson::into_param).collect::<Result<_, _>>()?;
+        let tags = self.tags.into_iter().map(TagJson::into_tag).collect::<Result<_, _>>()?;
+        Ok((run_id, metrics, params, tags))
+    }
+}
+
 pub async fn log_batch(State(scheduler): State<Scheduler>, request: MlflowRequest) -> RestResult {
-    let body: LogBatchBody = request.parse()?;
-    let run_id = body.run.resolve()?;
-    let metrics: Vec<Metric> =
-        body.metrics.into_iter().map(MetricJson::into_metric).collect::<Result<_, _>>()?;
-    let params: Vec<Param> =
-        body.params.into_iter().map(TagJson::into_param).collect::<Result<_, _>>()?;
-    let tags: Vec<Tag> = body.tags.into_iter().map(TagJson::into_tag).collect::<Result<_, _>>()?;
+    let (run_id, metrics, params, tags) = request.parse::<LogBatchBody>()?.into_batch()?;
     scheduler.log_batch(run_id, metrics, params, tags).await?;
     ok()
 }

@@ -16,6 +16,8 @@ mod experiments;
 mod like;
 mod order;
 mod parser;
+#[cfg(test)]
+mod props;
 mod subject;
 #[cfg(test)]
 mod test_support;
