@@ -86,6 +86,16 @@ impl Backend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("cannot open a loopback port for the embedded scheduler")?;
+        Backend::serve(listener, store, embedding).await
+    }
+
+    /// Serves `store` on `listener` inside this process: the scheduler (its gRPC, REST and
+    /// web UI), and a worker when the embedding asks for one.
+    pub async fn serve(
+        listener: TcpListener,
+        store: Store,
+        embedding: Embedding,
+    ) -> anyhow::Result<Backend> {
         let address = listener.local_addr()?.to_string();
         let work_dir = store.dir().join("worker");
         let (stop, stopped) = oneshot::channel();

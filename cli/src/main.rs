@@ -14,7 +14,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::commands::{experiments, run, runs, scheduler, status, sweep, worker};
+use crate::commands::{experiments, run, runs, scheduler, status, sweep, ui, worker};
 
 /// Queue, run, sweep and track machine-learning runs across machines.
 #[derive(Parser, Debug)]
@@ -81,6 +81,8 @@ enum Command {
     Worker(worker::Options),
     /// Show the cluster: workers, their capacity, and the queue.
     Status(status::Options),
+    /// Serve the web UI: experiments, runs, charts, sweeps and the cluster, in a browser.
+    Ui(ui::Options),
 }
 
 /// Where `--scheduler`'s value came from, looked for in the subcommands too (a global
@@ -105,7 +107,7 @@ fn main() -> ExitCode {
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     cli.global.scheduler_from_env = scheduler_source(&matches) == Some(ValueSource::EnvVariable);
     let default_level = match cli.command {
-        Command::Scheduler(_) | Command::Worker(_) => "info",
+        Command::Scheduler(_) | Command::Worker(_) | Command::Ui(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -133,6 +135,7 @@ fn main() -> ExitCode {
             Command::Scheduler(options) => done(scheduler::run(&cli.global, options).await),
             Command::Worker(options) => done(worker::run(&cli.global, options).await),
             Command::Status(options) => done(status::run(&cli.global, options).await),
+            Command::Ui(options) => done(ui::run(&cli.global, options).await),
         }
     });
     // Every command finishes its work inside `block_on` (an embedded scheduler has closed its

@@ -17,6 +17,7 @@ mod service;
 mod snapshots;
 pub mod store;
 pub mod sweep;
+mod ui;
 
 pub use dispatch::LeaseOptions;
 pub use server::run;

@@ -6,6 +6,7 @@ pub mod runs;
 pub mod scheduler;
 pub mod status;
 pub mod sweep;
+pub mod ui;
 pub mod worker;
 
 use clap::Args;

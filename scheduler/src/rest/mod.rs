@@ -8,6 +8,7 @@ mod json;
 #[cfg(test)]
 mod props;
 mod tracking;
+mod views;
 
 use axum::Router;
 use axum::extract::{FromRequest, Request};
@@ -147,7 +148,19 @@ pub fn router(scheduler: Scheduler) -> Router {
             get(artifacts::download).put(artifacts::upload).delete(artifacts::remove),
         )
         .route("/artifacts/", get(artifacts::list));
+    let drover = Router::new()
+        .route("/experiments", get(views::experiments))
+        .route("/runs", get(views::runs))
+        .route("/runs/{run_id}", get(views::run))
+        .route("/runs/{run_id}/cancel", post(views::cancel_run))
+        .route("/runs/{run_id}/log", get(views::log))
+        .route("/chart", get(views::chart))
+        .route("/sweeps", get(views::sweeps))
+        .route("/sweeps/{sweep_id}", get(views::sweep))
+        .route("/sweeps/{sweep_id}/cancel", post(views::cancel_sweep))
+        .route("/cluster", get(views::cluster));
     Router::new()
+        .nest("/api/drover", drover)
         .nest("/api/2.0/mlflow", tracking.clone())
         .nest("/ajax-api/2.0/mlflow", tracking)
         .nest("/api/2.0/mlflow-artifacts", artifacts.clone())

@@ -2,6 +2,9 @@
 //! store, with graceful shutdown.
 
 mod connections;
+mod proxy;
+
+pub use proxy::serve_proxy;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use crate::guard::{self, HostPolicy};
 use crate::rest;
 use crate::service::{Scheduler, SchedulerOptions};
 use crate::store::Store;
+use crate::ui;
 
 /// How long in-flight calls may take to finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +52,7 @@ pub async fn serve(
     let router = grpc_routes(Arc::new(scheduler.clone()))
         .into_axum_router()
         .merge(rest::router(scheduler))
+        .merge(ui::router())
         .fallback(rest::not_found)
         .layer(axum::middleware::from_fn_with_state(hosts, guard::check));
     tracing::info!(%address, data_dir = %store.dir().display(), "scheduler listening");

@@ -6,9 +6,10 @@
 
 mod execution;
 mod follow;
-mod paging;
+pub mod paging;
 mod sweeps;
 mod tracking;
+pub mod views;
 mod workers;
 
 use std::future::Future;

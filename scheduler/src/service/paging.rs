@@ -46,6 +46,15 @@ pub fn offset(token: Option<&str>) -> Result<usize, ApiError> {
     usize::try_from(offset).map_err(|_| invalid())
 }
 
+/// An offset given as a number (drover's own endpoints), refused past the largest search.
+pub fn checked_offset(offset: u64) -> Result<usize, ApiError> {
+    if offset > u64::from(u32::MAX) {
+        return Err(ApiError::InvalidArgument(format!("offset {offset} is past any search")));
+    }
+    usize::try_from(offset)
+        .map_err(|_| ApiError::InvalidArgument(format!("offset {offset} is past any search")))
+}
+
 fn token(offset: usize) -> String {
     URL_SAFE_NO_PAD.encode(format!("offset:{offset}"))
 }

@@ -1,0 +1,39 @@
+// The cluster: workers with their state, slots and resources, and the queue in the order
+// the dispatcher takes it.
+
+import { drover } from '../api.js';
+import { emptyState, fill, formatAgo, formatTime, h, shortId } from '../dom.js';
+import { every } from '../live.js';
+
+function bytes(value) {
+  const gib = Number(value) / 2 ** 30;
+  return gib >= 1 ? `${gib.toFixed(1)} GiB` : `${Math.round(Number(value) / 2 ** 20)} MiB`;
+}
+
+export async function render(main) {
+  const workers = h('section');
+  const queue = h('section');
+  fill(main, h('h1', {}, 'Cluster'), h('h2', {}, 'Workers'), workers, h('h2', {}, 'Queue'), queue);
+  async function refresh() {
+    const cluster = await drover('/cluster');
+    fill(workers, cluster.workers.length ? h('table', { class: 'grid' },
+      h('thead', {}, h('tr', {}, ['Worker', 'Host', 'State', 'Slots busy', 'CPUs', 'Memory', 'Docker', 'Labels', 'Last heartbeat'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, cluster.workers.map((w) => h('tr', { class: w.connected ? '' : 'worker-down' },
+        h('td', {}, h('code', {}, w.worker_id)), h('td', {}, w.hostname),
+        h('td', {}, w.connected ? '● connected' : '○ disconnected'),
+        h('td', { class: 'num' }, `${w.busy_slots} / ${w.slots}`), h('td', { class: 'num' }, String(w.cpus)), h('td', { class: 'num' }, bytes(w.memory_bytes)),
+        h('td', {}, w.docker_available ? 'yes' : 'no'),
+        h('td', {}, (w.labels || []).map((l) => `${l.key}=${l.value}`).join(', ')),
+        h('td', { title: formatTime(w.last_seen_ms) }, formatAgo(w.last_seen_ms))))))
+      : emptyState('No workers', 'drover worker --scheduler http://SCHEDULER:7070', 'drover run and drover sweep start one beside the embedded store.'));
+    fill(queue, cluster.queue.length ? h('table', { class: 'grid' },
+      h('thead', {}, h('tr', {}, ['#', 'Run', 'Experiment', 'Priority', 'Submitted', 'Requeued'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, cluster.queue.map((q, i) => h('tr', {},
+        h('td', { class: 'num' }, String(i + 1)), h('td', {}, h('a', { href: `/runs/${q.run_id}` }, q.run_name || shortId(q.run_id))),
+        h('td', {}, q.experiment_id), h('td', { class: 'num' }, String(q.priority)),
+        h('td', { title: formatTime(q.submitted) }, formatAgo(q.submitted)), h('td', { class: 'num' }, q.retries_used ? `${q.retries_used}×` : '')))))
+      : h('p', { class: 'muted' }, 'Nothing is waiting for a worker.'));
+  }
+  await refresh();
+  return every(2000, refresh);
+}
