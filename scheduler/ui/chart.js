@@ -219,6 +219,7 @@ export class Chart {
       ctx.fillRect(left, plot.top, Math.abs(this.drag.to - this.drag.from), plot.height);
     }
     this.canvas.dataset.drawn = String(this.series.reduce((n, s) => n + s.buckets.length, 0));
+    this.canvas.dataset.series = String(this.series.length);
   }
 
   dataX(pixel) {

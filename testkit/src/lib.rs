@@ -1,6 +1,11 @@
+//! What drover's tests and benchmarks share: a real browser (`browser`), and for the property
+//! tests, the case count and the bound each case keeps.
+//!
 //! What drover's property tests share. Every parser fed by users or the network has
 //! properties next to it (`props` modules); they run a bounded number of cases under
 //! `cargo test`, and `tests/properties.sh` runs them longer by setting `PROPTEST_CASES`.
+
+pub mod browser;
 
 use std::time::{Duration, Instant};
 

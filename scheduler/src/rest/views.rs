@@ -331,21 +331,39 @@ fn sweep_json(sweep: &Sweep) -> Value {
     })
 }
 
-/// `GET /api/drover/cluster`: workers and the queue.
+/// `GET /api/drover/cluster`: workers with the runs placed on them, and the queue.
 pub async fn cluster(State(scheduler): State<Scheduler>) -> RestResult {
     let status = scheduler.cluster_status().await?;
-    let queued = scheduler.queued_runs()?;
-    Ok(Json(json!({
-        "workers": status.workers,
-        "queued_runs": status.queued_runs,
-        "queue": queued.iter().map(|(record, run)| json!({
+    let pending = scheduler.pending_runs()?;
+    let entry = |record: &ExecutionRecord, run: &drover_proto::domain::Run| {
+        json!({
             "run_id": record.run_id.to_string(),
             "run_name": run.info.run_name,
             "experiment_id": record.experiment_id.to_string(),
             "priority": record.spec.priority,
             "submitted": record.submitted_ms,
             "status": RunStatus::as_str(run.info.status),
+            "attempt": record.attempt,
             "retries_used": record.retries_used,
-        })).collect::<Vec<_>>(),
-    })))
+        })
+    };
+    let workers: Vec<Value> = status
+        .workers
+        .iter()
+        .map(|worker| {
+            let mut value = serde_json::to_value(worker).unwrap_or(Value::Null);
+            value["runs"] = pending
+                .iter()
+                .filter(|(record, _)| record.placement.worker() == Some(worker.worker_id.as_str()))
+                .map(|(record, run)| entry(record, run))
+                .collect();
+            value
+        })
+        .collect();
+    let queue: Vec<Value> = pending
+        .iter()
+        .filter(|(record, _)| record.placement == Placement::Queued)
+        .map(|(record, run)| entry(record, run))
+        .collect();
+    Ok(Json(json!({ "workers": workers, "queued_runs": status.queued_runs, "queue": queue })))
 }

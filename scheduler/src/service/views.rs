@@ -280,17 +280,18 @@ impl Scheduler {
         Ok(self.store.trial_records(sweep_id)?.into_iter().map(|record| record.trial).collect())
     }
 
-    /// Runs waiting for a worker, in the order the dispatcher takes them: highest priority
-    /// first, then first submitted.
-    pub fn queued_runs(&self) -> ApiResult<Vec<(ExecutionRecord, Run)>> {
-        let mut queued: Vec<ExecutionRecord> = self
-            .store
-            .pending_executions()?
-            .into_iter()
-            .filter(|record| record.placement == Placement::Queued)
-            .collect();
-        queued.sort_by_key(|record| (std::cmp::Reverse(record.spec.priority), record.submitted_ms));
-        queued
+    /// Runs not yet ended: waiting for a worker in the order the dispatcher takes them
+    /// (highest priority first, then first submitted), then those placed on workers.
+    pub fn pending_runs(&self) -> ApiResult<Vec<(ExecutionRecord, Run)>> {
+        let mut pending = self.store.pending_executions()?;
+        pending.sort_by_key(|record| {
+            (
+                record.placement != Placement::Queued,
+                std::cmp::Reverse(record.spec.priority),
+                record.submitted_ms,
+            )
+        });
+        pending
             .into_iter()
             .map(|record| {
                 let run = self.store.run(record.run_id)?;

@@ -17,14 +17,15 @@ export async function render(main) {
   async function refresh() {
     const cluster = await drover('/cluster');
     fill(workers, cluster.workers.length ? h('table', { class: 'grid' },
-      h('thead', {}, h('tr', {}, ['Worker', 'Host', 'State', 'Slots busy', 'CPUs', 'Memory', 'Docker', 'Labels', 'Last heartbeat'].map((t) => h('th', {}, t)))),
+      h('thead', {}, h('tr', {}, ['Worker', 'Host', 'State', 'Slots busy', 'CPUs', 'Memory', 'Docker', 'Labels', 'Last heartbeat', 'Running'].map((t) => h('th', {}, t)))),
       h('tbody', {}, cluster.workers.map((w) => h('tr', { class: w.connected ? '' : 'worker-down' },
         h('td', {}, h('code', {}, w.worker_id)), h('td', {}, w.hostname),
         h('td', {}, w.connected ? '● connected' : '○ disconnected'),
         h('td', { class: 'num' }, `${w.busy_slots} / ${w.slots}`), h('td', { class: 'num' }, String(w.cpus)), h('td', { class: 'num' }, bytes(w.memory_bytes)),
         h('td', {}, w.docker_available ? 'yes' : 'no'),
         h('td', {}, (w.labels || []).map((l) => `${l.key}=${l.value}`).join(', ')),
-        h('td', { title: formatTime(w.last_seen_ms) }, formatAgo(w.last_seen_ms))))))
+        h('td', { title: formatTime(w.last_seen_ms) }, formatAgo(w.last_seen_ms)),
+        h('td', {}, (w.runs || []).map((r, i) => [i ? ', ' : '', h('a', { href: `/runs/${r.run_id}` }, r.run_name || shortId(r.run_id)), r.retries_used ? ` (attempt ${r.attempt})` : '']))))))
       : emptyState('No workers', 'drover worker --scheduler http://SCHEDULER:7070', 'drover run and drover sweep start one beside the embedded store.'));
     fill(queue, cluster.queue.length ? h('table', { class: 'grid' },
       h('thead', {}, h('tr', {}, ['#', 'Run', 'Experiment', 'Priority', 'Submitted', 'Requeued'].map((t) => h('th', {}, t)))),

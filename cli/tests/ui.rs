@@ -1,0 +1,429 @@
+//! The web UI in a real headless Chromium against a real scheduler and two workers: the runs
+//! table filtered, sorted and three runs compared; a running run's log and metric arriving
+//! live; a sweep's parallel coordinates; the cluster's two workers; a hostile run name shown
+//! as text. Screenshots of every page land in `target/tmp/ui-screenshots/`. Beside it, the
+//! drover JSON endpoints at the HTTP level: bad input gets 400 with its message, unknown ids
+//! 404.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use drover_testkit::browser::Browser;
+use serde_json::{Value, json};
+use support::{SchedulerProcess, WorkerProcess, drover, project, run};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// One HTTP/1.1 call; the status and the JSON body.
+fn call(address: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let body = body.map(Value::to_string);
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(body) = &body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body.as_deref().unwrap_or(""));
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head[9..12].parse().unwrap();
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if size == 0 {
+                break;
+            }
+            out.push_str(&tail[..size]);
+            rest = tail[size..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+}
+
+fn mlflow(address: &str, path: &str, body: Value) -> Value {
+    let (status, answer) = call(address, "POST", &format!("/api/2.0/mlflow/{path}"), Some(&body));
+    assert_eq!(status, 200, "{path}: {answer}");
+    answer
+}
+
+/// Runs logged through MLflow's API, as a training script would: two kinds, different alphas,
+/// a loss curve each.
+fn logged_runs(address: &str, experiment: &str, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let created = mlflow(
+                address,
+                "runs/create",
+                json!({ "experiment_id": experiment, "run_name": name, "start_time": 1_700_000_000_000i64 + index as i64 * 1000 }),
+            );
+            let run_id = created["run"]["info"]["run_id"].as_str().unwrap().to_string();
+            let metrics: Vec<Value> = (0..50)
+                .map(|step| json!({ "key": "loss", "value": 1.0 / (1.0 + step as f64 * (index + 1) as f64), "timestamp": 1_700_000_000_000i64 + step, "step": step }))
+                .collect();
+            let kind = if index % 2 == 0 { "even" } else { "odd" };
+            mlflow(
+                address,
+                "runs/log-batch",
+                json!({ "run_id": run_id, "metrics": metrics, "params": [
+                    { "key": "alpha", "value": format!("0.{index}") },
+                    { "key": "kind", "value": kind },
+                    { "key": "layers", "value": "3" },
+                ], "tags": [{ "key": "note", "value": name }] }),
+            );
+            mlflow(address, "runs/update", json!({ "run_id": run_id, "status": "FINISHED", "end_time": 1_700_000_100_000i64 }));
+            run_id
+        })
+        .collect()
+}
+
+const SLOW_PROJECT: &str = "name: slow\nentry_points:\n  main:\n    parameters:\n      steps: {type: int, default: 40}\n    command: \"sh slow.sh {steps}\"\n";
+const SLOW_SCRIPT: &str = "i=1\nwhile [ $i -le $1 ]; do\n  echo \"working on step $i\"\n  echo \"::metric loss=$(( 100 - i )) step=$i\"\n  sleep 0.5\n  i=$(( i + 1 ))\ndone\n";
+
+fn screenshots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_ui_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let scheduler = SchedulerProcess::spawn(&dir.path().join("store"));
+    let address = scheduler.address.trim_start_matches("http://").to_string();
+    let base = format!("http://{address}");
+    let _first = WorkerProcess::spawn(&address, &dir.path().join("w1"), "ui-worker-1", 2);
+    let _second = WorkerProcess::spawn(&address, &dir.path().join("w2"), "ui-worker-2", 2);
+    let shots = screenshots();
+    let browser = Browser::start(1400, 1000).unwrap_or_else(|error| panic!("{error}"));
+    let shot = |name: &str| browser.screenshot(&shots.join(format!("{name}.png"))).unwrap();
+
+    let experiment =
+        mlflow(&address, "experiments/create", json!({ "name": "ui-test" }))["experiment_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let hostile = "<img src=x onerror=\"window.__xss=1\"><script>window.__xss=2</script>";
+    let names = ["first", "second", "third", "fourth", "fifth", hostile];
+    let ids = logged_runs(&address, &experiment, &names);
+
+    // The empty state of a fresh experiment shows the command to run first.
+    let empty =
+        mlflow(&address, "experiments/create", json!({ "name": "ui-empty" }))["experiment_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    browser.goto(&format!("{base}/runs?e={empty}")).unwrap();
+    browser
+        .wait_for(
+            "the empty state",
+            "return document.querySelector('.empty pre')?.textContent",
+            WAIT,
+        )
+        .unwrap();
+
+    // Experiments: the new one is listed with its runs counted.
+    browser.goto(&format!("{base}/")).unwrap();
+    let listed = browser
+        .wait_for("the experiment list", "return [...document.querySelectorAll('table.grid tbody tr')].map(r => r.textContent).find(t => t.includes('ui-test'))", WAIT)
+        .unwrap();
+    assert!(listed.as_str().unwrap().contains('6'), "{listed}");
+    shot("experiments");
+
+    // The runs table: filter, sort, select three runs, compare.
+    browser.goto(&format!("{base}/runs?e={experiment}&cols=params.alpha,metrics.loss")).unwrap();
+    browser
+        .wait_for(
+            "six rows",
+            "return document.querySelectorAll('table.runs tbody tr[data-run]').length === 6",
+            WAIT,
+        )
+        .unwrap();
+    // The hostile name is text: no element was made from it, no handler ran.
+    let hostile_cell = browser
+        .eval(&format!("return document.querySelector('a[href=\"/runs/{}\"]').textContent", ids[5]))
+        .unwrap();
+    assert_eq!(hostile_cell, json!(hostile));
+    assert_eq!(browser.eval("return window.__xss === undefined && !document.querySelector('table img, table script')").unwrap(), json!(true));
+    shot("runs");
+
+    browser.type_into("input.filter", "params.kind = 'nope\u{E007}").unwrap();
+    let message = browser
+        .wait_for(
+            "the filter's error",
+            "return document.querySelector('.inline-error').textContent",
+            WAIT,
+        )
+        .unwrap();
+    assert!(
+        message.as_str().unwrap().to_lowercase().contains("quote")
+            || message.as_str().unwrap().contains("'"),
+        "{message}"
+    );
+    shot("runs-bad-filter");
+
+    browser.type_into("input.filter", "params.kind = 'even'\u{E007}").unwrap();
+    browser.wait_for("three even runs", "return document.querySelectorAll('table.runs tbody tr[data-run]').length === 3 && !document.querySelector('.inline-error').textContent", WAIT).unwrap();
+    assert!(
+        browser.eval("return location.search").unwrap().as_str().unwrap().contains("q=params.kind")
+    );
+    // Sort by alpha, ascending: click its header twice (descending first).
+    browser.click("th:nth-child(9) button.sort").unwrap();
+    browser.wait_for("descending alpha", "return document.querySelector('th[aria-sort=descending]')?.textContent.includes('alpha')", WAIT).unwrap();
+    let alphas = browser.eval("return [...document.querySelectorAll('table.runs tbody tr[data-run]')].map(r => r.children[8].textContent)").unwrap();
+    assert_eq!(alphas, json!(["0.4", "0.2", "0.0"]));
+    for row in 1..=3 {
+        browser
+            .click(&format!("table.runs tbody tr[data-run]:nth-child({row}) input[type=checkbox]"))
+            .unwrap();
+    }
+    browser.wait_for("an enabled Compare", "return !document.querySelector('a.button[href^=\"/compare\"]').classList.contains('disabled')", WAIT).unwrap();
+    browser.click("a.button[href^='/compare']").unwrap();
+    browser
+        .wait_for(
+            "the compare page",
+            "return location.pathname === '/compare' && document.querySelector('table.compare')",
+            WAIT,
+        )
+        .unwrap();
+    let differing = browser.eval("return [...document.querySelectorAll('table.compare tbody tr')].filter(r => r.querySelector('td.differs')).map(r => r.firstChild.textContent)").unwrap();
+    assert_eq!(differing, json!(["alpha"]), "only alpha differs among the even runs");
+    let series = browser.wait_for("three series on the loss chart", "const c = document.querySelector('canvas.chart'); return c && c.dataset.series === '3' && Number(c.dataset.drawn) > 0 && c.dataset.series", WAIT).unwrap();
+    assert_eq!(series, json!("3"));
+    shot("compare");
+    browser.click("input[type=checkbox]").unwrap();
+    browser
+        .wait_for(
+            "only the differences",
+            "return document.querySelectorAll('table.compare tbody tr th').length === 2",
+            WAIT,
+        )
+        .unwrap();
+
+    // A running run: its log and its metric arrive without a reload.
+    let slow = project(&dir.path().join("slow"), SLOW_PROJECT, &[("slow.sh", SLOW_SCRIPT)]);
+    let outcome =
+        run(drover(&home).args(["--scheduler", &address, "run"]).arg(&slow).args(["--detach"]));
+    assert!(outcome.success, "{}", outcome.stderr);
+    let live = outcome.stdout.trim().to_string();
+    browser.goto(&format!("{base}/runs/{live}")).unwrap();
+    browser.eval("window.__page = 'kept'; return 1").unwrap();
+    let first = browser
+        .wait_for("a first log line", "const t = document.querySelector('pre.log').textContent; return t.includes('working on step') && t.length", WAIT)
+        .unwrap();
+    browser.wait_for("a first chart", "const c = document.querySelector('canvas.chart'); return c && Number(c.dataset.drawn) > 0 && Number(c.dataset.drawn)", WAIT).unwrap();
+    let points = browser
+        .eval("return Number(document.querySelector('canvas.chart').dataset.drawn)")
+        .unwrap();
+    browser
+        .wait_for(
+            "more log",
+            &format!("return document.querySelector('pre.log').textContent.length > {first}"),
+            WAIT,
+        )
+        .unwrap();
+    browser
+        .wait_for(
+            "a new metric point",
+            &format!(
+                "return Number(document.querySelector('canvas.chart').dataset.drawn) > {points}"
+            ),
+            WAIT,
+        )
+        .unwrap();
+    assert_eq!(
+        browser.eval("return window.__page").unwrap(),
+        json!("kept"),
+        "the page never reloaded"
+    );
+    assert!(
+        browser
+            .eval("return document.querySelector('.status').textContent")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("running")
+    );
+    shot("run-live");
+    browser.click("button.danger").unwrap_or_else(|error| panic!("cancel: {error}"));
+    browser
+        .wait_for(
+            "the cancelled run",
+            "return document.querySelector('.status').textContent.includes('killed')",
+            WAIT,
+        )
+        .unwrap();
+
+    // A sweep: its parallel-coordinates plot has a line per trial.
+    let outcome = run(drover(&home).args(["--scheduler", &address, "sweep"]).arg(&slow).args([
+        "-P",
+        "steps=1,2,3,4",
+        "--method",
+        "grid",
+        "--parallel",
+        "4",
+        "--metric",
+        "loss",
+        "--detach",
+    ]));
+    assert!(outcome.success, "{}", outcome.stderr);
+    let sweep = outcome.stdout.trim().to_string();
+    browser.goto(&format!("{base}/sweeps/{sweep}")).unwrap();
+    browser.wait_for("four trials in the plot", "const c = document.querySelector('canvas.parallel'); return c && Number(c.dataset.lines) >= 4", Duration::from_secs(60)).unwrap();
+    browser
+        .wait_for(
+            "the finished sweep",
+            "return document.querySelector('.status').textContent.includes('finished')",
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    shot("sweep");
+    browser.goto(&format!("{base}/sweeps")).unwrap();
+    browser
+        .wait_for(
+            "the sweep list",
+            &format!("return document.querySelector('a[href=\"/sweeps/{sweep}\"]')"),
+            WAIT,
+        )
+        .unwrap();
+    shot("sweeps");
+
+    // The cluster: both workers, connected.
+    browser.goto(&format!("{base}/cluster")).unwrap();
+    let workers = browser
+        .wait_for("two workers", "const rows = [...document.querySelectorAll('table.grid tbody tr')].map(r => r.textContent); return rows.filter(t => t.includes('connected') && t.includes('ui-worker')).length === 2 && rows", WAIT)
+        .unwrap();
+    assert!(
+        workers.to_string().contains("ui-worker-1") && workers.to_string().contains("ui-worker-2")
+    );
+    shot("cluster");
+
+    // The run page of the hostile name, in the dark theme.
+    browser.goto(&format!("{base}/runs/{}", ids[5])).unwrap();
+    browser
+        .wait_for("the run's title", "return document.querySelector('h1')?.textContent", WAIT)
+        .unwrap();
+    assert_eq!(
+        browser.eval("return document.querySelector('h1').textContent").unwrap(),
+        json!(hostile)
+    );
+    browser.click("#theme").unwrap();
+    assert_eq!(browser.eval("return window.__xss === undefined").unwrap(), json!(true));
+    shot("run-dark");
+}
+
+#[test]
+fn drover_endpoints_refuse_bad_input_and_unknown_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = SchedulerProcess::spawn(&dir.path().join("store"));
+    let address = scheduler.address.trim_start_matches("http://").to_string();
+    let experiment =
+        mlflow(&address, "experiments/create", json!({ "name": "http" }))["experiment_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let run_id = logged_runs(&address, &experiment, &["one"]).remove(0);
+    let missing = "0123456789abcdef0123456789abcdef";
+
+    let (status, body) = call(
+        &address,
+        "GET",
+        &format!("/api/drover/runs?experiment_ids={experiment}&filter=metrics.loss%20%3C%20%27x"),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error_code"], "INVALID_PARAMETER_VALUE");
+    assert!(body["message"].as_str().unwrap().len() > 10, "{body}");
+    for (path, expected) in [
+        (format!("/api/drover/runs/{missing}"), 404),
+        (format!("/api/drover/runs/{missing}/log"), 404),
+        ("/api/drover/runs/not-a-run".to_string(), 400),
+        (format!("/api/drover/sweeps/{missing}"), 404),
+        ("/api/drover/runs?experiment_ids=424242".to_string(), 404),
+        ("/api/drover/runs?max_results=0".to_string(), 400),
+        ("/api/drover/runs?offset=-1".to_string(), 400),
+        ("/api/drover/runs?view=sideways".to_string(), 400),
+        ("/api/drover/runs?order_by=bogus.key".to_string(), 400),
+        (format!("/api/drover/chart?run_ids={run_id}"), 400),
+        (format!("/api/drover/chart?run_ids={run_id}&key=loss&width=0"), 400),
+        (format!("/api/drover/chart?run_ids={run_id}&key=loss&from=5&to=1"), 400),
+        (format!("/api/drover/chart?run_ids={run_id}&key=loss&x=sideways"), 400),
+        (format!("/api/drover/chart?run_ids={missing}&key=loss"), 404),
+        ("/api/drover/experiments?view=sideways".to_string(), 400),
+    ] {
+        let (status, body) = call(&address, "GET", &path, None);
+        assert_eq!(status, expected, "{path}: {body}");
+        assert!(body["message"].is_string(), "{path}: {body}");
+    }
+    // A state change needs JSON, so no other site's form can send it.
+    let (status, body) = call(&address, "POST", &format!("/api/drover/runs/{run_id}/cancel"), None);
+    assert_eq!(status, 400, "{body}");
+
+    // What works: the table, a run, a chart reduced to the width asked for, the log.
+    let (status, table) = call(
+        &address,
+        "GET",
+        &format!("/api/drover/runs?experiment_ids={experiment}&order_by=metrics.loss%20DESC"),
+        None,
+    );
+    assert_eq!(status, 200, "{table}");
+    assert_eq!(table["total"], 1);
+    assert_eq!(table["columns"]["params"], json!(["alpha", "kind", "layers"]));
+    assert_eq!(table["experiments"][&experiment], "http");
+    let (status, chart) = call(
+        &address,
+        "GET",
+        &format!("/api/drover/chart?run_ids={run_id}&key=loss&width=10"),
+        None,
+    );
+    assert_eq!(status, 200, "{chart}");
+    let buckets = chart["series"][0]["buckets"].as_array().unwrap();
+    assert_eq!(chart["series"][0]["points"], 50);
+    assert!(buckets.len() <= 10, "{chart}");
+    assert_eq!(buckets.iter().map(|b| b[6].as_u64().unwrap()).sum::<u64>(), 50);
+    let (status, zoomed) = call(
+        &address,
+        "GET",
+        &format!("/api/drover/chart?run_ids={run_id}&key=loss&width=100&from=10&to=19"),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(zoomed["series"][0]["points"], 10, "a zoom returns its range at full resolution");
+    let (status, detail) = call(&address, "GET", &format!("/api/drover/runs/{run_id}"), None);
+    assert_eq!(status, 200);
+    assert_eq!(detail["run"]["info"]["run_name"], "one");
+    assert!(detail["execution"].is_null(), "a client's run has no execution record");
+    let (status, cluster) = call(&address, "GET", "/api/drover/cluster", None);
+    assert_eq!(status, 200);
+    assert_eq!(cluster["workers"], json!([]));
+
+    // The pages are served with a policy that runs only the UI's own scripts.
+    let mut stream = TcpStream::connect(&address).unwrap();
+    write!(stream, "GET /runs HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.to_lowercase().contains("content-security-policy: default-src 'self'"), "{page}");
+    assert!(page.contains("/static/app.js"));
+}
