@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drover_bench::{LocalCluster, print_table, quantile};
+use drover_bench::{HttpClient, LocalCluster, print_table, quantile};
 use drover_proto::Client;
 use drover_proto::domain::{
     CreateExperiment, CreateRun, ExperimentName, Metric, MetricHistoryQuery, Param, RunId,
@@ -361,61 +361,4 @@ async fn history(client: &Client, address: &str) -> anyhow::Result<(f64, f64)> {
     let grpc = started.elapsed().as_secs_f64() * 1000.0;
     anyhow::ensure!(total == HISTORY_POINTS, "gRPC history returned {total} points");
     Ok((rest, grpc))
-}
-
-/// A minimal HTTP/1.1 client over one connection per request, enough for JSON calls.
-struct HttpClient {
-    address: String,
-}
-
-impl HttpClient {
-    fn new(address: &str) -> HttpClient {
-        HttpClient { address: address.to_string() }
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<String> {
-        let host = &self.address;
-        self.call(&format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"))
-            .await
-    }
-
-    async fn post(&self, path: &str, body: &str) -> anyhow::Result<String> {
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.address,
-            body.len()
-        );
-        self.call(&request).await
-    }
-
-    async fn call(&self, request: &str) -> anyhow::Result<String> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(&self.address).await?;
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        tokio::time::timeout(Duration::from_secs(120), stream.read_to_end(&mut response)).await??;
-        let text = String::from_utf8(response)?;
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| anyhow::anyhow!("malformed HTTP response"))?;
-        anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
-        // The server answers with a length or in chunks; decode chunks when present.
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            return Ok(dechunk(body));
-        }
-        Ok(body.to_string())
-    }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
 }

@@ -76,6 +76,12 @@ impl OrderBy {
     pub fn sort<R: Borrow<Run>>(&self, runs: &mut [R]) {
         order::sort_runs(&self.clauses, runs);
     }
+
+    /// Puts the first `count` runs in this order, sorted, at the front of `runs`, leaving the
+    /// rest in no particular order: what a page from the start of a search needs.
+    pub fn sort_top<R: Borrow<Run>>(&self, runs: &mut [R], count: usize) {
+        order::sort_top(&self.clauses, runs, count);
+    }
 }
 
 #[cfg(test)]

@@ -39,12 +39,19 @@ impl Subject {
 
 /// Sorts runs in place by the clauses, then by start_time DESC and run_id ASC.
 pub(super) fn sort_runs<R: Borrow<Run>>(clauses: &[SortClause], runs: &mut [R]) {
-    let order = sorted_order(clauses, runs);
+    let order = sorted_order(clauses, runs, runs.len());
     apply_permutation(runs, &order);
 }
 
-/// The positions of `runs` in sorted order.
-fn sorted_order<R: Borrow<Run>>(clauses: &[SortClause], runs: &[R]) -> Vec<usize> {
+/// Puts the first `count` runs of the sorted order, sorted, at the front of `runs`; the rest
+/// follow in no particular order. A page of a large search costs a selection, not a sort.
+pub(super) fn sort_top<R: Borrow<Run>>(clauses: &[SortClause], runs: &mut [R], count: usize) {
+    let order = sorted_order(clauses, runs, count);
+    apply_permutation(runs, &order);
+}
+
+/// The positions of `runs` in sorted order; only the first `count` need be in order.
+fn sorted_order<R: Borrow<Run>>(clauses: &[SortClause], runs: &[R], count: usize) -> Vec<usize> {
     // Each run's sort values are looked up once rather than on every comparison, since
     // finding a metric or param is a linear scan of the run's data. They are borrowed from
     // the runs, so this costs a few words per run and clause, whatever the values hold.
@@ -52,8 +59,7 @@ fn sorted_order<R: Borrow<Run>>(clauses: &[SortClause], runs: &[R]) -> Vec<usize
         .iter()
         .map(|run| clauses.iter().map(|clause| clause.subject.sort_value(run.borrow())).collect())
         .collect();
-    let mut order: Vec<usize> = (0..runs.len()).collect();
-    order.sort_by(|&left, &right| {
+    let compare = |&left: &usize, &right: &usize| {
         clauses
             .iter()
             .enumerate()
@@ -71,7 +77,16 @@ fn sorted_order<R: Borrow<Run>>(clauses: &[SortClause], runs: &[R]) -> Vec<usize
                 right.info.start_time_ms.cmp(&left.info.start_time_ms)
             })
             .then_with(|| runs[left].borrow().info.run_id.cmp(&runs[right].borrow().info.run_id))
-    });
+    };
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    if count < order.len() {
+        if count > 0 {
+            order.select_nth_unstable_by(count - 1, compare);
+        }
+        order[..count].sort_by(compare);
+    } else {
+        order.sort_by(compare);
+    }
     order
 }
 

@@ -204,6 +204,19 @@ proptest! {
     }
 
     #[test]
+    fn a_page_from_the_top_is_the_sorted_prefix(runs in runs(), count in 0usize..24, descending in any::<bool>()) {
+        let direction = if descending { "DESC" } else { "ASC" };
+        let order_by = OrderBy::parse(&[format!("metrics.m {direction}"), "params.p".to_string()]).unwrap();
+        let mut sorted = runs.clone();
+        order_by.sort(&mut sorted);
+        let mut top = runs;
+        order_by.sort_top(&mut top, count);
+        let shown = count.min(sorted.len());
+        let ids = |runs: &[Run]| runs.iter().map(|r| r.info.run_id).collect::<Vec<_>>();
+        prop_assert_eq!(ids(&top[..shown]), ids(&sorted[..shown]));
+    }
+
+    #[test]
     fn like_agrees_with_backtracking(pattern in "[ab%_]{0,12}", text in "[ab]{0,16}") {
         prop_assert_eq!(LikePattern::compile(&pattern).matches(&text), like_reference(&pattern, &text));
     }

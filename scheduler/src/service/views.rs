@@ -4,7 +4,7 @@
 //! chart's pixel width, and a run's log from a cursor. Each is one call, so a page needs one
 //! request per view, and the heavy ones run on the blocking pool.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use drover_proto::ApiError;
@@ -179,19 +179,16 @@ impl Scheduler {
             let (params, metrics, tags) = column_keys(&runs);
             let mut children: HashMap<RunId, usize> = HashMap::new();
             if query.fold_children {
-                let matched: std::collections::HashSet<String> =
-                    runs.iter().map(|run| run.info.run_id.to_string()).collect();
+                let matched: HashSet<RunId> = runs.iter().map(|run| run.info.run_id).collect();
                 runs.retain(|run| match parent_of(run) {
-                    Some(parent) if matched.contains(parent) => {
-                        if let Ok(parent) = parent.parse::<RunId>() {
-                            *children.entry(parent).or_insert(0) += 1;
-                        }
+                    Some(parent) if matched.contains(&parent) => {
+                        *children.entry(parent).or_insert(0) += 1;
                         false
                     }
                     _ => true,
                 });
             }
-            order_by.sort(&mut runs);
+            order_by.sort_top(&mut runs, query.offset.saturating_add(limit));
             let total = runs.len();
             let page: Vec<Arc<Run>> = runs.into_iter().skip(query.offset).take(limit).collect();
             children.retain(|id, _| page.iter().any(|run| run.info.run_id == *id));
@@ -318,34 +315,44 @@ fn view_deleted(run: &Run) -> bool {
     !ViewType::ActiveOnly.includes(run.info.lifecycle_stage)
 }
 
-fn parent_of(run: &Run) -> Option<&str> {
-    run.data.tags.iter().find(|tag| tag.key == tags::PARENT_RUN).map(|tag| tag.value.as_str())
+fn parent_of(run: &Run) -> Option<RunId> {
+    let tag = run.data.tags.iter().find(|tag| tag.key == tags::PARENT_RUN)?;
+    tag.value.parse().ok()
 }
 
 /// The param, metric and tag keys the runs have, sorted, at most [`MAX_COLUMN_KEYS`] each.
+/// Runs of one project mostly share their keys: a run whose keys are the previous run's is
+/// passed over with a comparison instead of a lookup per key.
 fn column_keys(runs: &[Arc<Run>]) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let mut params: BTreeSet<&str> = BTreeSet::new();
-    let mut metrics: BTreeSet<&str> = BTreeSet::new();
-    let mut tags: BTreeSet<&str> = BTreeSet::new();
-    for run in runs {
-        for param in &run.data.params {
-            if params.len() < MAX_COLUMN_KEYS || params.contains(param.key.as_str()) {
-                params.insert(&param.key);
+    fn collect<'a, T: 'a>(
+        runs: &'a [Arc<Run>],
+        items: impl Fn(&'a Run) -> &'a [T],
+        key: impl Fn(&'a T) -> &'a str,
+    ) -> Vec<String> {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut previous: &[T] = &[];
+        for run in runs {
+            let current = items(run);
+            let same = current.len() == previous.len()
+                && current.iter().zip(previous).all(|(a, b)| key(a) == key(b));
+            if !same {
+                for item in current {
+                    if seen.len() < MAX_COLUMN_KEYS {
+                        seen.insert(key(item));
+                    }
+                }
+                previous = current;
             }
         }
-        for metric in &run.data.latest_metrics {
-            if metrics.len() < MAX_COLUMN_KEYS {
-                metrics.insert(&metric.key);
-            }
-        }
-        for tag in &run.data.tags {
-            if tags.len() < MAX_COLUMN_KEYS {
-                tags.insert(&tag.key);
-            }
-        }
+        let mut keys: Vec<String> = seen.into_iter().map(str::to_string).collect();
+        keys.sort_unstable();
+        keys
     }
-    let owned = |keys: BTreeSet<&str>| keys.into_iter().map(str::to_string).collect();
-    (owned(params), owned(metrics), owned(tags))
+    (
+        collect(runs, |run| &run.data.params, |param| &param.key),
+        collect(runs, |run| &run.data.latest_metrics, |metric| &metric.key),
+        collect(runs, |run| &run.data.tags, |tag| &tag.key),
+    )
 }
 
 /// Reduces points (sorted by x) to at most `width` buckets of equal x span, each keeping its
