@@ -418,6 +418,30 @@ fn drover_endpoints_refuse_bad_input_and_unknown_ids() {
     assert_eq!(status, 200);
     assert_eq!(cluster["workers"], json!([]));
 
+    // An artifact is only ever a download, never a page of this origin.
+    let artifact =
+        format!("/api/2.0/mlflow-artifacts/artifacts/{experiment}/{run_id}/artifacts/page.html");
+    let html = "<script>window.__xss=1</script>";
+    let mut stream = TcpStream::connect(&address).unwrap();
+    write!(stream, "PUT {artifact} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}", html.len()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let mut stream = TcpStream::connect(&address).unwrap();
+    write!(stream, "GET {artifact} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut download = String::new();
+    stream.read_to_string(&mut download).unwrap();
+    let head = download.split("\r\n\r\n").next().unwrap().to_lowercase();
+    for header in [
+        "content-type: application/octet-stream",
+        "content-disposition: attachment",
+        "content-security-policy: sandbox",
+        "x-content-type-options: nosniff",
+    ] {
+        assert!(head.contains(header), "{header} missing from {head}");
+    }
+
     // The pages are served with a policy that runs only the UI's own scripts.
     let mut stream = TcpStream::connect(&address).unwrap();
     write!(stream, "GET /runs HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();

@@ -71,6 +71,10 @@ pub async fn download(
         [
             (header::CONTENT_TYPE, "application/octet-stream"),
             (header::CONTENT_LENGTH, &size.to_string()),
+            // A run's files are its own: never a page of this origin, whatever they hold.
+            (header::CONTENT_DISPOSITION, "attachment"),
+            (header::CONTENT_SECURITY_POLICY, "sandbox"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         body,
     )
