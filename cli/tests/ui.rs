@@ -451,3 +451,100 @@ fn drover_endpoints_refuse_bad_input_and_unknown_ids() {
     assert!(page.to_lowercase().contains("content-security-policy: default-src 'self'"), "{page}");
     assert!(page.contains("/static/app.js"));
 }
+
+/// `drover ui` as a child process; the address it printed.
+struct UiProcess {
+    child: std::process::Child,
+    address: String,
+}
+
+impl UiProcess {
+    fn spawn(home: &Path, extra: &[&str]) -> UiProcess {
+        use std::io::BufRead;
+        let mut child = drover(home)
+            .args(extra)
+            .args(["ui", "--port", "0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let start = line.find("http://").unwrap_or_else(|| panic!("no address in {line:?}"))
+            + "http://".len();
+        let address = line[start..].split_whitespace().next().unwrap().to_string();
+        assert!(line.starts_with("drover ui at http://127.0.0.1:"), "{line}");
+        UiProcess { child, address }
+    }
+}
+
+impl Drop for UiProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn drover_ui_serves_the_local_store_and_fronts_a_scheduler() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+
+    // Over the local store: it serves the store, and `drover run` in another shell goes
+    // through it and runs on its worker.
+    let mut ui = UiProcess::spawn(&home, &[]);
+    let (status, experiments) = call(&ui.address, "GET", "/api/drover/experiments", None);
+    assert_eq!(status, 200, "{experiments}");
+    assert_eq!(experiments["experiments"][0]["name"], "Default");
+    let slow = project(&dir.path().join("slow"), SLOW_PROJECT, &[("slow.sh", SLOW_SCRIPT)]);
+    let outcome = run(drover(&home).arg("run").arg(&slow).args(["-P", "steps=2"]));
+    assert!(outcome.success, "{}", outcome.stderr);
+    let (_, table) = call(&ui.address, "GET", "/api/drover/runs?experiment_ids=0", None);
+    assert_eq!(table["total"], 1, "{table}");
+    assert_eq!(table["runs"][0]["info"]["status"], "FINISHED");
+    support::send_signal(&ui.child, libc::SIGINT);
+    let stopped = ui.child.wait().unwrap();
+    assert!(stopped.success(), "{stopped:?}");
+
+    // In front of a scheduler: every call passes through, after this address's own checks.
+    let scheduler = SchedulerProcess::spawn(&dir.path().join("store"));
+    let upstream = scheduler.address.trim_start_matches("http://").to_string();
+    let front = UiProcess::spawn(&home, &["--scheduler", &upstream]);
+    let created = mlflow(&front.address, "experiments/create", json!({ "name": "through-the-ui" }));
+    assert!(created["experiment_id"].is_string(), "{created}");
+    let (_, direct) = call(
+        &upstream,
+        "GET",
+        "/api/2.0/mlflow/experiments/get-by-name?experiment_name=through-the-ui",
+        None,
+    );
+    assert_eq!(direct["experiment"]["name"], "through-the-ui");
+    let (status, page) = call(&front.address, "GET", "/runs", None);
+    assert_eq!(status, 200);
+    assert!(page.as_str().unwrap().contains("/static/app.js"));
+    let mut stream = TcpStream::connect(&front.address).unwrap();
+    let body = r#"{"name":"from-another-site"}"#;
+    write!(stream, "POST /ajax-api/2.0/mlflow/experiments/create HTTP/1.1\r\nHost: {}\r\nOrigin: http://evil.example\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", front.address, body.len()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let (_, missing) = call(
+        &upstream,
+        "GET",
+        "/api/2.0/mlflow/experiments/get-by-name?experiment_name=from-another-site",
+        None,
+    );
+    assert_eq!(missing["error_code"], "RESOURCE_DOES_NOT_EXIST", "{missing}");
+}
+
+#[test]
+fn drover_ui_refuses_what_it_cannot_serve_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let message = support::fails(&home, &["ui", "--host", "0.0.0.0"]);
+    assert!(message.contains("--insecure"), "{message}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let message = support::fails(&home, &["ui", "--port", &port]);
+    assert!(message.contains("cannot listen") && message.contains("--port"), "{message}");
+}

@@ -29,14 +29,16 @@ struct Upstream {
     authority: HeaderValue,
 }
 
-/// Serves `listener` by forwarding to the scheduler at `upstream` (`http://host:port`) until
+/// Serves `listener` by forwarding to the scheduler at `upstream` (`host:port` or
+/// `http://host:port`) until
 /// `shutdown` completes.
 pub async fn serve_proxy(
     listener: TcpListener,
     upstream: &str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let base = upstream.trim_end_matches('/').to_string();
+    let base = upstream.trim_end_matches('/');
+    let base = if base.contains("://") { base.to_string() } else { format!("http://{base}") };
     let uri: Uri = base.parse().map_err(|_| {
         std::io::Error::other(format!("'{upstream}' is not an http://host:port address"))
     })?;
