@@ -319,6 +319,38 @@ fn the_ui_in_a_real_browser() {
     );
     shot("cluster");
 
+    // An artifact, previewed as text (markup in it stays text).
+    let note = "<b>not bold</b> and a second line\nline two";
+    let path =
+        format!("/api/2.0/mlflow-artifacts/artifacts/{experiment}/{}/artifacts/notes.txt", ids[0]);
+    let mut stream = TcpStream::connect(&address).unwrap();
+    write!(stream, "PUT {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{note}", note.len()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    browser.goto(&format!("{base}/runs/{}", ids[0])).unwrap();
+    browser
+        .wait_for(
+            "the artifact list",
+            "return document.querySelector('.artifact-list button.link')",
+            WAIT,
+        )
+        .unwrap();
+    browser.click(".artifact-list button.link").unwrap();
+    let shown = browser
+        .wait_for(
+            "the preview",
+            "return document.querySelector('pre.preview-text')?.textContent",
+            WAIT,
+        )
+        .unwrap();
+    assert_eq!(shown, json!(note));
+    assert_eq!(
+        browser.eval("return document.querySelector('.artifact-preview b')").unwrap(),
+        Value::Null
+    );
+    shot("run-artifact");
+
     // The run page of the hostile name, in the dark theme.
     browser.goto(&format!("{base}/runs/{}", ids[5])).unwrap();
     browser

@@ -1,11 +1,13 @@
 // A run's artifacts: browse directories, download files, and preview text, JSON and images.
 // Previews never hand the file to the browser as a page: text is shown as text, and images
-// are drawn from a blob whose type the UI sets, so no artifact runs as HTML here.
+// are drawn from a blob whose type the UI sets, so no artifact runs as HTML here. A text
+// preview reads at most the first MiB of a file, an image at most 16 MiB.
 
 import { mlflow } from './api.js';
 import { errorBox, fill, h } from './dom.js';
 
 const PREVIEW_BYTES = 1 << 20;
+const IMAGE_BYTES = 16 << 20;
 const IMAGE_TYPES = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp' };
 const TEXT = /\.(txt|log|md|csv|tsv|py|sh|yaml|yml|toml|cfg|ini|json|jsonl|html|xml|js|rs)$|(^|\/)MLproject$/i;
 
@@ -25,12 +27,27 @@ function size(bytes) {
   return `${unit ? value.toFixed(1) : value} ${units[unit]}`;
 }
 
+/// The start of a response, up to `limit` bytes; the rest is never downloaded.
+async function firstBytes(response, limit) {
+  const reader = response.body.getReader();
+  const parts = [];
+  let size = 0;
+  while (size < limit) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    size += value.length;
+  }
+  if (size >= limit) await reader.cancel();
+  return new Blob(parts).slice(0, limit);
+}
+
 async function preview(target, artifactUri, file) {
   fill(target, h('p', { class: 'muted' }, `Loading ${file.path}…`));
   const extension = file.path.split('.').pop().toLowerCase();
-  const response = await fetch(downloadUrl(artifactUri, file.path), { headers: { Range: `bytes=0-${PREVIEW_BYTES - 1}` } });
+  const response = await fetch(downloadUrl(artifactUri, file.path));
   if (!response.ok) throw new Error(`cannot read ${file.path}: ${response.status}`);
-  const blob = await response.blob();
+  const blob = await firstBytes(response, IMAGE_TYPES[extension] ? IMAGE_BYTES : PREVIEW_BYTES);
   if (IMAGE_TYPES[extension]) {
     const image = h('img', { alt: file.path, class: 'preview-image' });
     image.src = URL.createObjectURL(new Blob([blob], { type: IMAGE_TYPES[extension] }));

@@ -21,11 +21,13 @@ export function smooth(values, weight) {
   });
 }
 
-function niceTicks(low, high, count) {
+/// Round tick values between low and high, about `count` of them; whole numbers only when
+/// `integer` (steps).
+function niceTicks(low, high, count, integer = false) {
   const span = high - low || Math.abs(high) || 1;
   const step = 10 ** Math.floor(Math.log10(span / count));
   const factor = [1, 2, 5, 10].find((f) => span / (f * step) <= count) || 10;
-  const unit = factor * step;
+  const unit = integer ? Math.max(1, factor * step) : factor * step;
   const ticks = [];
   for (let tick = Math.ceil(low / unit) * unit; tick <= high + unit * 1e-9; tick += unit) ticks.push(tick);
   return ticks;
@@ -156,7 +158,7 @@ export class Chart {
       ctx.fillText(text, 4, y + 4);
     }
     const xAxis = this.settings.axis;
-    for (const tick of niceTicks(bounds.x0, bounds.x1, Math.max(2, Math.floor(plot.width / 110)))) {
+    for (const tick of niceTicks(bounds.x0, bounds.x1, Math.max(2, Math.floor(plot.width / 110)), xAxis === 'step')) {
       const x = Math.round(px(tick)) + 0.5;
       ctx.beginPath(); ctx.moveTo(x, plot.top); ctx.lineTo(x, plot.top + plot.height); ctx.stroke();
       ctx.fillText(label(tick, xAxis), x - 14, height - 8);

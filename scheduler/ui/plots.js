@@ -17,11 +17,19 @@ function setup(canvas, width, height) {
 
 const short = (value) => (Math.abs(value) >= 1e5 || (value !== 0 && Math.abs(value) < 1e-3) ? value.toExponential(2) : String(Number(value.toPrecision(4))));
 
-/// A value axis for numbers, or evenly spaced categories for anything else.
-function axisOf(values) {
+/// A value axis for numbers (logarithmic when asked and every value is above 0), or evenly
+/// spaced categories for anything else.
+function axisOf(values, log = false) {
   const numeric = values.every((v) => v === undefined || (v !== '' && Number.isFinite(Number(v))));
+  const present = values.filter((v) => v !== undefined).map(Number);
+  if (numeric && log && present.length && present.every((v) => v > 0)) {
+    let low = Math.log10(Math.min(...present));
+    let high = Math.log10(Math.max(...present));
+    if (low === high) { low -= 1; high += 1; }
+    return { at: (v) => (Math.log10(Number(v)) - low) / (high - low), labels: [[0, short(10 ** low)], [1, short(10 ** high)]] };
+  }
   if (numeric) {
-    const numbers = values.filter((v) => v !== undefined).map(Number);
+    const numbers = present;
     let low = Math.min(...numbers);
     let high = Math.max(...numbers);
     if (!numbers.length) { low = 0; high = 1; }
@@ -59,12 +67,13 @@ export function scatter(canvas, points, { width = 640, height = 360, xLabel = ''
   canvas.setAttribute('aria-label', `${yLabel} against ${xLabel}: ${usable.length} runs`);
 }
 
-/// rows: [{ values: { axis: value }, state }], axes: names, the last one the metric.
-/// Early-stopped runs are dashed, failed ones red and dotted.
-export function parallelCoordinates(canvas, rows, axes, { width = 900, height = 360, goal = 'minimize' } = {}) {
+/// rows: [{ values: { axis: value }, state }], axes: names, the last one the metric; `logAxes`
+/// names the axes drawn on a log scale. Early-stopped runs are dashed, failed ones red and
+/// dotted.
+export function parallelCoordinates(canvas, rows, axes, { width = 900, height = 360, goal = 'minimize', logAxes = [] } = {}) {
   const { ctx, ink, grid, fg } = setup(canvas, width, height);
   const plot = { left: 40, top: 24, right: width - 60, bottom: height - 30 };
-  const scales = axes.map((axis) => axisOf(rows.map((r) => r.values[axis])));
+  const scales = axes.map((axis) => axisOf(rows.map((r) => r.values[axis]), logAxes.includes(axis)));
   const ax = (i) => plot.left + (axes.length < 2 ? 0 : (i / (axes.length - 1)) * (plot.right - plot.left));
   const ay = (i, v) => plot.bottom - scales[i].at(v) * (plot.bottom - plot.top);
   const metric = axes.length - 1;

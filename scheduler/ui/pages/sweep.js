@@ -71,7 +71,8 @@ export async function render(main, [sweepId]) {
       if (trial.value !== null && trial.value !== undefined) values[axes[axes.length - 1]] = trial.value;
       return { values, state: trial.state };
     });
-    parallelCoordinates(parallel, rows, axes, { width: Math.min(1200, main.clientWidth - 20), goal: objective ? objective.goal : 'minimize' });
+    const logAxes = spec.parameters.filter((p) => 'log_uniform' in p.domain).map((p) => p.name);
+    parallelCoordinates(parallel, rows, axes, { width: Math.min(1200, main.clientWidth - 20), goal: objective ? objective.goal : 'minimize', logAxes });
 
     const ranked = trials.filter((t) => t.value !== null && t.value !== undefined).sort((a, b) => (better(a.value, b.value) ? -1 : better(b.value, a.value) ? 1 : 0));
     const paramNames = spec.parameters.map((p) => p.name);
