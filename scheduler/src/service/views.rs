@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use drover_proto::ApiError;
 use drover_proto::domain::{
-    Experiment, ExperimentId, ExperimentRef, MetricHistoryQuery, Run, RunId, RunStatus, ViewType,
+    Experiment, ExperimentId, ExperimentRef, Run, RunId, RunStatus, ViewType,
 };
 use drover_proto::execution::LogStream;
 use drover_proto::sweep::Trial;
@@ -234,24 +234,19 @@ impl Scheduler {
                     ),
                     ChartAxis::Time => (None, None),
                 };
-                let history = store
-                    .metric_history(MetricHistoryQuery {
-                        run_id: *run_id,
-                        key: query.key.clone(),
-                        start_step,
-                        end_step,
-                        max_results: Some(u32::MAX),
-                        page_token: None,
-                    })?
-                    .items;
+                let history = store.metric_series(
+                    *run_id,
+                    &query.key,
+                    (start_step.unwrap_or(i64::MIN), end_step.unwrap_or(i64::MAX)),
+                )?;
                 let mut points: Vec<(f64, f64)> = history
                     .iter()
-                    .map(|point| {
+                    .map(|&(step, timestamp_ms, value)| {
                         let x = match query.axis {
-                            ChartAxis::Step => point.step as f64,
-                            ChartAxis::Time => point.timestamp_ms as f64,
+                            ChartAxis::Step => step as f64,
+                            ChartAxis::Time => timestamp_ms as f64,
                         };
-                        (x, point.value)
+                        (x, value)
                     })
                     .filter(|(x, _)| {
                         query.from.is_none_or(|from| *x >= from)

@@ -145,7 +145,49 @@ impl Store {
             query.start_step.unwrap_or(i64::MIN).max(after.map_or(i64::MIN, |place| place.0)),
             query.end_step.unwrap_or(i64::MAX),
         );
-        let prefix = keys::history(query.run_id, &query.key);
+        let points = self.ordered_points(query.run_id, &query.key, steps, after, limit)?;
+        let start = after.map_or(0, |after| points.partition_point(|point| point.place <= after));
+        let end = points.len().min(start.saturating_add(limit));
+        let next_page_token = (end < points.len()).then(|| encode_token(points[end - 1].place));
+        let items = points[start..end]
+            .iter()
+            .map(|point| Metric {
+                key: query.key.clone(),
+                value: point.value,
+                timestamp_ms: point.place.1,
+                step: point.place.0,
+            })
+            .collect();
+        Ok(Page { items, next_page_token })
+    }
+
+    /// Every point of one metric with a step in `steps` (both ends included), in history
+    /// order, as (step,
+    /// timestamp, value): what a chart reduces, without a key string per point.
+    pub fn metric_series(
+        &self,
+        run_id: RunId,
+        key: &str,
+        steps: (i64, i64),
+    ) -> Result<Vec<(i64, i64, f64)>, ApiError> {
+        self.run_info(run_id)?;
+        let points = self.ordered_points(run_id, key, steps, None, usize::MAX)?;
+        Ok(points.iter().map(|point| (point.place.0, point.place.1, point.value)).collect())
+    }
+
+    /// The points of one metric in the step window, sorted, decoding chunks in order of
+    /// their first step and stopping once `limit` points after `after` are certain: points
+    /// before the next chunk's first step cannot be preceded by anything not decoded yet. A
+    /// page thus costs about its own size, not the whole history.
+    fn ordered_points(
+        &self,
+        run_id: RunId,
+        key: &str,
+        steps: (i64, i64),
+        after: Option<Place>,
+        limit: usize,
+    ) -> Result<Vec<Point>, ApiError> {
+        let prefix = keys::history(run_id, key);
         // The chunks that reach into the step window, by their first step.
         let mut chunks = Vec::new();
         for entry in self.db().scan_prefix(&prefix) {
@@ -157,9 +199,6 @@ impl Store {
             }
         }
         chunks.sort_by_key(|(min, chunk, _)| (*min, *chunk));
-        // Decode in that order, and stop once the page is certain: points before the next
-        // chunk's first step cannot be preceded by anything not decoded yet. A page thus
-        // costs about its own size, not the whole history.
         let mut points = Vec::new();
         for (position, (_, chunk, value)) in chunks.iter().enumerate() {
             decode_chunk(*chunk, value, steps, &mut points).ok_or_else(unreadable)?;
@@ -177,19 +216,7 @@ impl Store {
         }
         // Chunks arrive in order and most hold ascending steps, which this sort finds.
         points.sort_by_key(|point| point.place);
-        let start = after.map_or(0, |after| points.partition_point(|point| point.place <= after));
-        let end = points.len().min(start.saturating_add(limit));
-        let next_page_token = (end < points.len()).then(|| encode_token(points[end - 1].place));
-        let items = points[start..end]
-            .iter()
-            .map(|point| Metric {
-                key: query.key.clone(),
-                value: point.value,
-                timestamp_ms: point.place.1,
-                step: point.place.0,
-            })
-            .collect();
-        Ok(Page { items, next_page_token })
+        Ok(points)
     }
 
     /// Rewrites a schema-1 history (one key per point, ordered by step, timestamp, arrival)
