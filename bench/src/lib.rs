@@ -207,22 +207,9 @@ impl HttpClient {
             .ok_or_else(|| anyhow::anyhow!("malformed HTTP response"))?;
         anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
         // The server answers with a length or in chunks; decode chunks when present.
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            return Ok(dechunk(body));
+        if drover_testkit::http::is_chunked(head) {
+            return Ok(drover_testkit::http::dechunk(body));
         }
         Ok(body.to_string())
     }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
 }

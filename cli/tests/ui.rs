@@ -20,43 +20,13 @@ use support::{SchedulerProcess, WorkerProcess, drover, project, run};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// One HTTP/1.1 call; the status and the JSON body.
+/// One HTTP/1.1 call with an optional JSON body; the status and the JSON answer.
 fn call(address: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let body = body.map(Value::to_string);
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-    if let Some(body) = &body {
-        request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    request.push_str("\r\n");
-    request.push_str(body.as_deref().unwrap_or(""));
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head[9..12].parse().unwrap();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        let mut out = String::new();
-        let mut rest = body;
-        while let Some((size, tail)) = rest.split_once("\r\n") {
-            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if size == 0 {
-                break;
-            }
-            out.push_str(&tail[..size]);
-            rest = tail[size..].trim_start_matches("\r\n");
-        }
-        out
-    } else {
-        body.to_string()
-    };
-    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    let json = [("Content-Type", "application/json")];
+    let headers: &[(&str, &str)] = if body.is_some() { &json } else { &[] };
+    let text = body.map(Value::to_string).unwrap_or_default();
+    let (status, payload) = drover_testkit::http::call(address, method, path, headers, &text);
+    (status, serde_json::from_str(&payload).unwrap_or(Value::String(payload)))
 }
 
 fn mlflow(address: &str, path: &str, body: Value) -> Value {
@@ -142,6 +112,7 @@ fn the_ui_in_a_real_browser() {
             WAIT,
         )
         .unwrap();
+    shot("runs-empty");
 
     // Experiments: the new one is listed with its runs counted.
     browser.goto(&format!("{base}/")).unwrap();

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::http::{dechunk, is_chunked};
+
 /// Where WebDriver keeps an element's id in its answers.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -84,7 +86,7 @@ fn read_response(stream: &mut TcpStream) -> Result<(String, String), String> {
                 .lines()
                 .find_map(|line| line.strip_prefix("content-length:"))
                 .and_then(|value| value.trim().parse::<usize>().ok());
-            let chunked = lower.contains("transfer-encoding: chunked");
+            let chunked = is_chunked(&head);
             let body_start = end + 4;
             let complete = match length {
                 Some(length) => data.len() >= body_start + length,
@@ -110,19 +112,6 @@ fn read_response(stream: &mut TcpStream) -> Result<(String, String), String> {
         }
         data.extend_from_slice(&buffer[..read]);
     }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 impl Browser {

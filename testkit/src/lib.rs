@@ -6,6 +6,7 @@
 //! `cargo test`, and `tests/properties.sh` runs them longer by setting `PROPTEST_CASES`.
 
 pub mod browser;
+pub mod http;
 
 use std::time::{Duration, Instant};
 

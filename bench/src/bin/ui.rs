@@ -42,10 +42,10 @@ fn main() -> anyhow::Result<()> {
         "{base}/runs?e={experiment}&q=metrics.m0%20%3C%200.5&sort=metrics.m1&cols=metrics.m1"
     );
     let rows = "return document.querySelectorAll('table.runs tbody tr[data-run]').length >= 100";
-    let table_rendered = rendered(&table_url, rows)?;
+    let table_rendered = rendered(&table_url, rows, "table")?;
     let chart_url = format!("{base}/runs/{long_run}");
     let line = "const c = document.querySelector('canvas.chart'); return c && Number(c.dataset.drawn) > 500";
-    let chart_rendered = rendered(&chart_url, line)?;
+    let chart_rendered = rendered(&chart_url, line, "chart")?;
     eprintln!("rendered: table {table_rendered:?} ms, chart {chart_rendered:?} ms");
 
     println!("\nWeb UI at scale (this machine; MLflow 3.17.2 as measured in the UI anchors)\n");
@@ -187,7 +187,8 @@ async fn server_time(address: &str, path: &str, field: &str) -> anyhow::Result<(
 }
 
 /// BROWSER_TRIES times, each in a fresh browser: from asking for `url` until `ready` holds.
-fn rendered(url: &str, ready: &str) -> anyhow::Result<Vec<f64>> {
+/// The last try's page is saved as `target/tmp/ui-bench-<name>.png`, to look at.
+fn rendered(url: &str, ready: &str, name: &str) -> anyhow::Result<Vec<f64>> {
     let mut samples = Vec::new();
     for _ in 0..BROWSER_TRIES {
         let browser = Browser::start(1600, 1000).map_err(anyhow::Error::msg)?;
@@ -196,6 +197,11 @@ fn rendered(url: &str, ready: &str) -> anyhow::Result<Vec<f64>> {
         browser.goto(url).map_err(anyhow::Error::msg)?;
         browser.wait_for(url, ready, Duration::from_secs(120)).map_err(anyhow::Error::msg)?;
         samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp");
+        std::fs::create_dir_all(&shots)?;
+        browser
+            .screenshot(&shots.join(format!("ui-bench-{name}.png")))
+            .map_err(anyhow::Error::msg)?;
     }
     Ok(samples)
 }

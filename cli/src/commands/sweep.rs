@@ -14,7 +14,7 @@ use drover_proto::domain::{ExperimentId, ExperimentRef, RunId};
 use drover_proto::execution::SubmitRun;
 use drover_proto::sweep::{CreateSweep, Domain, Sweep, SweepStatus, Trial};
 use drover_proto::{ApiError, Client};
-use serde_json::json;
+use drover_scheduler::sweep::sweep_json;
 
 use super::run::{RunArgs, prepare_with, resolve_experiment, upload_snapshot, user};
 use crate::GlobalOptions;
@@ -520,39 +520,4 @@ fn describe_text(sweep: &Sweep) -> String {
         out.push_str(&table.render());
     }
     out
-}
-
-fn trial_json(trial: &Trial) -> serde_json::Value {
-    json!({
-        "index": trial.index,
-        "run_id": trial.run_id.to_string(),
-        "state": trial.state.as_str(),
-        "value": trial.value,
-        "params": trial.params.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-        "stopped_by": trial.stopped_by,
-    })
-}
-
-fn sweep_json(sweep: &Sweep) -> serde_json::Value {
-    let counts = sweep.counts;
-    json!({
-        "sweep_id": sweep.id.to_string(),
-        "experiment_id": sweep.experiment_id.to_string(),
-        "name": sweep.name,
-        "status": sweep.status.as_str(),
-        "reason": sweep.reason,
-        "created_ms": sweep.created_ms,
-        "ended_ms": sweep.ended_ms,
-        "spec": sweep.spec,
-        "counts": {
-            "created": counts.created,
-            "active": counts.active,
-            "finished": counts.finished,
-            "failed": counts.failed,
-            "killed": counts.killed,
-            "stopped": counts.stopped,
-        },
-        "best": sweep.best.as_ref().map(trial_json),
-        "leaderboard": sweep.leaderboard.iter().map(trial_json).collect::<Vec<_>>(),
-    })
 }

@@ -8,7 +8,6 @@ use drover_proto::ApiError;
 use drover_proto::domain::{ExperimentId, ExperimentRef, RunId, RunStatus, ViewType};
 use drover_proto::execution::LogStream;
 use drover_proto::service::{Execution, Sweeps, Tracking};
-use drover_proto::sweep::Sweep;
 use serde_json::{Value, json};
 
 use super::json;
@@ -16,6 +15,7 @@ use super::{MlflowRequest, query_object};
 use crate::service::views::{ChartAxis, ChartQuery, TableQuery};
 use crate::service::{Scheduler, paging};
 use crate::store::{ExecutionRecord, Placement};
+use crate::sweep::{sweep_json, trial_json};
 
 type RestResult = Result<Json<Value>, ApiError>;
 
@@ -294,6 +294,7 @@ pub async fn sweep(State(scheduler): State<Scheduler>, Path(id): Path<String>) -
     let sweep_id = run_id(&id)?;
     let sweep = scheduler.get_sweep(sweep_id).await?;
     let trials = scheduler.sweep_trials(sweep_id)?;
+    let trials: Vec<Value> = trials.iter().map(trial_json).collect();
     Ok(Json(json!({ "sweep": sweep_json(&sweep), "trials": trials })))
 }
 
@@ -305,30 +306,6 @@ pub async fn cancel_sweep(
 ) -> RestResult {
     let sweep = scheduler.cancel_sweep(run_id(&id)?).await?;
     Ok(Json(json!({ "sweep": sweep_json(&sweep) })))
-}
-
-fn sweep_json(sweep: &Sweep) -> Value {
-    let counts = &sweep.counts;
-    json!({
-        "sweep_id": sweep.id.to_string(),
-        "experiment_id": sweep.experiment_id.to_string(),
-        "name": sweep.name,
-        "spec": sweep.spec,
-        "status": sweep.status.as_str(),
-        "reason": sweep.reason,
-        "created": sweep.created_ms,
-        "ended": sweep.ended_ms,
-        "counts": {
-            "created": counts.created,
-            "active": counts.active,
-            "finished": counts.finished,
-            "failed": counts.failed,
-            "killed": counts.killed,
-            "stopped": counts.stopped,
-        },
-        "best": sweep.best,
-        "leaderboard": sweep.leaderboard,
-    })
 }
 
 /// `GET /api/drover/cluster`: workers with the runs placed on them, and the queue.

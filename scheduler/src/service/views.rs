@@ -294,10 +294,13 @@ impl Scheduler {
 
     pub fn log_since(&self, run_id: RunId, cursor: u64, max_bytes: usize) -> ApiResult<LogPage> {
         let run = self.store.run(run_id)?;
-        let chunks = self.store.read_log(run_id, cursor, max_bytes.clamp(1, MAX_LOG_BYTES))?;
+        let max_bytes = max_bytes.clamp(1, MAX_LOG_BYTES);
+        let chunks = self.store.read_log(run_id, cursor, max_bytes)?;
         let next_cursor = chunks.last().map_or(cursor, |chunk| chunk.end_cursor);
-        let more = self.store.read_log(run_id, next_cursor, 1)?;
-        let complete = run.info.status.is_terminal() && more.is_empty();
+        // A read that stopped short of the limit reached the end of the log; read after the
+        // status, so an ended run's log has nothing more to come.
+        let read = usize::try_from(next_cursor - cursor).unwrap_or(usize::MAX);
+        let complete = run.info.status.is_terminal() && read < max_bytes;
         let chunks = chunks
             .into_iter()
             .map(|chunk| (chunk.stream, String::from_utf8_lossy(&chunk.data).into_owned()))

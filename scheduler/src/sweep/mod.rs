@@ -19,4 +19,4 @@ mod view;
 
 pub use driver::Driver;
 pub use handle::{SweepCommands, SweepHandle};
-pub use view::{in_experiment, view};
+pub use view::{in_experiment, sweep_json, trial_json, view};

@@ -98,3 +98,40 @@ pub fn view(record: &SweepRecord, trials: &[TrialRecord]) -> Sweep {
 pub fn in_experiment(record: &SweepRecord, experiment: Option<ExperimentId>) -> bool {
     experiment.is_none_or(|experiment| record.experiment_id == experiment)
 }
+
+/// A trial as drover's JSON shows it (`drover sweeps describe -o json`, `/api/drover/sweeps`).
+pub fn trial_json(trial: &Trial) -> serde_json::Value {
+    serde_json::json!({
+        "index": trial.index,
+        "run_id": trial.run_id.to_string(),
+        "state": trial.state.as_str(),
+        "value": trial.value,
+        "params": trial.params.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        "stopped_by": trial.stopped_by,
+    })
+}
+
+/// A sweep as drover's JSON shows it, the one shape the CLI and the REST endpoints print.
+pub fn sweep_json(sweep: &Sweep) -> serde_json::Value {
+    let counts = sweep.counts;
+    serde_json::json!({
+        "sweep_id": sweep.id.to_string(),
+        "experiment_id": sweep.experiment_id.to_string(),
+        "name": sweep.name,
+        "status": sweep.status.as_str(),
+        "reason": sweep.reason,
+        "created_ms": sweep.created_ms,
+        "ended_ms": sweep.ended_ms,
+        "spec": sweep.spec,
+        "counts": {
+            "created": counts.created,
+            "active": counts.active,
+            "finished": counts.finished,
+            "failed": counts.failed,
+            "killed": counts.killed,
+            "stopped": counts.stopped,
+        },
+        "best": sweep.best.as_ref().map(trial_json),
+        "leaderboard": sweep.leaderboard.iter().map(trial_json).collect::<Vec<_>>(),
+    })
+}

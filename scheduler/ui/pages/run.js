@@ -10,7 +10,9 @@ import * as url from '../url.js';
 
 const LIVE = new Set(['RUNNING', 'SCHEDULED']);
 
+/// Rows of [key, value]; rows whose value is unknown (empty or '—') are left out.
 function keyValueTable(rows, empty) {
+  rows = rows.filter(([, value]) => value !== '' && value !== '—' && value !== undefined && value !== null);
   if (!rows.length) return h('p', { class: 'muted' }, empty);
   return h('table', { class: 'grid kv' }, h('tbody', {}, rows.map(([key, value]) => h('tr', {}, h('th', {}, key), h('td', {}, value)))));
 }
@@ -28,8 +30,8 @@ export async function render(main, [runId]) {
   const logBox = h('pre', { class: 'log', tabindex: 0, 'aria-label': 'Run log' });
   const follow = h('input', { type: 'checkbox', checked: url.param('follow', '1') === '1', onchange: () => url.update({ follow: follow.checked ? '' : '0' }) });
   fill(main, header, notice, overview,
-    h('h2', {}, 'Parameters'), params,
     h('h2', {}, 'Metrics'), metrics, chartControls(() => chartList.forEach((c) => c.reload())), charts,
+    h('h2', {}, 'Parameters'), params,
     h('h2', {}, 'Log'), h('label', {}, follow, ' Follow the end of the log'), logBox,
     h('h2', {}, 'Artifacts'), artifacts,
     h('h2', {}, 'Tags'), tags);
@@ -94,7 +96,7 @@ export async function render(main, [runId]) {
     fill(overview,
       h('div', { class: 'card' }, h('h3', {}, 'When'), keyValueTable(when)),
       h('div', { class: 'card' }, h('h3', {}, 'Execution'), keyValueTable(attempts)),
-      h('div', { class: 'card wide' }, h('h3', {}, 'Provenance'), keyValueTable(provenance)));
+      h('div', { class: 'card wide' }, h('h3', {}, 'Provenance'), keyValueTable(provenance, 'Not recorded: drover records the code, image and command of the runs it executes.')));
   }
 
   function drawData() {

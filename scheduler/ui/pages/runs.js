@@ -15,11 +15,17 @@ const BUILT_IN = [
   ['Status', 'attributes.status', (run) => statusBadge(run.info.status)],
   ['Name', 'attributes.run_name', null],
   ['Start', 'attributes.start_time', (run) => formatTime(run.info.start_time)],
-  ['Duration', null, (run) => formatDuration((run.info.end_time || (run.info.status === 'RUNNING' ? Date.now() : run.info.start_time)) - run.info.start_time)],
+  ['Duration', null, (run) => duration(run)],
   ['User', 'attributes.user_id', (run) => run.info.user_id],
   ['Source', 'tags.`mlflow.source.git.commit`', (run) => source(run)],
   ['Worker', 'tags.`drover.worker`', (run) => tagOf(run, 'drover.worker') || ''],
 ];
+
+/// How long the run took, or has been running; nothing when it ended without an end time.
+function duration(run) {
+  const end = run.info.end_time || (run.info.status === 'RUNNING' ? Date.now() : null);
+  return end ? formatDuration(end - run.info.start_time) : '';
+}
 
 function source(run) {
   const commit = tagOf(run, 'mlflow.source.git.commit');
@@ -206,7 +212,8 @@ export async function render(main) {
     updateCompare();
     const first = page.total ? page.offset + 1 : 0;
     const last = Math.min(page.offset + page.runs.length, page.total);
-    fill(summary, `${first.toLocaleString()}–${last.toLocaleString()} of ${page.total.toLocaleString()} matching ${state.flat ? 'runs' : 'runs (sweep trials folded)'}`);
+    const folded = state.flat ? '' : ' (sweep trials folded)';
+    fill(summary, page.total ? `${first.toLocaleString()}–${last.toLocaleString()} of ${page.total.toLocaleString()} matching runs${folded}` : `No matching runs${folded}`);
     const names = state.experiments.map((id) => (page.experiments || {})[id] || id);
     title.textContent = names.length ? names.join(', ') : 'Runs of every active experiment';
     document.title = `${title.textContent} · drover`;

@@ -45,14 +45,14 @@ export async function render(main, [sweepId]) {
     fill(facts,
       h('div', { class: 'card' }, h('h3', {}, 'Progress'), progressBar(counts, total),
         h('p', {}, `${counts.created} of ${total} trials created: ${counts.finished} finished, ${counts.stopped} stopped early, ${counts.failed} failed, ${counts.killed} killed, ${counts.active} active`),
-        h('p', { class: 'muted' }, `Started ${formatTime(sweep.created)}${sweep.ended ? `, ended ${formatTime(sweep.ended)}` : ''}`)),
+        h('p', { class: 'muted' }, `Started ${formatTime(sweep.created_ms)}${sweep.ended_ms ? `, ended ${formatTime(sweep.ended_ms)}` : ''}`)),
       h('div', { class: 'card' }, h('h3', {}, 'Method'),
         h('p', {}, `${spec.method}, ${spec.parallel} at a time${spec.max_failures !== null && spec.max_failures !== undefined ? `, up to ${spec.max_failures} failures` : ''}, seed ${spec.seed}`),
         h('p', {}, objective ? `${objective.goal} ${objective.metric}` : 'no objective'),
         spec.early_stop ? h('p', {}, `early stopping: ${spec.early_stop.rule} from step ${spec.early_stop.min_step}, eta ${spec.early_stop.eta}`) : null),
       h('div', { class: 'card' }, h('h3', {}, 'Space'), h('table', { class: 'grid kv' }, h('tbody', {}, spec.parameters.map((p) => h('tr', {}, h('th', {}, p.name), h('td', {}, domainText(p.domain))))))),
       h('div', { class: 'card' }, h('h3', {}, 'Best'), sweep.best
-        ? h('p', {}, h('a', { href: `/runs/${sweep.best.run_id}` }, `trial ${sweep.best.index}`), `: ${formatNumber(sweep.best.value)}`, h('br'), sweep.best.params.map(([k, v]) => `${k}=${v}`).join(', '))
+        ? h('p', {}, h('a', { href: `/runs/${sweep.best.run_id}` }, `trial ${sweep.best.index}`), `: ${formatNumber(sweep.best.value)}`, h('br'), Object.entries(sweep.best.params).map(([k, v]) => `${k}=${v}`).join(', '))
         : h('p', { class: 'muted' }, 'No trial has reported the metric yet.')));
 
     const better = (a, b) => (objective && objective.goal === 'maximize' ? a > b : a < b);
@@ -67,7 +67,7 @@ export async function render(main, [sweepId]) {
 
     const axes = [...spec.parameters.filter((p) => !('fixed' in p.domain)).map((p) => p.name), objective ? objective.metric : 'value'];
     const rows = trials.map((trial) => {
-      const values = Object.fromEntries(trial.params);
+      const values = { ...trial.params };
       if (trial.value !== null && trial.value !== undefined) values[axes[axes.length - 1]] = trial.value;
       return { values, state: trial.state };
     });
@@ -79,7 +79,7 @@ export async function render(main, [sweepId]) {
     fill(board, ranked.length ? h('table', { class: 'grid' },
       h('thead', {}, h('tr', {}, h('th', {}, '#'), h('th', {}, 'Trial'), h('th', {}, 'State'), h('th', { class: 'num' }, objective ? objective.metric : 'value'), paramNames.map((n) => h('th', {}, n)))),
       h('tbody', {}, ranked.slice(0, 100).map((trial, i) => {
-        const params = Object.fromEntries(trial.params);
+        const { params } = trial;
         return h('tr', {}, h('td', { class: 'num' }, String(i + 1)), h('td', {}, h('a', { href: `/runs/${trial.run_id}` }, `trial ${trial.index}`)),
           h('td', {}, trial.state + (trial.stopped_by ? ` (${trial.stopped_by})` : '')), h('td', { class: 'num' }, formatNumber(trial.value)), paramNames.map((n) => h('td', {}, params[n] ?? '')));
       }))) : h('p', { class: 'muted' }, 'No trial has reported the metric yet.'));

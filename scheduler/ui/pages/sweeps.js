@@ -25,7 +25,7 @@ export async function render(main) {
       fill(holder, emptyState('No sweeps yet', "drover sweep examples/quickstart -P 'alpha=loguniform(1e-3,1)' --max-runs 20 --metric train_rmse"));
       return;
     }
-    sweeps.sort((a, b) => b.created - a.created);
+    sweeps.sort((a, b) => b.created_ms - a.created_ms);
     fill(holder, h('table', { class: 'grid' },
       h('thead', {}, h('tr', {}, ['Name', 'Status', 'Method', 'Objective', 'Progress', '', 'Best', 'Created'].map((t) => h('th', {}, t)))),
       h('tbody', {}, sweeps.map((sweep) => {
@@ -40,7 +40,7 @@ export async function render(main) {
           h('td', { class: 'num' }, `${done}/${total}`),
           h('td', {}, progressBar(sweep.counts, total)),
           h('td', { class: 'num' }, sweep.best && sweep.best.value !== null ? formatNumber(sweep.best.value) : '—'),
-          h('td', { title: formatTime(sweep.created) }, formatAgo(sweep.created)));
+          h('td', { title: formatTime(sweep.created_ms) }, formatAgo(sweep.created_ms)));
       }))));
   }
   await refresh();
