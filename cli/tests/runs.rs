@@ -563,6 +563,29 @@ fn a_restarted_worker_reaps_its_containers_and_the_run_is_retried() {
         "{}",
         logs.stderr
     );
+
+    // Both attempts are on record: the lost one with why, then the one that finished.
+    let attempts = &api(&cluster.scheduler.address, &format!("/api/drover/runs/{run_id}"))["execution"]
+        ["attempts"];
+    assert_eq!(attempts.as_array().map(Vec::len), Some(2), "{attempts}");
+    assert_eq!(attempts[0]["worker"], cluster.worker_id.as_str());
+    assert!(attempts[0]["started"].is_i64() && attempts[0]["ended"].is_i64(), "{attempts}");
+    let lost = attempts[0]["outcome"].as_str().unwrap();
+    assert!(lost.starts_with("lost: ") && lost.ends_with("; requeued"), "{lost}");
+    assert_eq!(attempts[1]["outcome"], "FINISHED");
+    assert_eq!(attempts[1]["exit_code"], 0);
+    let losses = &api(&cluster.scheduler.address, "/api/drover/cluster")["recent_losses"];
+    assert_eq!(losses[0]["run_id"], run_id.as_str(), "{losses}");
+    assert_eq!(losses[0]["attempt"], 1);
+    assert_eq!(losses[0]["requeued"], true);
+}
+
+/// A drover JSON endpoint's answer, which must be 200.
+fn api(address: &str, path: &str) -> serde_json::Value {
+    let address = address.trim_start_matches("http://");
+    let (status, body) = drover_testkit::http::call(address, "GET", path, &[], "");
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
 }
 
 #[test]
@@ -581,6 +604,13 @@ fn a_lost_worker_fails_its_runs_when_no_retry_remains() {
             .contains("stopped responding (lease expired)"),
         "{described}"
     );
+    let attempts = &api(&cluster.scheduler.address, &format!("/api/drover/runs/{run_id}"))["execution"]
+        ["attempts"];
+    let outcome = attempts[0]["outcome"].as_str().unwrap_or_default();
+    assert!(outcome.starts_with("FAILED: worker "), "{attempts}");
+    let losses = &api(&cluster.scheduler.address, "/api/drover/cluster")["recent_losses"];
+    assert_eq!(losses[0]["run_id"], run_id.as_str(), "{losses}");
+    assert_eq!(losses[0]["requeued"], false);
 }
 
 #[test]

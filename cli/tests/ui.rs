@@ -245,6 +245,10 @@ fn the_ui_in_a_real_browser() {
             WAIT,
         )
         .unwrap();
+    let attempt = browser
+        .wait_for("the attempt, ended", "const row = document.querySelector('table.attempts tbody tr'); return row && row.textContent.includes('KILLED') && row.textContent", WAIT)
+        .unwrap();
+    assert!(attempt.to_string().contains("ui-worker-"), "{attempt}");
 
     // A sweep: its parallel-coordinates plot has a line per trial.
     let outcome = run(drover(&home).args(["--scheduler", &address, "sweep"]).arg(&slow).args([
@@ -288,6 +292,9 @@ fn the_ui_in_a_real_browser() {
     assert!(
         workers.to_string().contains("ui-worker-1") && workers.to_string().contains("ui-worker-2")
     );
+    browser
+        .wait_for("no lost attempt", "return document.querySelector('main').textContent.includes('No attempt has lost its worker')", WAIT)
+        .unwrap();
     shot("cluster");
 
     // An artifact, previewed as text (markup in it stays text).

@@ -255,4 +255,17 @@ pub struct WorkerStatus {
 pub struct ClusterStatus {
     pub workers: Vec<WorkerStatus>,
     pub queued_runs: u32,
+    /// Attempts whose worker was lost, newest first, since the scheduler started.
+    pub recent_losses: Vec<LostAttempt>,
+}
+
+/// An attempt whose worker stopped responding or went away.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LostAttempt {
+    pub attempt: AttemptId,
+    pub worker_id: String,
+    pub time_ms: i64,
+    pub reason: String,
+    /// Queued again; else the run ended (cancelled, or out of retries).
+    pub requeued: bool,
 }

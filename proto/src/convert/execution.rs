@@ -9,9 +9,10 @@ use super::tracking::{non_empty, run_status_from_wire};
 use crate::domain::{RunStatus, Tag};
 use crate::error::ApiError;
 use crate::execution::{
-    Assignment, AttemptId, ClusterStatus, EnvManager, LogAppend, LogStream, MetricBatch,
-    MetricPoint, MetricSeries, RunEvent, RunPhase, RunSpec, RunUpdate, SchedulerMessage,
-    SnapshotChunk, SubmitRun, WorkerEvent, WorkerMessage, WorkerRegistration, WorkerStatus,
+    Assignment, AttemptId, ClusterStatus, EnvManager, LogAppend, LogStream, LostAttempt,
+    MetricBatch, MetricPoint, MetricSeries, RunEvent, RunPhase, RunSpec, RunUpdate,
+    SchedulerMessage, SnapshotChunk, SubmitRun, WorkerEvent, WorkerMessage, WorkerRegistration,
+    WorkerStatus,
 };
 use crate::pb;
 
@@ -281,6 +282,17 @@ impl From<ClusterStatus> for pb::ListWorkersResponse {
         pb::ListWorkersResponse {
             workers: status.workers.into_iter().map(Into::into).collect(),
             queued_runs: status.queued_runs,
+            recent_losses: status
+                .recent_losses
+                .into_iter()
+                .map(|lost| pb::LostAttempt {
+                    attempt: Some(lost.attempt.into()),
+                    worker_id: lost.worker_id,
+                    time_ms: lost.time_ms,
+                    reason: lost.reason,
+                    requeued: lost.requeued,
+                })
+                .collect(),
         }
     }
 }
@@ -290,6 +302,20 @@ impl From<pb::ListWorkersResponse> for ClusterStatus {
         ClusterStatus {
             workers: status.workers.into_iter().map(Into::into).collect(),
             queued_runs: status.queued_runs,
+            // An entry whose attempt does not parse names no run to show; it is left out.
+            recent_losses: status
+                .recent_losses
+                .into_iter()
+                .filter_map(|lost| {
+                    Some(LostAttempt {
+                        attempt: lost.attempt?.try_into().ok()?,
+                        worker_id: lost.worker_id,
+                        time_ms: lost.time_ms,
+                        reason: lost.reason,
+                        requeued: lost.requeued,
+                    })
+                })
+                .collect(),
         }
     }
 }

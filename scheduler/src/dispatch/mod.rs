@@ -11,20 +11,20 @@
 mod submit;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use drover_proto::ApiError;
 use drover_proto::domain::{RunId, RunInfo, RunStatus, Tag};
 use drover_proto::execution::{
-    Assignment, AttemptId, ClusterStatus, EnvManager, RunPhase, RunUpdate, SchedulerMessage,
-    WorkerRegistration, WorkerStatus,
+    Assignment, AttemptId, ClusterStatus, EnvManager, LostAttempt, RunPhase, RunUpdate,
+    SchedulerMessage, WorkerRegistration, WorkerStatus,
 };
 use drover_proto::tags;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::store::{ExecutionRecord, Placement, RunChange, Store, now_ms};
+use crate::store::{AttemptRecord, ExecutionRecord, Placement, RunChange, Store, now_ms};
 
 /// Timings of the worker protocol.
 #[derive(Clone, Copy, Debug)]
@@ -172,7 +172,12 @@ pub struct Dispatcher {
     next_session: u64,
     /// Bumped after every visible change, for followers.
     changes: Arc<watch::Sender<u64>>,
+    /// Attempts whose worker was lost, newest first.
+    recent_losses: VecDeque<LostAttempt>,
 }
+
+/// Lost attempts the cluster view keeps.
+const MAX_RECENT_LOSSES: usize = 50;
 
 impl Dispatcher {
     /// Rebuilds the dispatcher's state from the store. Runs that were placed on a worker keep
@@ -193,6 +198,7 @@ impl Dispatcher {
             workers: HashMap::new(),
             next_session: 1,
             changes,
+            recent_losses: VecDeque::new(),
         };
         for record in dispatcher.store.pending_executions()? {
             match record.placement.worker() {
@@ -315,7 +321,11 @@ impl Dispatcher {
             })
             .collect();
         workers.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
-        ClusterStatus { workers, queued_runs: self.queue.len() as u32 }
+        ClusterStatus {
+            workers,
+            queued_runs: self.queue.len() as u32,
+            recent_losses: self.recent_losses.iter().cloned().collect(),
+        }
     }
 
     async fn attach(
@@ -396,6 +406,9 @@ impl Dispatcher {
         match update.phase {
             RunPhase::Started => {
                 record.placement = Placement::Running { worker_id: worker_id.to_string() };
+                if let Some(open) = record.open_attempt() {
+                    open.started_ms = Some(now_ms());
+                }
                 change.status = Some(RunStatus::Running);
                 log_line = format!("attempt {} started on worker {worker_id}", attempt.attempt);
             }
@@ -408,6 +421,12 @@ impl Dispatcher {
                 record.placement = Placement::Done;
                 record.exit_code = update.exit_code;
                 record.message = update.message.clone();
+                let outcome = if update.message.is_empty() {
+                    status.to_string()
+                } else {
+                    format!("{status}: {}", update.message)
+                };
+                record.end_attempt(now_ms(), update.exit_code, outcome);
                 change.status = Some(status);
                 if let Some(code) = update.exit_code {
                     change.tags.push(Tag::new(tags::EXIT_CODE, code.to_string()));
@@ -497,6 +516,7 @@ impl Dispatcher {
     ) -> Result<RunInfo, ApiError> {
         record.placement = Placement::Done;
         record.message = reason.to_string();
+        record.end_attempt(now_ms(), None, format!("{status}: {reason}"));
         self.store
             .append_system_log(record.run_id, &format!("run ended {status}: {reason}"))
             .await?;
@@ -514,6 +534,19 @@ impl Dispatcher {
         if record.current_attempt() != attempt {
             return;
         }
+        let requeued = !record.cancel_requested
+            && (matches!(record.placement, Placement::Assigned { .. })
+                || record.retries_used < record.spec.max_retries);
+        if self.recent_losses.len() >= MAX_RECENT_LOSSES {
+            self.recent_losses.pop_back();
+        }
+        self.recent_losses.push_front(LostAttempt {
+            attempt,
+            worker_id: record.placement.worker().unwrap_or_default().to_string(),
+            time_ms: now_ms(),
+            reason: reason.to_string(),
+            requeued,
+        });
         let result = if record.cancel_requested {
             self.finish(record, RunStatus::Killed, &format!("cancelled; {reason}"))
                 .await
@@ -527,6 +560,7 @@ impl Dispatcher {
                 record.retries_used += 1;
             }
             record.placement = Placement::Queued;
+            record.end_attempt(now_ms(), None, format!("lost: {reason}; requeued"));
             let line = format!(
                 "{reason}; requeued (retries used: {} of {})",
                 record.retries_used, record.spec.max_retries
@@ -596,6 +630,15 @@ impl Dispatcher {
             let mut record = record;
             record.attempt += 1;
             record.placement = Placement::Assigned { worker_id: worker_id.clone() };
+            record.attempts.push(AttemptRecord {
+                attempt: record.attempt,
+                worker_id: worker_id.clone(),
+                assigned_ms: now_ms(),
+                started_ms: None,
+                ended_ms: None,
+                exit_code: None,
+                outcome: String::new(),
+            });
             let attempt = record.current_attempt();
             let change = RunChange {
                 status: None,

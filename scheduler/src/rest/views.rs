@@ -183,6 +183,15 @@ fn execution(record: &ExecutionRecord) -> Value {
         "env_manager": format!("{:?}", spec.env_manager).to_lowercase(),
         "environment_names": spec.environment.iter().map(|(name, _)| name).collect::<Vec<_>>(),
         "priority": spec.priority,
+        "attempts": record.attempts.iter().map(|attempt| json!({
+            "attempt": attempt.attempt,
+            "worker": attempt.worker_id,
+            "assigned": attempt.assigned_ms,
+            "started": attempt.started_ms,
+            "ended": attempt.ended_ms,
+            "exit_code": attempt.exit_code,
+            "outcome": attempt.outcome,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -308,7 +317,8 @@ pub async fn cancel_sweep(
     Ok(Json(json!({ "sweep": sweep_json(&sweep) })))
 }
 
-/// `GET /api/drover/cluster`: workers with the runs placed on them, and the queue.
+/// `GET /api/drover/cluster`: workers with the runs placed on them, the queue, and the
+/// attempts lost to a worker recently.
 pub async fn cluster(State(scheduler): State<Scheduler>) -> RestResult {
     let status = scheduler.cluster_status().await?;
     let pending = scheduler.pending_runs()?;
@@ -342,5 +352,24 @@ pub async fn cluster(State(scheduler): State<Scheduler>) -> RestResult {
         .filter(|(record, _)| record.placement == Placement::Queued)
         .map(|(record, run)| entry(record, run))
         .collect();
-    Ok(Json(json!({ "workers": workers, "queued_runs": status.queued_runs, "queue": queue })))
+    let losses: Vec<Value> = status
+        .recent_losses
+        .iter()
+        .map(|lost| {
+            json!({
+                "run_id": lost.attempt.run_id.to_string(),
+                "attempt": lost.attempt.attempt,
+                "worker": lost.worker_id,
+                "time": lost.time_ms,
+                "reason": lost.reason,
+                "requeued": lost.requeued,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "workers": workers,
+        "queued_runs": status.queued_runs,
+        "queue": queue,
+        "recent_losses": losses,
+    })))
 }

@@ -4,7 +4,8 @@
 //!
 //! The parts, each using only those listed before it: `subject` (what a clause is about and
 //! how a run's value is read), `clause` (comparisons and whether they hold), `order` (sorting
-//! runs), `parser` (the grammar's text into clauses) and `experiments`.
+//! runs), `parser` (the grammar's text into clauses), `experiments`, and `table` (runs laid
+//! out by column, searched by the same clauses without reading every run again).
 
 use std::borrow::Borrow;
 
@@ -19,10 +20,12 @@ mod parser;
 #[cfg(test)]
 mod props;
 mod subject;
+mod table;
 #[cfg(test)]
 mod test_support;
 
 pub(crate) use experiments::ExperimentFilter;
+pub use table::RunTable;
 
 use clause::Clause;
 use order::SortClause;
@@ -47,6 +50,11 @@ impl Filter {
 
     pub fn matches(&self, run: &Run) -> bool {
         self.clauses.iter().all(|clause| clause.matches(run))
+    }
+
+    /// Keeps the rows of `table` whose runs the filter matches.
+    pub fn retain_rows(&self, table: &mut RunTable, rows: &mut Vec<u32>) {
+        table::retain_rows(&self.clauses, table, rows);
     }
 }
 
@@ -77,10 +85,11 @@ impl OrderBy {
         order::sort_runs(&self.clauses, runs);
     }
 
-    /// Puts the first `count` runs in this order, sorted, at the front of `runs`, leaving the
+    /// Puts the first `count` rows of `table` in this order, sorted, at the front of `rows`,
+    /// leaving the
     /// rest in no particular order: what a page from the start of a search needs.
-    pub fn sort_top<R: Borrow<Run>>(&self, runs: &mut [R], count: usize) {
-        order::sort_top(&self.clauses, runs, count);
+    pub fn sort_top_rows(&self, table: &mut RunTable, rows: &mut Vec<u32>, count: usize) {
+        table::sort_top_rows(&self.clauses, table, rows, count);
     }
 }
 

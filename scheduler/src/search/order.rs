@@ -4,7 +4,7 @@
 use std::borrow::{Borrow, Cow};
 use std::cmp::Ordering;
 
-use drover_proto::domain::Run;
+use drover_proto::domain::{Run, RunId};
 
 use super::subject::{Attribute, Subject};
 
@@ -17,7 +17,7 @@ pub(super) struct SortClause {
 /// A run's value for one clause, borrowed from the run where it can be: a search sorts by
 /// reading each value once, never by copying every run's strings.
 #[derive(Clone, Debug, PartialEq)]
-enum SortValue<'run> {
+pub(super) enum SortValue<'run> {
     Number(f64),
     Integer(i64),
     Text(Cow<'run, str>),
@@ -25,7 +25,7 @@ enum SortValue<'run> {
 
 // How a subject orders runs lives with sorting, so the subject module knows nothing of it.
 impl Subject {
-    fn sort_value<'run>(&self, run: &'run Run) -> Option<SortValue<'run>> {
+    pub(super) fn sort_value<'run>(&self, run: &'run Run) -> Option<SortValue<'run>> {
         match self {
             Subject::Metric(_) => self.number(run).map(SortValue::Number),
             Subject::Attribute(Attribute::StartTime) => {
@@ -43,42 +43,58 @@ pub(super) fn sort_runs<R: Borrow<Run>>(clauses: &[SortClause], runs: &mut [R]) 
     apply_permutation(runs, &order);
 }
 
-/// Puts the first `count` runs of the sorted order, sorted, at the front of `runs`; the rest
-/// follow in no particular order. A page of a large search costs a selection, not a sort.
-pub(super) fn sort_top<R: Borrow<Run>>(clauses: &[SortClause], runs: &mut [R], count: usize) {
-    let order = sorted_order(clauses, runs, count);
-    apply_permutation(runs, &order);
-}
-
 /// The positions of `runs` in sorted order; only the first `count` need be in order.
 fn sorted_order<R: Borrow<Run>>(clauses: &[SortClause], runs: &[R], count: usize) -> Vec<usize> {
     // Each run's sort values are looked up once rather than on every comparison, since
     // finding a metric or param is a linear scan of the run's data. They are borrowed from
     // the runs, so this costs a few words per run and clause, whatever the values hold.
-    let keys: Vec<Vec<Option<SortValue>>> = runs
+    let values: Vec<Option<SortValue>> = runs
         .iter()
-        .map(|run| clauses.iter().map(|clause| clause.subject.sort_value(run.borrow())).collect())
+        .flat_map(|run| clauses.iter().map(|clause| clause.subject.sort_value(run.borrow())))
         .collect();
+    sort_positions(
+        clauses,
+        &values,
+        |position| {
+            let info = &runs[position].borrow().info;
+            (info.start_time_ms, info.run_id)
+        },
+        runs.len(),
+        count,
+    )
+}
+
+/// The positions `0..len` in sorted order, only the first `count` of them in order, given
+/// each position's value for each clause (`values[position * clauses.len() + clause]`) and
+/// its start time and run id for the tie-break.
+pub(super) fn sort_positions(
+    clauses: &[SortClause],
+    values: &[Option<SortValue>],
+    tie_break: impl Fn(usize) -> (i64, RunId),
+    len: usize,
+    count: usize,
+) -> Vec<usize> {
+    let width = clauses.len();
     let compare = |&left: &usize, &right: &usize| {
         clauses
             .iter()
             .enumerate()
             .map(|(index, clause)| {
                 compare_sort_values(
-                    keys[left][index].as_ref(),
-                    keys[right][index].as_ref(),
+                    values[left * width + index].as_ref(),
+                    values[right * width + index].as_ref(),
                     clause.descending,
                 )
             })
             .find(|ordering| ordering.is_ne())
             .unwrap_or(Ordering::Equal)
             .then_with(|| {
-                let (left, right) = (runs[left].borrow(), runs[right].borrow());
-                right.info.start_time_ms.cmp(&left.info.start_time_ms)
+                let ((left_start, left_id), (right_start, right_id)) =
+                    (tie_break(left), tie_break(right));
+                right_start.cmp(&left_start).then_with(|| left_id.cmp(&right_id))
             })
-            .then_with(|| runs[left].borrow().info.run_id.cmp(&runs[right].borrow().info.run_id))
     };
-    let mut order: Vec<usize> = (0..runs.len()).collect();
+    let mut order: Vec<usize> = (0..len).collect();
     if count < order.len() {
         if count > 0 {
             order.select_nth_unstable_by(count - 1, compare);

@@ -1,16 +1,20 @@
 //! Property tests of the search grammar, the parser every search request feeds: arbitrary
 //! filters and order_by clauses never panic and are refused or parsed within the limits;
 //! filters built from clauses parse and select exactly the runs the clauses describe; LIKE
-//! agrees with the obvious backtracking matcher. `tests/properties.sh` runs them longer.
+//! agrees with the obvious backtracking matcher; a run table, changed run by run, selects and
+//! orders exactly as the filter and the sort do over the runs themselves. `tests/properties.sh` runs them longer.
+
+use std::sync::Arc;
 
 use drover_proto::domain::{
     ExperimentId, LifecycleStage, Metric, Param, Run, RunData, RunId, RunInfo, RunStatus, Tag,
+    ViewType,
 };
 use drover_testkit::{bounded, config};
 use proptest::prelude::*;
 
 use super::like::LikePattern;
-use super::{ExperimentFilter, Filter, OrderBy};
+use super::{ExperimentFilter, Filter, OrderBy, RunTable};
 
 /// Text made of the grammar's own pieces, so that arbitrary input reaches deep into it.
 fn grammar_soup() -> impl Strategy<Value = String> {
@@ -131,6 +135,58 @@ fn clause() -> impl Strategy<Value = Clause> {
     ]
 }
 
+/// Runs for the table: up to 12 (so updates meet runs the table has), some deleted, some
+/// with a NaN metric.
+fn table_runs() -> impl Strategy<Value = Vec<Run>> {
+    let metric = prop_oneof![Just(None), Just(Some(f64::NAN)), (-3.0f64..3.0).prop_map(Some)];
+    proptest::collection::vec(
+        (metric, proptest::option::of(0u8..4), "[ab]{0,3}", any::<bool>(), any::<bool>()),
+        0..12,
+    )
+    .prop_map(|specs| {
+        specs
+            .into_iter()
+            .enumerate()
+            .map(|(index, (metric, param, name, deleted, ended))| {
+                let mut run = run(index as u8, metric, param, &name);
+                if deleted {
+                    run.info.lifecycle_stage = LifecycleStage::Deleted;
+                }
+                run.info.end_time_ms = ended.then_some(i64::from(index as u8 % 3));
+                run
+            })
+            .collect()
+    })
+}
+
+fn table_clause() -> impl Strategy<Value = String> {
+    prop_oneof![
+        clause().prop_map(|clause| clause.text()),
+        (0i8..4).prop_map(|bound| format!("attributes.start_time >= {bound}")),
+        (0i8..3).prop_map(|bound| format!("attributes.end_time < {bound}")),
+        "[ab%_]{0,4}".prop_map(|pattern| format!("tags.t ILIKE '{pattern}'")),
+        Just(format!("attributes.run_id IN ('{:032x}', '{:032x}')", 1, 2)),
+        Just(format!("attributes.run_id NOT IN ('{:032x}')", 3)),
+        Just("tags.t = 'ab'".to_string()),
+        Just("params.p != '1'".to_string()),
+        Just("metrics.m != 0".to_string()),
+        Just("metrics.m >= -1".to_string()),
+    ]
+}
+
+fn sort_clause() -> impl Strategy<Value = String> {
+    let subject = prop_oneof![
+        Just("metrics.m"),
+        Just("params.p"),
+        Just("tags.t"),
+        Just("attributes.run_name"),
+        Just("attributes.start_time"),
+        Just("attributes.end_time"),
+    ];
+    (subject, prop_oneof![Just(""), Just(" ASC"), Just(" DESC")])
+        .prop_map(|(subject, direction)| format!("{subject}{direction}"))
+}
+
 fn runs() -> impl Strategy<Value = Vec<Run>> {
     proptest::collection::vec(
         (proptest::option::of(-3.0f64..3.0), proptest::option::of(0u8..4), "[ab]{0,6}"),
@@ -204,16 +260,44 @@ proptest! {
     }
 
     #[test]
-    fn a_page_from_the_top_is_the_sorted_prefix(runs in runs(), count in 0usize..24, descending in any::<bool>()) {
-        let direction = if descending { "DESC" } else { "ASC" };
-        let order_by = OrderBy::parse(&[format!("metrics.m {direction}"), "params.p".to_string()]).unwrap();
-        let mut sorted = runs.clone();
-        order_by.sort(&mut sorted);
-        let mut top = runs;
-        order_by.sort_top(&mut top, count);
-        let shown = count.min(sorted.len());
-        let ids = |runs: &[Run]| runs.iter().map(|r| r.info.run_id).collect::<Vec<_>>();
-        prop_assert_eq!(ids(&top[..shown]), ids(&sorted[..shown]));
+    fn a_table_selects_and_orders_as_the_runs_do(
+        initial in table_runs(),
+        updates in table_runs(),
+        clauses in proptest::collection::vec(table_clause(), 0..4),
+        order in proptest::collection::vec(sort_clause(), 0..3),
+        count in 0usize..24,
+    ) {
+        let text = clauses.join(" AND ");
+        let filter = Filter::parse(&text).unwrap();
+        let order_by = OrderBy::parse(&order).unwrap();
+        // The table sees the first runs, then every update as a change to a run it has or a
+        // new one; the runs themselves are the updates laid over the first ones.
+        let mut table = RunTable::new(initial.iter().cloned().map(Arc::new).collect());
+        for run in &updates {
+            table.upsert(Arc::new(run.clone()));
+        }
+        let mut runs: Vec<Run> = initial
+            .into_iter()
+            .filter(|run| updates.iter().all(|update| update.info.run_id != run.info.run_id))
+            .chain(updates.iter().cloned())
+            .collect();
+        for view in [ViewType::All, ViewType::ActiveOnly] {
+            let mut rows = table.rows(view);
+            filter.retain_rows(&mut table, &mut rows);
+            order_by.sort_top_rows(&mut table, &mut rows, count);
+            let mut expected: Vec<&Run> = runs
+                .iter()
+                .filter(|run| view.includes(run.info.lifecycle_stage) && filter.matches(run))
+                .collect();
+            order_by.sort(&mut expected);
+            prop_assert_eq!(rows.len(), expected.len(), "{} in {:?}", text, view);
+            let shown = count.min(expected.len());
+            let got: Vec<RunId> = rows[..shown].iter().map(|&row| table.run_id(row)).collect();
+            let want: Vec<RunId> = expected[..shown].iter().map(|run| run.info.run_id).collect();
+            prop_assert_eq!(got, want, "{} by {:?}", text, order);
+        }
+        runs.retain(|run| !run.data.params.is_empty());
+        prop_assert_eq!(table.keys(10)[0].len(), usize::from(!runs.is_empty()));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::fmt;
 use drover_proto::domain::Run;
 
 /// The run attributes a filter or an order_by clause may name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Attribute {
     RunId,
     RunName,
@@ -49,7 +49,7 @@ impl Attribute {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Subject {
     Metric(String),
     Param(String),

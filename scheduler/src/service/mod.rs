@@ -8,6 +8,7 @@ mod execution;
 mod follow;
 pub mod paging;
 mod sweeps;
+mod tables;
 mod tracking;
 pub mod views;
 mod workers;
@@ -122,6 +123,8 @@ pub struct Scheduler {
     tasks: TaskTracker,
     /// Permits for CPU-heavy work on the blocking pool: a core's worth each.
     heavy: Arc<Semaphore>,
+    /// The runs tables the web UI pages through, kept up to date between requests.
+    tables: Arc<std::sync::Mutex<tables::Tables>>,
 }
 
 /// Tells a scheduler's long-lived streams, its sweep driver and its dispatcher to end, so a
@@ -196,6 +199,7 @@ impl Scheduler {
             stopping,
             tasks: tasks.clone(),
             heavy: Arc::new(Semaphore::new(heavy_permits)),
+            tables: Arc::default(),
         };
         let signal = StopSignal { stopping: stop, dispatcher, sweeps: sweeps_task, tasks };
         Ok((scheduler, signal))

@@ -13,7 +13,6 @@ use drover_proto::domain::{
 };
 use drover_proto::execution::LogStream;
 use drover_proto::sweep::Trial;
-use drover_proto::tags;
 
 use super::Scheduler;
 use super::paging::PageLimits;
@@ -173,26 +172,41 @@ impl Scheduler {
             self.store.experiment(&ExperimentRef::Id(*id))?;
         }
         let store = self.store.clone();
+        let tables = self.tables.clone();
         self.run_heavy(move || {
-            let mut runs = store.runs_of(&query.experiment_ids, query.view)?;
-            runs.retain(|run| filter.matches(run));
-            let (params, metrics, tags) = column_keys(&runs);
-            let mut children: HashMap<RunId, usize> = HashMap::new();
-            if query.fold_children {
-                let matched: HashSet<RunId> = runs.iter().map(|run| run.info.run_id).collect();
-                runs.retain(|run| match parent_of(run) {
-                    Some(parent) if matched.contains(&parent) => {
-                        *children.entry(parent).or_insert(0) += 1;
-                        false
-                    }
-                    _ => true,
-                });
-            }
-            order_by.sort_top(&mut runs, query.offset.saturating_add(limit));
-            let total = runs.len();
-            let page: Vec<Arc<Run>> = runs.into_iter().skip(query.offset).take(limit).collect();
-            children.retain(|id, _| page.iter().any(|run| run.info.run_id == *id));
-            Ok(Table { total, offset: query.offset, runs: page, children, params, metrics, tags })
+            let experiment_ids = if query.experiment_ids.is_empty() {
+                store.experiments(ViewType::ActiveOnly)?.into_iter().map(|e| e.id).collect()
+            } else {
+                query.experiment_ids
+            };
+            let mut tables = tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            tables.with_table(&store, experiment_ids, |table| {
+                let mut rows = table.rows(query.view);
+                filter.retain_rows(table, &mut rows);
+                let [params, metrics, tags] = table.keys(MAX_COLUMN_KEYS);
+                let mut children: HashMap<RunId, usize> = HashMap::new();
+                if query.fold_children && rows.iter().any(|&row| table.parent(row).is_some()) {
+                    let matched: HashSet<RunId> =
+                        rows.iter().map(|&row| table.run_id(row)).collect();
+                    rows.retain(|&row| match table.parent(row) {
+                        Some(parent) if matched.contains(&parent) => {
+                            *children.entry(parent).or_insert(0) += 1;
+                            false
+                        }
+                        _ => true,
+                    });
+                }
+                order_by.sort_top_rows(table, &mut rows, query.offset.saturating_add(limit));
+                let total = rows.len();
+                let page: Vec<Arc<Run>> = rows
+                    .iter()
+                    .skip(query.offset)
+                    .take(limit)
+                    .map(|&row| table.run(row).clone())
+                    .collect();
+                children.retain(|id, _| page.iter().any(|run| run.info.run_id == *id));
+                Table { total, offset: query.offset, runs: page, children, params, metrics, tags }
+            })
         })
         .await
     }
@@ -311,46 +325,6 @@ impl Scheduler {
 
 fn view_deleted(run: &Run) -> bool {
     !ViewType::ActiveOnly.includes(run.info.lifecycle_stage)
-}
-
-fn parent_of(run: &Run) -> Option<RunId> {
-    let tag = run.data.tags.iter().find(|tag| tag.key == tags::PARENT_RUN)?;
-    tag.value.parse().ok()
-}
-
-/// The param, metric and tag keys the runs have, sorted, at most [`MAX_COLUMN_KEYS`] each.
-/// Runs of one project mostly share their keys: a run whose keys are the previous run's is
-/// passed over with a comparison instead of a lookup per key.
-fn column_keys(runs: &[Arc<Run>]) -> (Vec<String>, Vec<String>, Vec<String>) {
-    fn collect<'a, T: 'a>(
-        runs: &'a [Arc<Run>],
-        items: impl Fn(&'a Run) -> &'a [T],
-        key: impl Fn(&'a T) -> &'a str,
-    ) -> Vec<String> {
-        let mut seen: HashSet<&str> = HashSet::new();
-        let mut previous: &[T] = &[];
-        for run in runs {
-            let current = items(run);
-            let same = current.len() == previous.len()
-                && current.iter().zip(previous).all(|(a, b)| key(a) == key(b));
-            if !same {
-                for item in current {
-                    if seen.len() < MAX_COLUMN_KEYS {
-                        seen.insert(key(item));
-                    }
-                }
-                previous = current;
-            }
-        }
-        let mut keys: Vec<String> = seen.into_iter().map(str::to_string).collect();
-        keys.sort_unstable();
-        keys
-    }
-    (
-        collect(runs, |run| &run.data.params, |param| &param.key),
-        collect(runs, |run| &run.data.latest_metrics, |metric| &metric.key),
-        collect(runs, |run| &run.data.tags, |tag| &tag.key),
-    )
 }
 
 /// Reduces points (sorted by x) to at most `width` buckets of equal x span, each keeping its

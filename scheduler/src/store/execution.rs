@@ -49,7 +49,7 @@ impl Store {
     /// its log, in one write.
     pub async fn submit_run(&self, request: SubmitRun) -> Result<(Run, ExecutionRecord), ApiError> {
         let (run, record, batch) = self.stage_submission(request)?;
-        self.db().apply_batch(batch).map_err(storage_error)?;
+        self.write_new_run(run.info.run_id, batch)?;
         self.durable().await?;
         Ok((run, record))
     }
@@ -92,6 +92,7 @@ impl Store {
             submitted_ms: run.info.start_time_ms,
             exit_code: None,
             message: String::new(),
+            attempts: Vec::new(),
         };
         batch.insert(keys::execution(run.info.run_id), encode(&record));
         // A new run's log is empty: the queued line starts it at offset 0.

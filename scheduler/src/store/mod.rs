@@ -30,8 +30,8 @@ use serde::de::DeserializeOwned;
 
 pub use lock::{Holder, read_holder};
 pub use records::{
-    ExecutionRecord, LogChunk, Placement, RunChange, SnapshotRecord, SweepRecord, TrialRecord,
-    TrialTemplate,
+    AttemptRecord, ExecutionRecord, LogChunk, Placement, RunChange, SnapshotRecord, SweepRecord,
+    TrialRecord, TrialTemplate,
 };
 
 use self::commit::GroupCommit;
@@ -96,6 +96,10 @@ struct Inner {
     /// Runs as searches read them, filled on first read and dropped on every write to the
     /// run (under the write lock), so a search never decodes a run twice.
     runs: std::sync::RwLock<std::collections::HashMap<RunId, Arc<Run>>>,
+    /// Runs written since [`Store::take_changed_runs`] was last called, for views kept beside
+    /// the store (the runs tables) to catch up with. `None` until first called, so a store
+    /// nobody browses keeps nothing.
+    changed: Mutex<Option<std::collections::HashSet<RunId>>>,
     dir: PathBuf,
     lock: DirLock,
 }
@@ -128,6 +132,7 @@ impl Store {
                 write_lock: Mutex::new(()),
                 ingest: Default::default(),
                 runs: Default::default(),
+                changed: Mutex::new(None),
                 dir: dir.to_path_buf(),
                 lock,
             }),
@@ -232,7 +237,39 @@ impl Store {
     fn write_run(&self, run_id: RunId, batch: sled::Batch) -> Result<(), ApiError> {
         self.db().apply_batch(batch).map_err(storage_error)?;
         self.inner.runs.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&run_id);
+        self.note_changed([run_id]);
         Ok(())
+    }
+
+    /// Applies a batch that creates `run_id`. Call under the write lock, or where no other
+    /// write can name the new run yet.
+    fn write_new_run(&self, run_id: RunId, batch: sled::Batch) -> Result<(), ApiError> {
+        self.db().apply_batch(batch).map_err(storage_error)?;
+        self.note_changed([run_id]);
+        Ok(())
+    }
+
+    /// Records that runs changed; call after the write and the cache reflect the change, so
+    /// whoever reads the runs after taking the change sees it.
+    fn note_changed(&self, run_ids: impl IntoIterator<Item = RunId>) {
+        let mut changed =
+            self.inner.changed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(changed) = changed.as_mut() {
+            changed.extend(run_ids);
+        }
+    }
+
+    /// The runs written since the last call (none, on the first), forgetting them: a reader
+    /// that keeps its own view of runs reads these again, and has every change.
+    pub fn take_changed_runs(&self) -> std::collections::HashSet<RunId> {
+        let mut changed =
+            self.inner.changed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        changed.replace(std::collections::HashSet::new()).unwrap_or_default()
+    }
+
+    /// Runs as searches read them, shared with the cache.
+    pub fn run_views(&self, run_ids: Vec<RunId>) -> Result<Vec<Arc<Run>>, ApiError> {
+        self.cached_runs(run_ids)
     }
 
     /// The cached search view of a run, if there is one.
@@ -248,12 +285,18 @@ impl Store {
     /// Caches search views just brought up to date, up to the bound. Call under the write
     /// lock, after the write they reflect.
     fn cache_runs(&self, views: Vec<Arc<Run>>) {
-        let mut cache = self.inner.runs.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for view in views {
-            if cache.len() < MAX_CACHED_RUNS || cache.contains_key(&view.info.run_id) {
-                cache.insert(view.info.run_id, view);
+        let mut changed = Vec::with_capacity(views.len());
+        {
+            let mut cache =
+                self.inner.runs.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for view in views {
+                changed.push(view.info.run_id);
+                if cache.len() < MAX_CACHED_RUNS || cache.contains_key(&view.info.run_id) {
+                    cache.insert(view.info.run_id, view);
+                }
             }
         }
+        self.note_changed(changed);
     }
 
     /// Cached views of runs, reading (under the write lock, so no write races the read) the

@@ -47,11 +47,45 @@ pub struct ExecutionRecord {
     pub exit_code: Option<i32>,
     /// Why the run failed or was killed, when drover knows.
     pub message: String,
+    /// Every attempt so far, oldest first (empty in records stored before attempts were kept).
+    #[serde(default)]
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// One attempt at a run: where it ran, when, and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub worker_id: String,
+    pub assigned_ms: i64,
+    pub started_ms: Option<i64>,
+    pub ended_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+    /// How it ended, e.g. `FINISHED`, `FAILED: out of memory`, or
+    /// `lost: worker w1 stopped responding (lease expired); requeued`. Empty while it runs.
+    pub outcome: String,
 }
 
 impl ExecutionRecord {
     pub fn current_attempt(&self) -> AttemptId {
         AttemptId { run_id: self.run_id, attempt: self.attempt }
+    }
+
+    /// The current attempt, while it has not ended.
+    pub fn open_attempt(&mut self) -> Option<&mut AttemptRecord> {
+        let current = self.attempt;
+        self.attempts
+            .last_mut()
+            .filter(|attempt| attempt.attempt == current && attempt.ended_ms.is_none())
+    }
+
+    /// Ends the current attempt, if one is open, saying how.
+    pub fn end_attempt(&mut self, at_ms: i64, exit_code: Option<i32>, outcome: String) {
+        if let Some(attempt) = self.open_attempt() {
+            attempt.ended_ms = Some(at_ms);
+            attempt.exit_code = exit_code;
+            attempt.outcome = outcome;
+        }
     }
 }
 

@@ -22,7 +22,7 @@ impl Store {
         record.id = run.info.run_id;
         record.experiment_id = run.info.experiment_id;
         batch.insert(keys::sweep(record.id), encode(&record));
-        self.db().apply_batch(batch).map_err(storage_error)?;
+        self.write_new_run(run.info.run_id, batch)?;
         self.durable().await?;
         Ok((run, record))
     }
@@ -39,7 +39,7 @@ impl Store {
             TrialRecord { trial: Trial { run_id: run.info.run_id, ..trial }, rungs: Vec::new() };
         batch.insert(keys::sweep_trial(sweep.id, trial.trial.index), encode(&trial));
         batch.insert(keys::sweep(sweep.id), encode(sweep));
-        self.db().apply_batch(batch).map_err(storage_error)?;
+        self.write_new_run(run.info.run_id, batch)?;
         self.durable().await?;
         Ok((run, execution, trial))
     }

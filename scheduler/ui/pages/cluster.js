@@ -1,5 +1,5 @@
-// The cluster: workers with their state, slots and resources, and the queue in the order
-// the dispatcher takes it.
+// The cluster: workers with their state, slots and resources, the queue in the order the
+// dispatcher takes it, and the attempts lost with a worker recently.
 
 import { drover } from '../api.js';
 import { emptyState, fill, formatAgo, formatTime, h, shortId } from '../dom.js';
@@ -13,7 +13,9 @@ function bytes(value) {
 export async function render(main) {
   const workers = h('section');
   const queue = h('section');
-  fill(main, h('h1', {}, 'Cluster'), h('h2', {}, 'Workers'), workers, h('h2', {}, 'Queue'), queue);
+  const losses = h('section');
+  fill(main, h('h1', {}, 'Cluster'), h('h2', {}, 'Workers'), workers, h('h2', {}, 'Queue'), queue,
+    h('h2', {}, 'Lost recently'), losses);
   async function refresh() {
     const cluster = await drover('/cluster');
     fill(workers, cluster.workers.length ? h('table', { class: 'grid' },
@@ -34,6 +36,13 @@ export async function render(main) {
         h('td', {}, q.experiment_id), h('td', { class: 'num' }, String(q.priority)),
         h('td', { title: formatTime(q.submitted) }, formatAgo(q.submitted)), h('td', { class: 'num' }, q.retries_used ? `${q.retries_used}×` : '')))))
       : h('p', { class: 'muted' }, 'Nothing is waiting for a worker.'));
+    fill(losses, cluster.recent_losses.length ? h('table', { class: 'grid losses' },
+      h('thead', {}, h('tr', {}, ['When', 'Run', 'Attempt', 'Worker', 'Why', 'Then'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, cluster.recent_losses.map((l) => h('tr', {},
+        h('td', { title: formatTime(l.time) }, formatAgo(l.time)), h('td', {}, h('a', { href: `/runs/${l.run_id}` }, shortId(l.run_id))),
+        h('td', { class: 'num' }, String(l.attempt)), h('td', {}, h('code', {}, l.worker)), h('td', {}, l.reason),
+        h('td', {}, l.requeued ? '↻ requeued' : '✕ ended')))))
+      : h('p', { class: 'muted' }, 'No attempt has lost its worker since the scheduler started.'));
   }
   await refresh();
   return every(2000, refresh);

@@ -17,6 +17,17 @@ function keyValueTable(rows, empty) {
   return h('table', { class: 'grid kv' }, h('tbody', {}, rows.map(([key, value]) => h('tr', {}, h('th', {}, key), h('td', {}, value)))));
 }
 
+/// Each attempt: where it ran, when, and how it ended (or why it was retried).
+function attemptTable(attempts) {
+  const time = (ms) => (ms ? formatTime(ms) : '—');
+  return h('table', { class: 'grid attempts' },
+    h('thead', {}, h('tr', {}, ['#', 'Worker', 'Assigned', 'Started', 'Ended', 'Exit code', 'Outcome'].map((t) => h('th', {}, t)))),
+    h('tbody', {}, attempts.map((a) => h('tr', {},
+      h('td', { class: 'num' }, String(a.attempt)), h('td', {}, h('code', {}, a.worker)),
+      h('td', {}, time(a.assigned)), h('td', {}, time(a.started)), h('td', {}, time(a.ended)),
+      h('td', { class: 'num' }, a.exit_code ?? '—'), h('td', {}, a.outcome || (a.ended ? '—' : 'running'))))));
+}
+
 export async function render(main, [runId]) {
   let detail = await drover(`/runs/${runId}`);
   const header = h('div', { class: 'run-header' });
@@ -96,6 +107,7 @@ export async function render(main, [runId]) {
     fill(overview,
       h('div', { class: 'card' }, h('h3', {}, 'When'), keyValueTable(when)),
       h('div', { class: 'card' }, h('h3', {}, 'Execution'), keyValueTable(attempts)),
+      execution && execution.attempts.length ? h('div', { class: 'card wide' }, h('h3', {}, 'Attempts'), attemptTable(execution.attempts)) : null,
       h('div', { class: 'card wide' }, h('h3', {}, 'Provenance'), keyValueTable(provenance, 'Not recorded: drover records the code, image and command of the runs it executes.')));
   }
 
@@ -152,13 +164,21 @@ export async function render(main, [runId]) {
   artifactBrowser(artifacts, detail.run);
   await pollLog().catch((error) => fill(logBox, String(error.message)));
 
+  // Each metric's latest point, to redraw each second only the charts whose metric moved;
+  // every tenth second all of them, for points logged behind the latest step.
+  const latestOf = () => new Map((detail.run.data.metrics || []).map((m) => [m.key, `${m.step}@${m.timestamp}=${m.value}`]));
   let wasLive = LIVE.has(detail.run.info.status);
+  let ticks = 0;
   return all(
     every(1000, async () => {
       if (!wasLive) return;
       await pollLog();
+      const before = latestOf();
       await refresh();
-      chartList.forEach((chart) => chart.reload());
+      const after = latestOf();
+      ticks += 1;
+      const moved = (chart) => ticks % 10 === 0 || (before.has(chart.key) && before.get(chart.key) !== after.get(chart.key));
+      chartList.filter(moved).forEach((chart) => chart.reload());
       wasLive = LIVE.has(detail.run.info.status);
       if (!wasLive) await pollLog();
     }),
