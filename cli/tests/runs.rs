@@ -611,6 +611,9 @@ fn a_lost_worker_fails_its_runs_when_no_retry_remains() {
     let losses = &api(&cluster.scheduler.address, "/api/drover/cluster")["recent_losses"];
     assert_eq!(losses[0]["run_id"], run_id.as_str(), "{losses}");
     assert_eq!(losses[0]["requeued"], false);
+    let status = run(cluster.drover().arg("status"));
+    assert!(status.stdout.contains("Attempts lost with their worker"), "{}", status.stdout);
+    assert!(status.stdout.contains(&run_id), "{}", status.stdout);
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! `drover status`: the cluster's workers, their capacity, and the queue.
+//! `drover status`: the cluster's workers, their capacity, the queue, and the attempts lost
+//! with a worker recently.
 
 use clap::Args;
 
@@ -39,5 +40,20 @@ pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()>
         status.workers.len(),
         status.queued_runs
     );
+    if !status.recent_losses.is_empty() {
+        let mut losses = Table::new(&["LOST", "RUN", "ATTEMPT", "WORKER", "THEN", "WHY"]);
+        for lost in &status.recent_losses {
+            losses.row(vec![
+                format_time(lost.time_ms),
+                lost.attempt.run_id.to_string(),
+                lost.attempt.attempt.to_string(),
+                lost.worker_id.clone(),
+                if lost.requeued { "requeued" } else { "ended" }.to_string(),
+                lost.reason.clone(),
+            ]);
+        }
+        println!("\nAttempts lost with their worker since the scheduler started:");
+        print!("{}", losses.render());
+    }
     Ok(())
 }
