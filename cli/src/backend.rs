@@ -47,8 +47,9 @@ impl Backend {
         global: &GlobalOptions,
         embedding: Embedding,
     ) -> anyhow::Result<Backend> {
+        let token = global.token()?;
         if let Some(address) = &global.scheduler {
-            let client = Client::connect(address).await.map_err(|error| match error {
+            let client = Client::connect_with_token(address, token.as_deref()).await.map_err(|error| match error {
                 ApiError::Unavailable(message) => anyhow::anyhow!(
                     "{message}; check the address, or drop --scheduler (and DROVER_SCHEDULER) to use the embedded default store"
                 ),
@@ -60,7 +61,7 @@ impl Backend {
         let deadline = Instant::now() + LOCK_WAIT;
         loop {
             if let Some(Holder { address: Some(address), .. }) = read_holder(&home)
-                && let Ok(client) = Client::connect(&address).await
+                && let Ok(client) = Client::connect_with_token(&address, token.as_deref()).await
             {
                 return Ok(Backend { client, embedded: None });
             }

@@ -35,6 +35,27 @@ pub struct GlobalOptions {
     /// Whether `scheduler` came from DROVER_SCHEDULER rather than the command line.
     #[arg(skip)]
     pub scheduler_from_env: bool,
+    /// File holding the cluster's token: the one `drover scheduler` requires, and the one
+    /// clients and workers send. DROVER_TOKEN gives a client the token itself.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl GlobalOptions {
+    /// The token a client sends: the content of --token-file, else DROVER_TOKEN.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path).map_err(|error| {
+                anyhow::anyhow!("cannot read the token file {}: {error}", path.display())
+            })?;
+            let token = text.trim();
+            if token.is_empty() {
+                anyhow::bail!("the token file {} is empty", path.display());
+            }
+            return Ok(Some(token.to_string()));
+        }
+        Ok(std::env::var("DROVER_TOKEN").ok().filter(|token| !token.trim().is_empty()))
+    }
 }
 
 /// The local store: DROVER_HOME, or `.drover` in the current directory.

@@ -10,10 +10,26 @@ use std::process::Command;
 
 use support::SchedulerProcess;
 
+/// Logs a run with the official client, which sends MLFLOW_TRACKING_TOKEN as a bearer token.
+const WITH_TOKEN: &str = r#"
+import mlflow
+mlflow.set_experiment("with-token")
+with mlflow.start_run() as run:
+    mlflow.log_param("alpha", "0.5")
+    mlflow.log_metric("rmse", 0.25)
+print("logged", run.info.run_id)
+"#;
+
 const MLFLOW_CLIENT: &str = "mlflow-skinny==3.17.2";
 
-/// A virtualenv with the pinned client and pytest, made once per target directory.
+/// A virtualenv with the pinned client and pytest, made once per target directory (and once
+/// at a time, for the tests of this file run side by side).
 fn virtualenv() -> PathBuf {
+    static MADE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    MADE.get_or_init(make_virtualenv).clone()
+}
+
+fn make_virtualenv() -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mlflow-venv");
     let marker = venv.join(".drover-installed");
     let wanted = format!("{MLFLOW_CLIENT} pytest");
@@ -58,4 +74,43 @@ fn the_official_mlflow_client_works_unchanged() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "the mlflow client tests failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains(" passed"), "pytest ran no test:\n{stdout}");
+}
+
+#[test]
+fn the_official_client_sends_mlflow_tracking_token() {
+    let venv = virtualenv();
+    let dir = tempfile::tempdir().unwrap();
+    let token = "drover-test-token-for-the-official-client";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    let scheduler = SchedulerProcess::spawn_with(
+        &dir.path().join("store"),
+        &["--token-file", token_file.to_str().unwrap()],
+    );
+    let client = |token: Option<&str>| {
+        let mut command = Command::new(venv.join("bin/python"));
+        command
+            .args(["-c", WITH_TOKEN])
+            .env("MLFLOW_TRACKING_URI", &scheduler.address)
+            .env("MLFLOW_DISABLE_TELEMETRY", "true")
+            .env("DO_NOT_TRACK", "true")
+            .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            .env_remove("MLFLOW_RUN_ID")
+            .env_remove("MLFLOW_TRACKING_TOKEN")
+            .current_dir(dir.path());
+        if let Some(token) = token {
+            command.env("MLFLOW_TRACKING_TOKEN", token);
+        }
+        command.output().expect("run python")
+    };
+    let refused = client(None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a client without the token was served");
+    assert!(stderr.contains("UNAUTHENTICATED") || stderr.contains("401"), "{stderr}");
+    let wrong = client(Some("drover-test-wrong-token-wrong-token"));
+    assert!(!wrong.status.success(), "a client with a wrong token was served");
+    let logged = client(Some(token));
+    let stdout = String::from_utf8_lossy(&logged.stdout);
+    assert!(logged.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&logged.stderr));
+    assert!(stdout.contains("logged "), "{stdout}");
 }

@@ -343,6 +343,45 @@ fn the_ui_in_a_real_browser() {
     shot("run-dark");
 }
 
+/// A scheduler that requires its token: a page asks to sign in, a wrong token is refused,
+/// the right one returns to the page asked for, which then works as usual.
+#[test]
+fn the_ui_asks_for_the_token_of_a_scheduler_that_requires_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "drover-test-token-for-the-browser";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    let scheduler = SchedulerProcess::spawn_with(
+        &dir.path().join("store"),
+        &["--token-file", token_file.to_str().unwrap()],
+    );
+    let base = scheduler.address.clone();
+    let shots = screenshots();
+    let browser = Browser::start(1400, 1000).unwrap_or_else(|error| panic!("{error}"));
+    browser.goto(&format!("{base}/cluster")).unwrap();
+    browser
+        .wait_for(
+            "the sign-in form",
+            "return document.querySelector('form[action=\"/login\"] input[type=password]')",
+            WAIT,
+        )
+        .unwrap();
+    browser.screenshot(&shots.join("sign-in.png")).unwrap();
+    browser.type_into("input[name=token]", "drover-test-not-the-token").unwrap();
+    browser.click("button[type=submit]").unwrap();
+    browser.wait_for("the refusal", "return document.querySelector('.inline-error')?.textContent.includes('not this scheduler')", WAIT).unwrap();
+    browser.type_into("input[name=token]", token).unwrap();
+    browser.click("button[type=submit]").unwrap();
+    browser
+        .wait_for("the cluster page, signed in", "return location.pathname === '/cluster' && document.querySelector('h1')?.textContent === 'Cluster' && document.querySelector('main').textContent.includes('No workers')", WAIT)
+        .unwrap();
+    assert_eq!(
+        browser.eval("return document.cookie").unwrap(),
+        json!(""),
+        "the session cookie is HttpOnly"
+    );
+}
+
 #[test]
 fn drover_endpoints_refuse_bad_input_and_unknown_ids() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use drover_project::snapshot::SnapshotDigest;
@@ -53,22 +56,55 @@ pub fn normalize_address(address: &str) -> ApiResult<String> {
     Ok(uri)
 }
 
+/// Puts the scheduler's token, when there is one, on every call.
+#[derive(Clone)]
+pub struct Authorization(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Authorization {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Transport = InterceptedService<Channel, Authorization>;
+
 /// A connection to a scheduler. Clones share the underlying HTTP/2 connection.
 #[derive(Clone)]
 pub struct Client {
     address: String,
-    experiments: pb::experiments_client::ExperimentsClient<Channel>,
-    runs: pb::runs_client::RunsClient<Channel>,
-    snapshots: pb::snapshots_client::SnapshotsClient<Channel>,
-    execution: pb::execution_client::ExecutionClient<Channel>,
-    workers: pb::workers_client::WorkersClient<Channel>,
-    sweeps: pb::sweeps_client::SweepsClient<Channel>,
+    experiments: pb::experiments_client::ExperimentsClient<Transport>,
+    runs: pb::runs_client::RunsClient<Transport>,
+    snapshots: pb::snapshots_client::SnapshotsClient<Transport>,
+    execution: pb::execution_client::ExecutionClient<Transport>,
+    workers: pb::workers_client::WorkersClient<Transport>,
+    sweeps: pb::sweeps_client::SweepsClient<Transport>,
 }
 
 impl Client {
     /// Connects to the scheduler at `address` (`host:port` or `http://host:port`), failing
     /// with [`ApiError::Unavailable`] when nothing answers there.
     pub async fn connect(address: &str) -> ApiResult<Client> {
+        Client::connect_with_token(address, None).await
+    }
+
+    /// Connects, sending `token` (a scheduler's `--token-file`) with every call.
+    pub async fn connect_with_token(address: &str, token: Option<&str>) -> ApiResult<Client> {
+        let authorization = Authorization(
+            token
+                .map(|token| MetadataValue::try_from(format!("Bearer {token}")))
+                .transpose()
+                .map_err(|_| {
+                    ApiError::InvalidArgument(
+                        "the token has characters a header cannot carry".to_string(),
+                    )
+                })?,
+        );
         let uri = normalize_address(address)?;
         let endpoint = Endpoint::from_shared(uri.clone())
             .map_err(|error| {
@@ -85,18 +121,28 @@ impl Client {
             }
             ApiError::Unavailable(format!("no scheduler answers at {uri} ({cause})"))
         })?;
+        let auth = || authorization.clone();
         Ok(Client {
             address: uri,
-            experiments: pb::experiments_client::ExperimentsClient::new(channel.clone()),
-            runs: pb::runs_client::RunsClient::new(channel.clone())
+            experiments: pb::experiments_client::ExperimentsClient::with_interceptor(
+                channel.clone(),
+                auth(),
+            ),
+            runs: pb::runs_client::RunsClient::with_interceptor(channel.clone(), auth())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            snapshots: pb::snapshots_client::SnapshotsClient::new(channel.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            execution: pb::execution_client::ExecutionClient::new(channel.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            sweeps: pb::sweeps_client::SweepsClient::new(channel.clone()),
-            workers: pb::workers_client::WorkersClient::new(channel)
+            snapshots: pb::snapshots_client::SnapshotsClient::with_interceptor(
+                channel.clone(),
+                auth(),
+            )
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            execution: pb::execution_client::ExecutionClient::with_interceptor(
+                channel.clone(),
+                auth(),
+            )
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            sweeps: pb::sweeps_client::SweepsClient::with_interceptor(channel.clone(), auth()),
+            workers: pb::workers_client::WorkersClient::with_interceptor(channel, auth())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         })

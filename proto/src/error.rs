@@ -18,6 +18,9 @@ pub enum ApiError {
     /// The caller may not do this (a run's tracking address naming another run).
     #[error("{0}")]
     PermissionDenied(String),
+    /// The caller did not prove who it is: no token, or not the scheduler's.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The peer could not be reached or went away mid-call.
     #[error("{0}")]
     Unavailable(String),
@@ -33,6 +36,7 @@ impl ApiError {
             ApiError::AlreadyExists(_) => Code::AlreadyExists,
             ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
             ApiError::PermissionDenied(_) => Code::PermissionDenied,
+            ApiError::Unauthenticated(_) => Code::Unauthenticated,
             ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::Internal(_) => Code::Internal,
         }
@@ -49,6 +53,7 @@ impl ApiError {
             ApiError::NotFound(_) => "RESOURCE_DOES_NOT_EXIST",
             ApiError::AlreadyExists(_) => "RESOURCE_ALREADY_EXISTS",
             ApiError::PermissionDenied(_) => "PERMISSION_DENIED",
+            ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
             ApiError::Unavailable(_) => "TEMPORARILY_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
@@ -61,6 +66,7 @@ impl ApiError {
             | ApiError::FailedPrecondition(_)
             | ApiError::AlreadyExists(_) => 400,
             ApiError::PermissionDenied(_) => 403,
+            ApiError::Unauthenticated(_) => 401,
             ApiError::NotFound(_) => 404,
             ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
@@ -83,7 +89,8 @@ impl From<Status> for ApiError {
             Code::NotFound => ApiError::NotFound(message),
             Code::AlreadyExists => ApiError::AlreadyExists(message),
             Code::FailedPrecondition | Code::Aborted => ApiError::FailedPrecondition(message),
-            Code::PermissionDenied | Code::Unauthenticated => ApiError::PermissionDenied(message),
+            Code::PermissionDenied => ApiError::PermissionDenied(message),
+            Code::Unauthenticated => ApiError::Unauthenticated(message),
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
                 ApiError::Unavailable(message)
             }

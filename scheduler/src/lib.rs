@@ -3,10 +3,11 @@
 //! artifact storage; the sweep driver; the service layer over all of it; and the server that
 //! exposes that service over gRPC and MLflow's REST API on one address.
 //!
-//! Modules depend one way: store → snapshots, artifacts → dispatch → sweep → service →
-//! rest, guard → server.
+//! Modules depend one way: store → snapshots, artifacts → dispatch → sweep → auth → service
+//! → rest, guard → server.
 
 mod artifacts;
+pub mod auth;
 pub mod dispatch;
 mod guard;
 mod names;

@@ -16,6 +16,8 @@ async function call(method, path, body) {
     options.body = JSON.stringify(body);
   }
   const response = await fetch(path, options);
+  // Signed out (the scheduler requires its token): sign in, then come back here.
+  if (response.status === 401) window.location.assign(`/login?next=${encodeURIComponent(window.location.pathname + window.location.search)}`);
   const text = await response.text();
   let value = {};
   try {

@@ -26,6 +26,8 @@ pub struct WorkerOptions {
     pub tracking_uri: Option<String>,
     /// How long to keep trying to deliver reports when shutting down.
     pub shutdown_timeout: Duration,
+    /// The scheduler's token, sent with every call; never passed to runs.
+    pub token: Option<String>,
 }
 
 impl WorkerOptions {
@@ -40,6 +42,7 @@ impl WorkerOptions {
             pull_images: false,
             tracking_uri: None,
             shutdown_timeout: Duration::from_secs(30),
+            token: None,
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct RunContext {
     /// Where containers log to, scoped per run; absent without Docker or with an explicit
     /// tracking URI.
     pub tracking_proxy: Option<TrackingProxy>,
+    /// Where local runs log to when the scheduler requires a token (it adds the token).
+    pub local_proxy: Option<TrackingProxy>,
 }
 
 pub struct Runner {
@@ -110,8 +112,10 @@ impl Runner {
         if self.cancelled.borrow().is_some() {
             return Ok(Outcome { exit_code: None, killed: true });
         }
-        let client =
-            Client::connect(&self.context.options.scheduler).await.map_err(|e| e.to_string())?;
+        let options = &self.context.options;
+        let client = Client::connect_with_token(&options.scheduler, options.token.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
         let archive = self.context.snapshots.fetch(&client, &spec.snapshot).await?;
         self.context.snapshots.extract(&archive, run_dir).await?;
         let project = MlProject::load(run_dir)
@@ -121,13 +125,14 @@ impl Runner {
             .map_err(|error| error.to_string())?;
 
         // A container reaches the tracking API through the worker's proxy, scoped to this run;
-        // a local process talks to the scheduler directly.
-        let grant = match (spec.env_manager, &self.context.tracking_proxy) {
-            (EnvManager::Docker, Some(proxy)) => {
-                Some(proxy.grant(attempt.run_id, self.assignment.experiment_id))
-            }
-            _ => None,
+        // a local process talks to the scheduler directly, or through the loopback proxy when
+        // the scheduler requires a token.
+        let proxy = match spec.env_manager {
+            EnvManager::Docker => &self.context.tracking_proxy,
+            _ => &self.context.local_proxy,
         };
+        let grant =
+            proxy.as_ref().map(|proxy| proxy.grant(attempt.run_id, self.assignment.experiment_id));
         let tracking_uri = match (&self.context.options.tracking_uri, &grant) {
             (Some(uri), _) => uri.clone(),
             (None, Some(grant)) => grant.uri.clone(),

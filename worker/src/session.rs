@@ -87,8 +87,30 @@ pub async fn run(
     }
     let snapshots =
         SnapshotCache::open(&options.work_dir, options.snapshot_limit).map_err(work_error)?;
+    let token = options.token.as_deref();
     let (tracking_proxy, proxy_server) = match (&docker, &options.tracking_uri) {
-        (Some(docker), None) => start_tracking_proxy(docker, &options.scheduler).await.unzip(),
+        (Some(docker), None) => {
+            start_tracking_proxy(docker, &options.scheduler, token).await.unzip()
+        }
+        _ => (None, None),
+    };
+    // Local runs talk to a scheduler that requires a token through a proxy on loopback that
+    // adds it, as containers do through theirs, so no run ever holds the token.
+    let (local_proxy, local_proxy_server) = match (token, &options.tracking_uri) {
+        (Some(token), None) => {
+            let scheduler = drover_proto::client::normalize_address(&options.scheduler)
+                .map_err(|error| WorkerError::Invalid(error.to_string()))?;
+            let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+            let (proxy, server) =
+                TrackingProxy::start(loopback, "127.0.0.1", &scheduler, Some(token))
+                    .await
+                    .map_err(|error| {
+                        WorkerError::Invalid(format!(
+                            "cannot start the loopback tracking proxy: {error}"
+                        ))
+                    })?;
+            (Some(proxy), Some(server))
+        }
         _ => (None, None),
     };
     let registration = WorkerRegistration {
@@ -107,6 +129,7 @@ pub async fn run(
         docker,
         snapshots,
         tracking_proxy,
+        local_proxy,
     });
     let session = Session {
         options,
@@ -114,7 +137,7 @@ pub async fn run(
         context,
         runs: HashMap::new(),
         runners: JoinSet::new(),
-        proxy_server,
+        proxy_servers: proxy_server.into_iter().chain(local_proxy_server).collect(),
         outbox: Outbox { next_seq: 1, unacked: BTreeMap::new(), finishing: HashMap::new() },
         heartbeat_interval: Duration::from_secs(3),
         drain_deadline: None,
@@ -132,7 +155,7 @@ struct Session {
     /// final report.
     runners: JoinSet<()>,
     /// Stopped after the runs, which log through it.
-    proxy_server: Option<ProxyServer>,
+    proxy_servers: Vec<ProxyServer>,
     outbox: Outbox,
     heartbeat_interval: Duration,
     /// Set once shutdown begins: the time by which reports must be delivered.
@@ -202,7 +225,7 @@ impl Session {
             );
             self.runners.shutdown().await;
         }
-        if let Some(proxy_server) = self.proxy_server.take() {
+        for proxy_server in std::mem::take(&mut self.proxy_servers) {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             proxy_server.stop(left).await;
         }
@@ -245,7 +268,8 @@ impl Session {
         reports: &mut mpsc::Receiver<WorkerEvent>,
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> Ended {
-        let client = match Client::connect(&self.options.scheduler).await {
+        let token = self.options.token.as_deref();
+        let client = match Client::connect_with_token(&self.options.scheduler, token).await {
             Ok(client) => client,
             Err(error) => {
                 tracing::warn!(%error, "cannot reach the scheduler; retrying");
@@ -396,6 +420,7 @@ fn note_panic(ended: Result<(), tokio::task::JoinError>) {
 async fn start_tracking_proxy(
     docker: &DockerExecutor,
     scheduler: &str,
+    token: Option<&str>,
 ) -> Option<(TrackingProxy, ProxyServer)> {
     let Some(gateway) = docker.bridge_gateway().await else {
         tracing::warn!(
@@ -404,7 +429,7 @@ async fn start_tracking_proxy(
         return None;
     };
     let scheduler = drover_proto::client::normalize_address(scheduler).ok()?;
-    match TrackingProxy::start(gateway, CONTAINER_HOST, &scheduler).await {
+    match TrackingProxy::start(gateway, CONTAINER_HOST, &scheduler, token).await {
         Ok(started) => Some(started),
         Err(error) => {
             tracing::warn!(%error, %gateway, "cannot start the tracking proxy; containers get the scheduler's address");

@@ -67,6 +67,8 @@ impl Drop for Grant {
 #[derive(Clone)]
 struct ProxyState {
     scheduler: Uri,
+    /// `Bearer <token>` for a scheduler that requires one: added here, so runs never see it.
+    authorization: Option<HeaderValue>,
     client: HttpClient<HttpConnector, Body>,
     scopes: Arc<Mutex<HashMap<String, Scope>>>,
 }
@@ -79,8 +81,13 @@ impl TrackingProxy {
         address: IpAddr,
         host: &str,
         scheduler: &str,
+        token: Option<&str>,
     ) -> std::io::Result<(TrackingProxy, ProxyServer)> {
         let scheduler: Uri = scheduler.parse().map_err(std::io::Error::other)?;
+        let authorization = token
+            .map(|token| HeaderValue::from_str(&format!("Bearer {token}")))
+            .transpose()
+            .map_err(std::io::Error::other)?;
         let listener = tokio::net::TcpListener::bind(SocketAddr::new(address, 0)).await?;
         let port = listener.local_addr()?.port();
         // Without TCP_NODELAY, Nagle's algorithm and the peer's delayed ACK can hold back the
@@ -91,7 +98,12 @@ impl TrackingProxy {
             }
         });
         let scopes = Arc::new(Mutex::new(HashMap::new()));
-        let state = ProxyState { scheduler, client: upstream_client(), scopes: scopes.clone() };
+        let state = ProxyState {
+            scheduler,
+            authorization,
+            client: upstream_client(),
+            scopes: scopes.clone(),
+        };
         let router = axum::Router::new().fallback(forward).with_state(state);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -201,6 +213,9 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         if let Some(value) = parts.headers.get(&name) {
             upstream = upstream.header(name, value.clone());
         }
+    }
+    if let Some(authorization) = &state.authorization {
+        upstream = upstream.header(header::AUTHORIZATION, authorization.clone());
     }
     let upstream = match upstream.body(body) {
         Ok(request) => request,
@@ -354,6 +369,7 @@ mod tests {
     async fn refusals_answer_with_mlflows_status_and_error_code() {
         let state = ProxyState {
             scheduler: unreachable_scheduler().parse().unwrap(),
+            authorization: None,
             client: upstream_client(),
             scopes: Arc::new(Mutex::new(HashMap::from([("token".to_string(), scope())]))),
         };
@@ -398,7 +414,7 @@ mod tests {
     async fn the_proxy_serves_a_grant_until_it_is_dropped_and_stops_when_told() {
         let scheduler = unreachable_scheduler();
         let (proxy, server) =
-            TrackingProxy::start("127.0.0.1".parse().unwrap(), "127.0.0.1", &scheduler)
+            TrackingProxy::start("127.0.0.1".parse().unwrap(), "127.0.0.1", &scheduler, None)
                 .await
                 .unwrap();
         let grant = proxy.grant(RunId([0xab; 16]), ExperimentId(7));

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use std::sync::Arc;
 use std::time::Duration;
 
+use drover_scheduler::auth::Token;
 use drover_scheduler::{LeaseOptions, SchedulerOptions, Store};
 use tokio::net::TcpListener;
 
@@ -20,7 +22,7 @@ pub struct Options {
     /// Where the store lives (default: DROVER_HOME, else ./.drover).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Serve beyond loopback without authentication. Only on a network you trust.
+    /// Serve beyond loopback without a token (--token-file). Only on a network you trust.
     #[arg(long)]
     insecure: bool,
     /// How long a worker may stay silent before its runs are requeued or failed.
@@ -70,13 +72,18 @@ pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()>
     if global.scheduler.is_some() && !global.scheduler_from_env {
         bail!("`drover scheduler` serves a store itself; drop --scheduler");
     }
-    if !options.listen.ip().is_loopback() && !options.insecure {
+    let token = match &global.token_file {
+        Some(path) => Some(Arc::new(Token::from_file(path)?)),
+        None => None,
+    };
+    if !options.listen.ip().is_loopback() && token.is_none() && !options.insecure {
         bail!(
-            "listening on {} would expose the scheduler beyond this machine, and this build has no client authentication yet; listen on 127.0.0.1, or pass --insecure on a network you trust",
+            "listening on {} would let anyone who reaches it use the scheduler; require a token with --token-file FILE, listen on 127.0.0.1, or pass --insecure on a network you trust",
             options.listen
         );
     }
-    let scheduler_options = options.scheduler_options()?;
+    let mut scheduler_options = options.scheduler_options()?;
+    scheduler_options.token = token;
     // Handlers first: once the address is announced, a signal must stop it gracefully.
     let shutdown = shutdown_signal()?;
     let data_dir = options.data_dir.clone().unwrap_or_else(drover_home);

@@ -31,7 +31,7 @@ pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()>
     let address = SocketAddr::new(options.host, options.port);
     if !options.host.is_loopback() && !options.insecure {
         bail!(
-            "serving the UI on {address} would expose the store beyond this machine, and this build has no authentication yet; use --host 127.0.0.1, or pass --insecure on a network you trust"
+            "serving the UI on {address} would expose the store beyond this machine to anyone who reaches it; use --host 127.0.0.1, or pass --insecure on a network you trust"
         );
     }
     let shutdown = shutdown_signal()?;
@@ -45,7 +45,9 @@ pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()>
     };
     if let Some(upstream) = upstream {
         println!("drover ui at http://{shown} (for the scheduler at {upstream})");
-        drover_scheduler::server::serve_proxy(listener, &upstream, shutdown).await?;
+        let token = global.token()?;
+        drover_scheduler::server::serve_proxy(listener, &upstream, token.as_deref(), shutdown)
+            .await?;
         return Ok(());
     }
     let store = match Store::open(&drover_home()) {

@@ -56,6 +56,7 @@ pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()>
     worker.labels = labels;
     worker.pull_images = options.pull;
     worker.tracking_uri = options.tracking_uri;
+    worker.token = global.token()?;
     let shutdown = shutdown_signal()?;
     drover_worker::run(worker, shutdown).await.context("the worker stopped")?;
     Ok(())

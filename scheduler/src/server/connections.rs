@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 
+use crate::auth::Peer;
 use crate::service::ConnectionOptions;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -47,13 +48,6 @@ pub(super) async fn serve(
     let builder = Arc::new(builder(&options));
     let router = TowerToHyperService::new(router);
     let body_stall_timeout = options.body_stall_timeout;
-    let service = service_fn(move |request: Request<Incoming>| {
-        // An HTTP/1 body holds its whole connection. Over HTTP/2 a body is one stream among
-        // many on a connection that keep-alive PINGs watch, and gRPC's streaming calls (a
-        // worker's reports) may pause as long as they like.
-        let limit = (request.version() < Version::HTTP_2).then_some(body_stall_timeout);
-        router.call(request.map(|body| StallBounded::new(body, limit)))
-    });
     let slots = Arc::new(Semaphore::new(options.max_connections));
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
@@ -66,7 +60,7 @@ pub(super) async fn serve(
             slot = slots.clone().acquire_owned() => slot,
         };
         let Ok(slot) = slot else { break };
-        let (socket, _) = tokio::select! {
+        let (socket, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
@@ -74,7 +68,15 @@ pub(super) async fn serve(
         while connections.try_join_next().is_some() {}
         let socket = TokioIo::new(DetectionBounded::new(socket, options.header_read_timeout));
         let watcher = graceful.watcher();
-        let (builder, service) = (builder.clone(), service.clone());
+        let (builder, router) = (builder.clone(), router.clone());
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(Peer(peer));
+            // An HTTP/1 body holds its whole connection. Over HTTP/2 a body is one stream
+            // among many on a connection that keep-alive PINGs watch, and gRPC's streaming
+            // calls (a worker's reports) may pause as long as they like.
+            let limit = (request.version() < Version::HTTP_2).then_some(body_stall_timeout);
+            router.call(request.map(|body| StallBounded::new(body, limit)))
+        });
         connections.spawn(async move {
             if let Err(error) = watcher.watch(builder.serve_connection(socket, service)).await {
                 tracing::debug!(%error, "connection ended with an error");

@@ -13,6 +13,7 @@ use std::time::Duration;
 use drover_proto::service::grpc_routes;
 use tokio::net::TcpListener;
 
+use crate::auth;
 use crate::guard::{self, HostPolicy};
 use crate::rest;
 use crate::service::{Scheduler, SchedulerOptions};
@@ -49,12 +50,18 @@ pub async fn serve(
     let (scheduler, stop) =
         Scheduler::start(store.clone(), &options).map_err(std::io::Error::other)?;
     let hosts = HostPolicy::new(listener.local_addr()?, &options.allowed_hosts);
-    let router = grpc_routes(Arc::new(scheduler.clone()))
+    let mut router = grpc_routes(Arc::new(scheduler.clone()))
         .into_axum_router()
         .merge(rest::router(scheduler))
         .merge(ui::router())
-        .fallback(rest::not_found)
-        .layer(axum::middleware::from_fn_with_state(hosts, guard::check));
+        .fallback(rest::not_found);
+    // Layers run outermost last-added first: the host check, then the token.
+    if let Some(token) = &options.token {
+        router = router
+            .merge(auth::router(token.clone()))
+            .layer(axum::middleware::from_fn_with_state(token.clone(), auth::require));
+    }
+    let router = router.layer(axum::middleware::from_fn_with_state(hosts, guard::check));
     tracing::info!(%address, data_dir = %store.dir().display(), "scheduler listening");
 
     let shutdown = async {

@@ -1,7 +1,8 @@
 //! `drover ui` in front of a scheduler it does not hold: a local address that passes every
 //! HTTP call (the pages, their JSON, artifact downloads) to that scheduler. Host and Origin
 //! are checked here against this address, as the scheduler checks its own; the call then
-//! names the scheduler's host and carries no Origin, so the scheduler sees a plain client.
+//! names the scheduler's host, carries no Origin, and carries the token the CLI was given
+//! (for a scheduler that requires one), so the scheduler sees a plain client.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -27,6 +28,8 @@ struct Upstream {
     /// `http://host:port`, without a trailing slash.
     base: String,
     authority: HeaderValue,
+    /// `Bearer <token>` for a scheduler that requires one.
+    authorization: Option<HeaderValue>,
 }
 
 /// Serves `listener` by forwarding to the scheduler at `upstream` (`host:port` or
@@ -35,8 +38,13 @@ struct Upstream {
 pub async fn serve_proxy(
     listener: TcpListener,
     upstream: &str,
+    token: Option<&str>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let authorization = token
+        .map(|token| HeaderValue::from_str(&format!("Bearer {token}")))
+        .transpose()
+        .map_err(|_| std::io::Error::other("the token has characters a header cannot carry"))?;
     let base = upstream.trim_end_matches('/');
     let base = if base.contains("://") { base.to_string() } else { format!("http://{base}") };
     let uri: Uri = base.parse().map_err(|_| {
@@ -55,7 +63,7 @@ pub async fn serve_proxy(
     let hosts = HostPolicy::new(local, &[]);
     let router = Router::new()
         .fallback(forward)
-        .with_state(Upstream { client, base, authority })
+        .with_state(Upstream { client, base, authority, authorization })
         .layer(axum::middleware::from_fn_with_state(hosts, guard::check));
     connections::serve(listener, router, ConnectionOptions::default(), shutdown, DRAIN_TIMEOUT)
         .await;
@@ -72,6 +80,9 @@ async fn forward(State(upstream): State<Upstream>, request: Request) -> Response
     parts.headers.insert(header::HOST, upstream.authority.clone());
     // Checked above against this address; the scheduler would not know it.
     parts.headers.remove(header::ORIGIN);
+    if let Some(authorization) = &upstream.authorization {
+        parts.headers.insert(header::AUTHORIZATION, authorization.clone());
+    }
     parts.version = axum::http::Version::HTTP_11;
     match upstream.client.request(Request::from_parts(parts, body)).await {
         Ok(response) => response.map(Body::new).into_response(),

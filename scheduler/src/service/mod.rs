@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 use crate::artifacts::{ArtifactStore, DEFAULT_ARTIFACT_LIMIT};
+use crate::auth::Token;
 use crate::dispatch::{DispatchHandle, Dispatcher, LeaseOptions, stopped};
 use crate::snapshots::SnapshotStore;
 use crate::store::Store;
@@ -42,6 +43,9 @@ pub struct SchedulerOptions {
     /// any, `*.domain` for a domain's names).
     pub allowed_hosts: Vec<String>,
     pub connections: ConnectionOptions,
+    /// The token every call must carry (`--token-file`); none, to serve anyone who can
+    /// connect.
+    pub token: Option<Arc<Token>>,
 }
 
 impl Default for SchedulerOptions {
@@ -52,6 +56,7 @@ impl Default for SchedulerOptions {
             artifact_limit: DEFAULT_ARTIFACT_LIMIT,
             allowed_hosts: Vec::new(),
             connections: ConnectionOptions::default(),
+            token: None,
         }
     }
 }
