@@ -522,6 +522,7 @@ async fn acknowledged_writes_survive_a_hard_kill() {
                 end_step: None,
                 max_results: None,
                 page_token: None,
+                attempt: None,
             })
             .unwrap()
             .items;

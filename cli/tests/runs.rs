@@ -798,6 +798,7 @@ async fn metric_lines_land_in_the_run_while_it_goes() {
             end_step: None,
             max_results: None,
             page_token: None,
+            attempt: None,
         })
         .await
         .unwrap()
@@ -880,4 +881,91 @@ print("tracking host:", os.environ["MLFLOW_TRACKING_URI"].split("/run/")[0])
     assert_eq!(tag(&described, "inside").as_deref(), Some("docker"));
     assert!(described["data"]["params"].as_array().unwrap().iter().any(|p| p["key"] == "source"));
     assert_eq!(described["info"]["status"], "FINISHED");
+}
+
+/// A run whose worker dies mid-run and is retried keeps one history per attempt: its own
+/// history is the last attempt's alone, and the lost attempt's points stay readable by number.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_run_keeps_one_metric_history_per_attempt() {
+    use drover_proto::Client;
+    use drover_proto::domain::{MetricHistoryQuery, RunId};
+
+    let mut cluster = Cluster::start();
+    // Attempt 1 counts up from 100 until it is killed; attempt 2 logs steps 0 to 3 and ends.
+    let script = "if [ \"$DROVER_ATTEMPT\" = 1 ]; then\n  i=0\n  while true; do echo \"::metric loss=$((100 + i)) step=$i\"; i=$((i + 1)); sleep 0.2; done\nfi\nfor i in 0 1 2 3; do echo \"::metric loss=$i step=$i\"; done\n";
+    let counter = project(
+        &cluster.dir.path().join("attempts"),
+        "entry_points: {main: {command: 'sh count.sh'}}\n",
+        &[("count.sh", script)],
+    );
+    let run_id = cluster.submit(&counter, &["--max-retries", "1"]);
+    let id: RunId = run_id.parse().unwrap();
+    let client = Client::connect(&cluster.scheduler.address).await.unwrap();
+    let history = async |attempt: Option<u32>| {
+        let query = MetricHistoryQuery {
+            run_id: id,
+            key: "loss".into(),
+            start_step: None,
+            end_step: None,
+            max_results: None,
+            page_token: None,
+            attempt,
+        };
+        client
+            .metric_history(query)
+            .await
+            .map(|page| page.items.iter().map(|m| (m.step, m.value)).collect::<Vec<(i64, f64)>>())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while history(None).await.unwrap().len() < 3 {
+        assert!(Instant::now() < deadline, "attempt 1 logged too little");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The worker dies hard and comes back: the scheduler learns attempt 1 is lost.
+    let worker = cluster.worker.take().unwrap();
+    worker.signal(libc::SIGKILL);
+    drop(worker);
+    cluster.worker = Some(WorkerProcess::spawn(
+        &cluster.scheduler.address,
+        &cluster.dir.path().join("work"),
+        &cluster.worker_id,
+        2,
+    ));
+    let described = cluster.wait(&run_id, "FINISHED");
+    assert_eq!(tag(&described, "drover.attempt").as_deref(), Some("2"));
+
+    let current = history(None).await.unwrap();
+    assert_eq!(current, vec![(0, 0.0), (1, 1.0), (2, 2.0), (3, 3.0)], "the run's own history");
+    assert_eq!(history(Some(2)).await.unwrap(), current);
+    let first = history(Some(1)).await.unwrap();
+    assert!(first.len() >= 3, "{first:?}");
+    for (index, (step, value)) in first.iter().enumerate() {
+        assert_eq!((*step, *value), (index as i64, 100.0 + index as f64), "{first:?}");
+    }
+    let missing = history(Some(3)).await.unwrap_err().to_string();
+    assert!(missing.contains("attempts are 1 to 2"), "{missing}");
+
+    // The CLI shows each attempt with its own metrics; the latest of attempt 1 is its own.
+    let summary = run(cluster.drover().args(["runs", "describe", &run_id]));
+    assert!(summary.stdout.contains("Attempts (each with its own metrics"), "{}", summary.stdout);
+    let one = run(cluster.drover().args(["runs", "describe", &run_id, "--attempt", "1"]));
+    assert!(one.success, "{}", one.stderr);
+    assert!(one.stdout.contains("lost: worker"), "{}", one.stdout);
+    let last_of_first = format!("{}", 100 + first.len() - 1);
+    assert!(one.stdout.contains(&last_of_first), "{}", one.stdout);
+    let json =
+        run(cluster.drover().args(["runs", "describe", &run_id, "--attempt", "2", "-o", "json"]));
+    let two: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(two["current"], true);
+    assert_eq!(two["latest_metrics"][0]["value"], 3.0);
+    let none = run(cluster.drover().args(["runs", "describe", &run_id, "--attempt", "5"]));
+    assert!(!none.success && none.stderr.contains("its attempts are 1 to 2"), "{}", none.stderr);
+
+    // The chart draws either attempt.
+    let chart = api(
+        &cluster.scheduler.address,
+        &format!("/api/drover/chart?run_ids={run_id}&key=loss&width=100&attempt=1"),
+    );
+    assert_eq!(chart["series"][0]["points"], first.len(), "{chart}");
 }

@@ -18,8 +18,8 @@ use crate::domain::{
 };
 use crate::error::ApiError;
 use crate::execution::{
-    BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SubmitRun, UploadedSnapshot,
-    WorkerMessage,
+    AttemptView, BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SubmitRun,
+    UploadedSnapshot, WorkerMessage,
 };
 use crate::pb;
 use crate::service::MAX_MESSAGE_BYTES;
@@ -349,6 +349,13 @@ impl Client {
         };
         let stream = self.execution.clone().follow_run(request).await?.into_inner();
         Ok(Box::pin(stream.map(|event| event.map_err(ApiError::from).and_then(RunEvent::try_from))))
+    }
+
+    /// Every attempt at a run drover executed, oldest first.
+    pub async fn list_attempts(&self, run_id: RunId) -> ApiResult<Vec<AttemptView>> {
+        let request = pb::GetRunRequest { run_id: run_id.to_string() };
+        let reply = self.execution.clone().list_attempts(request).await?.into_inner();
+        Ok(reply.attempts.into_iter().map(Into::into).collect())
     }
 
     pub async fn cluster_status(&self) -> ApiResult<ClusterStatus> {

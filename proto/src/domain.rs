@@ -342,6 +342,9 @@ pub struct MetricHistoryQuery {
     pub end_step: Option<i64>,
     pub max_results: Option<u32>,
     pub page_token: Option<String>,
+    /// One attempt's history, for a run drover executed more than once; the current
+    /// attempt's when absent.
+    pub attempt: Option<u32>,
 }
 
 /// One page of a listing; `next_page_token` is `None` on the last page.

@@ -259,6 +259,22 @@ pub struct ClusterStatus {
     pub recent_losses: Vec<LostAttempt>,
 }
 
+/// One attempt at a run: where and when it ran, how it ended, and its metrics' latest values.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AttemptView {
+    pub attempt: u32,
+    pub worker_id: String,
+    pub assigned_ms: i64,
+    pub started_ms: Option<i64>,
+    pub ended_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+    /// How it ended; empty while it runs.
+    pub outcome: String,
+    /// The run's current attempt, whose history the run's own is.
+    pub current: bool,
+    pub latest_metrics: Vec<crate::domain::Metric>,
+}
+
 /// An attempt whose worker stopped responding or went away.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LostAttempt {

@@ -18,8 +18,8 @@ use crate::domain::{
 };
 use crate::error::ApiError;
 use crate::execution::{
-    BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SnapshotChunk, SubmitRun,
-    UploadedSnapshot, WorkerMessage,
+    AttemptView, BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SnapshotChunk,
+    SubmitRun, UploadedSnapshot, WorkerMessage,
 };
 use crate::pb;
 use crate::sweep::{CreateSweep, Sweep};
@@ -87,6 +87,11 @@ pub trait Execution: Send + Sync + 'static {
         request: FollowRun,
     ) -> impl Future<Output = ApiResult<BoxStream<ApiResult<RunEvent>>>> + Send;
     fn cluster_status(&self) -> impl Future<Output = ApiResult<ClusterStatus>> + Send;
+    /// Every attempt at a run drover executed, oldest first.
+    fn list_attempts(
+        &self,
+        run_id: RunId,
+    ) -> impl Future<Output = ApiResult<Vec<AttemptView>>> + Send;
 
     /// Whether the snapshot is stored, and the largest snapshot accepted.
     fn has_snapshot(
@@ -459,6 +464,14 @@ impl<T: Execution> pb::execution_server::Execution for ExecutionAdapter<T> {
         _request: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         reply(self.0.cluster_status().await)
+    }
+
+    async fn list_attempts(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::ListAttemptsResponse>, Status> {
+        let run_id = parse_run_id(&request.into_inner().run_id)?;
+        reply(self.0.list_attempts(run_id).await)
     }
 }
 

@@ -32,6 +32,7 @@ fn history(run_id: RunId, key: &str) -> MetricHistoryQuery {
         end_step: None,
         max_results: None,
         page_token: None,
+        attempt: None,
     }
 }
 

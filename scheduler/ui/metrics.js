@@ -1,6 +1,6 @@
 // Metric charts shared by the run and compare pages: one Chart per metric, fed by
-// /api/drover/chart at the chart's pixel width, with the x axis, log scale, smoothing and
-// zoom kept in the URL.
+// /api/drover/chart at the chart's pixel width, with the x axis, log scale, smoothing, zoom
+// and (on a run page) the attempt kept in the URL.
 
 import { drover } from './api.js';
 import { Chart, PALETTE } from './chart.js';
@@ -41,6 +41,7 @@ export function metricChart(container, key, runs) {
       const answer = await drover('/chart', {
         run_ids: runs.map((run) => run.id).join(','), key, x: axis === 'step' ? 'step' : 'time',
         width: chart.plotWidth(), from: zoom ? zoom.from + shift : undefined, to: zoom ? zoom.to + shift : undefined,
+        attempt: url.param('attempt') || undefined,
       });
       const series = answer.series.map((s, index) => ({
         label: runs[index].label, color: PALETTE[index % PALETTE.length], buckets: s.buckets,

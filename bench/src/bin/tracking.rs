@@ -350,6 +350,7 @@ async fn history(client: &Client, address: &str) -> anyhow::Result<(f64, f64)> {
                 end_step: None,
                 max_results: Some(250_000),
                 page_token,
+                attempt: None,
             })
             .await?;
         total += page.items.len();

@@ -1,7 +1,10 @@
 //! `drover runs ...`
 
+use anyhow::bail;
 use clap::{Args, Subcommand};
+use drover_proto::ApiError;
 use drover_proto::domain::{ExperimentId, ExperimentRef, ListRuns, Run, RunId};
+use drover_proto::execution::AttemptView;
 use drover_proto::tags;
 
 use super::View;
@@ -67,6 +70,10 @@ pub enum ListFormat {
 pub struct DescribeOptions {
     /// The run's ID (32 hex characters).
     run_id: String,
+    /// One attempt of a run drover executed more than once: where and when it ran, how it
+    /// ended, and its own metrics (never mixed with another attempt's).
+    #[arg(long, value_name = "N")]
+    attempt: Option<u32>,
     #[arg(long, short = 'o', value_enum, default_value_t)]
     output: OutputFormat,
 }
@@ -309,19 +316,106 @@ fn csv_line(fields: &[String]) -> String {
 
 async fn describe(global: &GlobalOptions, options: DescribeOptions) -> anyhow::Result<()> {
     let run_id: RunId = options.run_id.parse()?;
-    let (run, experiment) = with_client(global, async |client| {
+    let (run, experiment, attempts) = with_client(global, async |client| {
         let run = client.get_run(run_id).await?;
         let experiment = client.get_experiment(ExperimentRef::Id(run.info.experiment_id)).await?;
-        Ok((run, experiment))
+        // A run a client logged, rather than one drover executed, has no attempts.
+        let attempts = match client.list_attempts(run_id).await {
+            Ok(attempts) => attempts,
+            Err(ApiError::FailedPrecondition(_)) => Vec::new(),
+            Err(error) => return Err(error.into()),
+        };
+        Ok((run, experiment, attempts))
     })
     .await?;
+    if let Some(number) = options.attempt {
+        let Some(attempt) = attempts.iter().find(|attempt| attempt.attempt == number) else {
+            match attempts.len() {
+                0 => bail!(
+                    "run {run_id} has no attempts: drover did not execute it, or it has not been placed yet"
+                ),
+                last => bail!("run {run_id} has no attempt {number}: its attempts are 1 to {last}"),
+            }
+        };
+        return match options.output {
+            OutputFormat::Json => print_json(attempt),
+            OutputFormat::Table => {
+                print!("{}", render_attempt(&run, attempt));
+                Ok(())
+            }
+        };
+    }
     match options.output {
         OutputFormat::Json => print_json(&run),
         OutputFormat::Table => {
             print!("{}", render_run(&run, &experiment.name));
+            if attempts.len() > 1 {
+                print!("{}", render_attempts(&attempts));
+            }
             Ok(())
         }
     }
+}
+
+/// One attempt, with the latest value of each metric it logged.
+fn render_attempt(run: &Run, attempt: &AttemptView) -> String {
+    let mut fields = Table::new(&["Run ID", &run.info.run_id.to_string()]);
+    fields.row(vec!["Name".into(), run.info.run_name.clone()]);
+    let current = if attempt.current { " (current)" } else { "" };
+    fields.row(vec!["Attempt".into(), format!("{}{current}", attempt.attempt)]);
+    fields.row(vec!["Worker".into(), attempt.worker_id.clone()]);
+    fields.row(vec!["Assigned".into(), format_time(attempt.assigned_ms)]);
+    for (label, time) in [("Started", attempt.started_ms), ("Ended", attempt.ended_ms)] {
+        fields.row(vec![label.into(), time.map_or("-".to_string(), format_time)]);
+    }
+    fields.row(vec![
+        "Exit code".into(),
+        attempt.exit_code.map_or("-".to_string(), |code| code.to_string()),
+    ]);
+    let outcome = if attempt.outcome.is_empty() { "running" } else { &attempt.outcome };
+    fields.row(vec!["Outcome".into(), outcome.to_string()]);
+    let mut out = fields.render();
+    if attempt.latest_metrics.is_empty() {
+        out.push_str("\nMetrics of this attempt: none\n");
+    } else {
+        let mut metrics = Table::new(&["KEY", "VALUE", "STEP", "TIME"]);
+        for m in &attempt.latest_metrics {
+            metrics.row(vec![
+                m.key.clone(),
+                m.value.to_string(),
+                m.step.to_string(),
+                format_time(m.timestamp_ms),
+            ]);
+        }
+        out.push_str(&format!(
+            "\nMetrics of this attempt (latest):\n{}",
+            indent(&metrics.render())
+        ));
+    }
+    out
+}
+
+/// Every attempt of a run executed more than once, one line each.
+fn render_attempts(attempts: &[AttemptView]) -> String {
+    let mut table = Table::new(&["#", "WORKER", "STARTED", "ENDED", "EXIT", "OUTCOME"]);
+    for attempt in attempts {
+        table.row(vec![
+            attempt.attempt.to_string(),
+            attempt.worker_id.clone(),
+            attempt.started_ms.map_or("-".to_string(), format_time),
+            attempt.ended_ms.map_or("-".to_string(), format_time),
+            attempt.exit_code.map_or("-".to_string(), |code| code.to_string()),
+            if attempt.outcome.is_empty() {
+                "running".to_string()
+            } else {
+                attempt.outcome.clone()
+            },
+        ]);
+    }
+    format!(
+        "\nAttempts (each with its own metrics: drover runs describe RUN --attempt N):\n{}",
+        indent(&table.render())
+    )
 }
 
 fn render_run(run: &Run, experiment_name: &str) -> String {

@@ -9,8 +9,8 @@ use super::tracking::{non_empty, run_status_from_wire};
 use crate::domain::{RunStatus, Tag};
 use crate::error::ApiError;
 use crate::execution::{
-    Assignment, AttemptId, ClusterStatus, EnvManager, LogAppend, LogStream, LostAttempt,
-    MetricBatch, MetricPoint, MetricSeries, RunEvent, RunPhase, RunSpec, RunUpdate,
+    Assignment, AttemptId, AttemptView, ClusterStatus, EnvManager, LogAppend, LogStream,
+    LostAttempt, MetricBatch, MetricPoint, MetricSeries, RunEvent, RunPhase, RunSpec, RunUpdate,
     SchedulerMessage, SnapshotChunk, SubmitRun, WorkerEvent, WorkerMessage, WorkerRegistration,
     WorkerStatus,
 };
@@ -551,5 +551,43 @@ impl TryFrom<pb::SchedulerMessage> for SchedulerMessage {
                 grace_period: Duration::from_millis(cancel.grace_period_ms),
             },
         })
+    }
+}
+
+impl From<AttemptView> for pb::AttemptView {
+    fn from(view: AttemptView) -> Self {
+        pb::AttemptView {
+            attempt: view.attempt,
+            worker_id: view.worker_id,
+            assigned_ms: view.assigned_ms,
+            started_ms: view.started_ms,
+            ended_ms: view.ended_ms,
+            exit_code: view.exit_code,
+            outcome: view.outcome,
+            current: view.current,
+            latest_metrics: view.latest_metrics.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<pb::AttemptView> for AttemptView {
+    fn from(view: pb::AttemptView) -> Self {
+        AttemptView {
+            attempt: view.attempt,
+            worker_id: view.worker_id,
+            assigned_ms: view.assigned_ms,
+            started_ms: view.started_ms,
+            ended_ms: view.ended_ms,
+            exit_code: view.exit_code,
+            outcome: view.outcome,
+            current: view.current,
+            latest_metrics: view.latest_metrics.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<Vec<AttemptView>> for pb::ListAttemptsResponse {
+    fn from(attempts: Vec<AttemptView>) -> Self {
+        pb::ListAttemptsResponse { attempts: attempts.into_iter().map(Into::into).collect() }
     }
 }

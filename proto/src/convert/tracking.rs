@@ -412,6 +412,7 @@ impl From<MetricHistoryQuery> for pb::GetMetricHistoryRequest {
             end_step: query.end_step,
             max_results: query.max_results.unwrap_or(0),
             page_token: query.page_token.unwrap_or_default(),
+            attempt: query.attempt,
         }
     }
 }
@@ -427,6 +428,7 @@ impl TryFrom<pb::GetMetricHistoryRequest> for MetricHistoryQuery {
             end_step: request.end_step,
             max_results: non_zero(request.max_results),
             page_token: non_empty(request.page_token),
+            attempt: request.attempt,
         })
     }
 }

@@ -430,6 +430,7 @@ pub async fn get_metric_history(
             body.max_results.map_or(u32::MAX, |n| n.clamp(1, i64::from(u32::MAX)) as u32),
         ),
         page_token: body.page_token.filter(|token| !token.is_empty()),
+        attempt: None,
     };
     let page = scheduler.metric_history(query).await?;
     // Serialized straight from the points, off the async threads: histories run to millions

@@ -235,7 +235,7 @@ pub async fn log(
     })))
 }
 
-/// `GET /api/drover/chart?run_ids=a,b&key=loss&x=step|time&width=1000&from=…&to=…`
+/// `GET /api/drover/chart?run_ids=a,b&key=loss&x=step|time&width=1000&from=…&to=…&attempt=N`
 pub async fn chart(State(scheduler): State<Scheduler>, request: Request) -> RestResult {
     let query = query(&request);
     let key = text(&query, "key")
@@ -266,6 +266,7 @@ pub async fn chart(State(scheduler): State<Scheduler>, request: Request) -> Rest
             width: number(&query, "width")?.unwrap_or(1000),
             from: finite("from")?,
             to: finite("to")?,
+            attempt: number(&query, "attempt")?,
         })
         .await?;
     let series: Vec<Value> = series

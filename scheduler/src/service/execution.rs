@@ -4,8 +4,8 @@ use drover_project::snapshot::SnapshotDigest;
 use drover_proto::ApiError;
 use drover_proto::domain::{Run, RunId, RunInfo};
 use drover_proto::execution::{
-    BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SnapshotChunk, SubmitRun,
-    UploadedSnapshot, WorkerEvent, WorkerMessage,
+    AttemptView, BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SnapshotChunk,
+    SubmitRun, UploadedSnapshot, WorkerEvent, WorkerMessage,
 };
 use drover_proto::service::Execution;
 use tokio::sync::mpsc;
@@ -39,6 +39,38 @@ impl Execution for Scheduler {
 
     async fn cluster_status(&self) -> Result<ClusterStatus, ApiError> {
         self.dispatch.status().await
+    }
+
+    async fn list_attempts(&self, run_id: RunId) -> Result<Vec<AttemptView>, ApiError> {
+        let run = self.store.run(run_id)?;
+        let Some(record) = self.store.execution(run_id)? else {
+            return Err(ApiError::FailedPrecondition(format!(
+                "run {run_id} was not executed by drover, so it has no attempts"
+            )));
+        };
+        record
+            .attempts
+            .iter()
+            .map(|attempt| {
+                let current = attempt.attempt == record.attempt;
+                let latest_metrics = if current {
+                    run.data.latest_metrics.clone()
+                } else {
+                    self.store.attempt_latest_metrics(run_id, attempt.attempt)?
+                };
+                Ok(AttemptView {
+                    attempt: attempt.attempt,
+                    worker_id: attempt.worker_id.clone(),
+                    assigned_ms: attempt.assigned_ms,
+                    started_ms: attempt.started_ms,
+                    ended_ms: attempt.ended_ms,
+                    exit_code: attempt.exit_code,
+                    outcome: attempt.outcome.clone(),
+                    current,
+                    latest_metrics,
+                })
+            })
+            .collect()
     }
 
     async fn has_snapshot(&self, digest: SnapshotDigest) -> Result<(bool, u64), ApiError> {

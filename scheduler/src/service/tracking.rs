@@ -261,6 +261,7 @@ impl Scheduler {
                         end_step: query.end_step,
                         max_results: Some(u32::MAX),
                         page_token: None,
+                        attempt: None,
                     })?
                     .items;
                 let chosen = sample_evenly(history.len(), limit);

@@ -95,6 +95,9 @@ pub struct ChartQuery {
     /// The x range to draw (inclusive), for a zoom; the whole history when absent.
     pub from: Option<f64>,
     pub to: Option<f64>,
+    /// One attempt's history (of a run drover executed more than once); the current one's
+    /// when absent.
+    pub attempt: Option<u32>,
 }
 
 /// One pixel column of a series: the points whose x falls in it, summed up so that spikes
@@ -251,6 +254,7 @@ impl Scheduler {
                 let history = store.metric_series(
                     *run_id,
                     &query.key,
+                    query.attempt,
                     (start_step.unwrap_or(i64::MIN), end_step.unwrap_or(i64::MAX)),
                 )?;
                 let mut points: Vec<(f64, f64)> = history

@@ -120,11 +120,10 @@ impl WorkerSession {
                 Ok(Applied::default())
             }
             WorkerEvent::Metrics(batch) => {
-                if !self.is_current(batch.attempt)? {
+                if !self.scheduler.store.write_metric_batch(&batch, &self.worker_id)? {
                     tracing::debug!(worker_id = self.worker_id, attempt = %batch.attempt, "metrics of a stale attempt dropped");
                     return Ok(Applied::default());
                 }
-                self.scheduler.store.write_metric_batch(&batch)?;
                 Ok(Applied { needs_flush: true, log_changed: false })
             }
             WorkerEvent::Log(log) => {

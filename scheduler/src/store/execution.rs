@@ -134,6 +134,11 @@ impl Store {
             let _guard = self.write_guard();
             let mut info = self.run_info(record.run_id)?;
             let mut batch = sled::Batch::default();
+            // A new attempt starts with no history: the last one's points are set aside.
+            let stored_attempt = self.execution(record.run_id)?.map_or(0, |stored| stored.attempt);
+            if record.attempt > stored_attempt && stored_attempt >= 1 {
+                self.stage_history_aside(record.run_id, stored_attempt, &mut batch)?;
+            }
             if let Some(status) = change.status {
                 info.status = status;
                 // The scheduler's own report ends a run it executes: it ended now, whatever a
@@ -186,8 +191,15 @@ impl Store {
 
     /// Writes what a run printed as metrics, params and tags, once per batch number: a resent
     /// batch is skipped. Params that would change a stored value are left out, and noted in
-    /// the run's log. Durable once a [`Store::ticket`] taken after it is.
-    pub fn write_metric_batch(&self, batch: &MetricBatch) -> Result<(), ApiError> {
+    /// the run's log. Durable once a [`Store::ticket`] taken after it is. A batch of an
+    /// attempt that is no longer the run's current one on `worker_id` is dropped, checked
+    /// under the write lock so that no placement of a next attempt slips in between; returns
+    /// whether the batch was current.
+    pub fn write_metric_batch(
+        &self,
+        batch: &MetricBatch,
+        worker_id: &str,
+    ) -> Result<bool, ApiError> {
         for series in &batch.series {
             validate::key("metric", &series.key)?;
         }
@@ -209,7 +221,14 @@ impl Store {
                 .and_then(keys::decode_u64)
                 .unwrap_or(0);
             if batch.batch <= applied {
-                return Ok(());
+                return Ok(true);
+            }
+            let current = self.execution(run_id)?.is_some_and(|record| {
+                record.current_attempt() == batch.attempt
+                    && record.placement.worker() == Some(worker_id)
+            });
+            if !current {
+                return Ok(false);
             }
             let info = self.run_info(run_id)?;
             let mut writes = sled::Batch::default();
@@ -223,7 +242,7 @@ impl Store {
         for conflict in skipped {
             self.write_system_log(run_id, &format!("ignored a ::param line: {conflict}"))?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Appends a line drover writes into a run's log.

@@ -129,9 +129,108 @@ impl Store {
         Ok(())
     }
 
+    /// Where one metric's points of `attempt` are kept: the run's own history for its
+    /// current attempt (or when no attempt is named), else that attempt's, set aside when the
+    /// next attempt was placed.
+    fn history_prefix(
+        &self,
+        run_id: RunId,
+        key: &str,
+        attempt: Option<u32>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let Some(attempt) = attempt else {
+            return Ok(keys::history(run_id, key));
+        };
+        let Some(record) = self.execution(run_id)? else {
+            return Err(ApiError::InvalidArgument(format!(
+                "run {run_id} was not executed by drover, so it has one history: leave out the attempt"
+            )));
+        };
+        if attempt == 0 || attempt > record.attempt {
+            return Err(ApiError::NotFound(match record.attempt {
+                0 => format!("run {run_id} has not started an attempt yet"),
+                last => {
+                    format!("run {run_id} has no attempt {attempt}: its attempts are 1 to {last}")
+                }
+            }));
+        }
+        Ok(if attempt == record.attempt {
+            keys::history(run_id, key)
+        } else {
+            keys::attempt_history(run_id, attempt, key)
+        })
+    }
+
+    /// Sets the run's history (every metric's points) and its latest values aside as
+    /// `attempt`'s, in `batch`: the write that places the next attempt, which then starts
+    /// with none, so no history ever mixes two attempts' points. Call under the write lock.
+    pub(super) fn stage_history_aside(
+        &self,
+        run_id: RunId,
+        attempt: u32,
+        batch: &mut sled::Batch,
+    ) -> Result<(), ApiError> {
+        let current = keys::run_history(run_id);
+        let aside = keys::attempt_histories(run_id, attempt);
+        for entry in self.db().scan_prefix(&current) {
+            let (key, value) = entry.map_err(storage_error)?;
+            let mut moved = aside.clone();
+            moved.extend_from_slice(&key[current.len()..]);
+            batch.insert(moved, value);
+            batch.remove(key);
+        }
+        for entry in self.db().scan_prefix(keys::latest_metrics(run_id)) {
+            let (key, _) = entry.map_err(storage_error)?;
+            batch.remove(key);
+        }
+        Ok(())
+    }
+
+    /// The latest value of each metric of an earlier attempt, by metric key.
+    pub fn attempt_latest_metrics(
+        &self,
+        run_id: RunId,
+        attempt: u32,
+    ) -> Result<Vec<Metric>, ApiError> {
+        let prefix = keys::attempt_histories(run_id, attempt);
+        let mut latest: std::collections::BTreeMap<String, MetricPoint> = Default::default();
+        for entry in self.db().scan_prefix(&prefix) {
+            let (key, value) = entry.map_err(storage_error)?;
+            // After the prefix: the metric key, a 0, the chunk id.
+            let rest = &key[prefix.len()..];
+            let end = rest.iter().position(|&byte| byte == 0).ok_or_else(unreadable)?;
+            let metric = String::from_utf8_lossy(&rest[..end]).into_owned();
+            let mut points = Vec::new();
+            decode_chunk(0, &value, (i64::MIN, i64::MAX), &mut points).ok_or_else(unreadable)?;
+            for point in points {
+                let candidate = MetricPoint {
+                    step: point.place.0,
+                    timestamp_ms: point.place.1,
+                    value: point.value,
+                };
+                match latest.get(&metric) {
+                    Some(best) if !supersedes(&candidate, best) => {}
+                    _ => {
+                        latest.insert(metric.clone(), candidate);
+                    }
+                }
+            }
+        }
+        Ok(latest
+            .into_iter()
+            .map(|(key, point)| Metric {
+                key,
+                value: point.value,
+                timestamp_ms: point.timestamp_ms,
+                step: point.step,
+            })
+            .collect())
+    }
+
     /// A page of one metric's history, ordered by step, then timestamp, then arrival.
     pub fn metric_history(&self, query: MetricHistoryQuery) -> Result<Page<Metric>, ApiError> {
         self.run_info(query.run_id)?;
+        let prefix = self.history_prefix(query.run_id, &query.key, query.attempt)?;
         let limit = query
             .max_results
             .map_or(DEFAULT_HISTORY_PAGE, |n| (n as usize).clamp(1, MAX_HISTORY_PAGE));
@@ -145,7 +244,7 @@ impl Store {
             query.start_step.unwrap_or(i64::MIN).max(after.map_or(i64::MIN, |place| place.0)),
             query.end_step.unwrap_or(i64::MAX),
         );
-        let points = self.ordered_points(query.run_id, &query.key, steps, after, limit)?;
+        let points = self.ordered_points(&prefix, steps, after, limit)?;
         let start = after.map_or(0, |after| points.partition_point(|point| point.place <= after));
         let end = points.len().min(start.saturating_add(limit));
         let next_page_token = (end < points.len()).then(|| encode_token(points[end - 1].place));
@@ -168,10 +267,12 @@ impl Store {
         &self,
         run_id: RunId,
         key: &str,
+        attempt: Option<u32>,
         steps: (i64, i64),
     ) -> Result<Vec<(i64, i64, f64)>, ApiError> {
         self.run_info(run_id)?;
-        let points = self.ordered_points(run_id, key, steps, None, usize::MAX)?;
+        let prefix = self.history_prefix(run_id, key, attempt)?;
+        let points = self.ordered_points(&prefix, steps, None, usize::MAX)?;
         Ok(points.iter().map(|point| (point.place.0, point.place.1, point.value)).collect())
     }
 
@@ -181,16 +282,14 @@ impl Store {
     /// page thus costs about its own size, not the whole history.
     fn ordered_points(
         &self,
-        run_id: RunId,
-        key: &str,
+        prefix: &[u8],
         steps: (i64, i64),
         after: Option<Place>,
         limit: usize,
     ) -> Result<Vec<Point>, ApiError> {
-        let prefix = keys::history(run_id, key);
         // The chunks that reach into the step window, by their first step.
         let mut chunks = Vec::new();
-        for entry in self.db().scan_prefix(&prefix) {
+        for entry in self.db().scan_prefix(prefix) {
             let (key, value) = entry.map_err(storage_error)?;
             let chunk = keys::decode_u64(&key[prefix.len()..]).ok_or_else(unreadable)?;
             let (min, max) = chunk_steps(&value).ok_or_else(unreadable)?;
@@ -369,6 +468,7 @@ mod tests {
             end_step: None,
             max_results: Some(10_000),
             page_token,
+            attempt: None,
         };
         let mut loss = Vec::new();
         let mut token = None;
@@ -430,6 +530,7 @@ mod tests {
                         end_step: None,
                         max_results: Some(page_size),
                         page_token: token,
+                        attempt: None,
                     })
                     .unwrap();
                 assert!(page.items.len() <= page_size as usize);

@@ -307,6 +307,7 @@ mod tests {
             end_step: None,
             max_results: None,
             page_token: None,
+            attempt: None,
         }
     }
 

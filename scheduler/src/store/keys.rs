@@ -12,6 +12,7 @@
 //! | `p/`        | run id, param key                                      | param value            |
 //! | `t/`        | run id, tag key                                        | tag value              |
 //! | `h/`        | run id, metric key, 0, chunk id u64 BE                 | points (history.rs)    |
+//! | `ha/`       | run id, attempt u32 BE, metric key, 0, chunk id u64 BE | an earlier attempt's points |
 //! | `l/`        | run id, metric key                                     | value, timestamp, step |
 //! | `q/`        | run id                                                 | ExecutionRecord, JSON  |
 //! | `o/`        | run id, start cursor u64 BE                            | stream byte, log bytes |
@@ -39,6 +40,7 @@ pub const EXPERIMENT_RUN: &[u8] = b"x/";
 pub const PARAM: &[u8] = b"p/";
 pub const TAG: &[u8] = b"t/";
 pub const HISTORY: &[u8] = b"h/";
+pub const ATTEMPT_HISTORY: &[u8] = b"ha/";
 pub const LATEST: &[u8] = b"l/";
 pub const EXECUTION: &[u8] = b"q/";
 pub const LOG: &[u8] = b"o/";
@@ -105,6 +107,21 @@ pub fn tag(run: RunId, name: &str) -> Vec<u8> {
 /// The prefix of every point of one metric of one run.
 pub fn history(run: RunId, metric: &str) -> Vec<u8> {
     key(HISTORY, &[run.as_bytes(), metric.as_bytes(), &[0]])
+}
+
+/// The prefix of every point of every metric of one run (its current attempt's).
+pub fn run_history(run: RunId) -> Vec<u8> {
+    key(HISTORY, &[run.as_bytes()])
+}
+
+/// The prefix of every point of every metric of one earlier attempt of a run.
+pub fn attempt_histories(run: RunId, attempt: u32) -> Vec<u8> {
+    key(ATTEMPT_HISTORY, &[run.as_bytes(), &attempt.to_be_bytes()])
+}
+
+/// The prefix of every point of one metric of one earlier attempt of a run.
+pub fn attempt_history(run: RunId, attempt: u32, metric: &str) -> Vec<u8> {
+    key(ATTEMPT_HISTORY, &[run.as_bytes(), &attempt.to_be_bytes(), metric.as_bytes(), &[0]])
 }
 
 /// One chunk of a metric's history; chunk ids increase in the order chunks are written.

@@ -685,6 +685,7 @@ fn curve(
         end_step: None,
         max_results: Some(u32::MAX),
         page_token: None,
+        attempt: None,
     })?;
     Ok(page.items.iter().map(|point| (point.step, point.value)).collect())
 }

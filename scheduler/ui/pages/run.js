@@ -17,15 +17,19 @@ function keyValueTable(rows, empty) {
   return h('table', { class: 'grid kv' }, h('tbody', {}, rows.map(([key, value]) => h('tr', {}, h('th', {}, key), h('td', {}, value)))));
 }
 
-/// Each attempt: where it ran, when, and how it ended (or why it was retried).
-function attemptTable(attempts) {
+/// Each attempt: where it ran, when, how it ended (or why it was retried), and a link to its
+/// own metric charts (each attempt keeps its own history).
+function attemptTable(runId, execution) {
   const time = (ms) => (ms ? formatTime(ms) : '—');
+  const shown = Number(url.param('attempt', String(execution.attempt)));
+  const charts = (a) => (a.attempt === shown ? h('span', { class: 'muted' }, 'shown')
+    : h('a', { href: url.link(`/runs/${runId}`, { attempt: a.attempt === execution.attempt ? '' : a.attempt }) }, 'show'));
   return h('table', { class: 'grid attempts' },
-    h('thead', {}, h('tr', {}, ['#', 'Worker', 'Assigned', 'Started', 'Ended', 'Exit code', 'Outcome'].map((t) => h('th', {}, t)))),
-    h('tbody', {}, attempts.map((a) => h('tr', {},
+    h('thead', {}, h('tr', {}, ['#', 'Worker', 'Assigned', 'Started', 'Ended', 'Exit code', 'Outcome', 'Metrics'].map((t) => h('th', {}, t)))),
+    h('tbody', {}, execution.attempts.map((a) => h('tr', {},
       h('td', { class: 'num' }, String(a.attempt)), h('td', {}, h('code', {}, a.worker)),
       h('td', {}, time(a.assigned)), h('td', {}, time(a.started)), h('td', {}, time(a.ended)),
-      h('td', { class: 'num' }, a.exit_code ?? '—'), h('td', {}, a.outcome || (a.ended ? '—' : 'running'))))));
+      h('td', { class: 'num' }, a.exit_code ?? '—'), h('td', {}, a.outcome || (a.ended ? '—' : 'running')), h('td', {}, charts(a))))));
 }
 
 export async function render(main, [runId]) {
@@ -40,8 +44,11 @@ export async function render(main, [runId]) {
   const artifacts = h('section');
   const logBox = h('pre', { class: 'log', tabindex: 0, 'aria-label': 'Run log' });
   const follow = h('input', { type: 'checkbox', checked: url.param('follow', '1') === '1', onchange: () => url.update({ follow: follow.checked ? '' : '0' }) });
+  const attempt = url.param('attempt');
+  const attemptNote = attempt ? h('p', { class: 'notice' }, `The charts show attempt ${attempt}'s history; the table, the current attempt's latest values. `,
+    h('a', { href: url.link(`/runs/${runId}`) }, 'Show the current attempt')) : null;
   fill(main, header, notice, overview,
-    h('h2', {}, 'Metrics'), metrics, chartControls(() => chartList.forEach((c) => c.reload())), charts,
+    h('h2', {}, 'Metrics'), attemptNote, metrics, chartControls(() => chartList.forEach((c) => c.reload())), charts,
     h('h2', {}, 'Parameters'), params,
     h('h2', {}, 'Log'), h('label', {}, follow, ' Follow the end of the log'), logBox,
     h('h2', {}, 'Artifacts'), artifacts,
@@ -107,7 +114,7 @@ export async function render(main, [runId]) {
     fill(overview,
       h('div', { class: 'card' }, h('h3', {}, 'When'), keyValueTable(when)),
       h('div', { class: 'card' }, h('h3', {}, 'Execution'), keyValueTable(attempts)),
-      execution && execution.attempts.length ? h('div', { class: 'card wide' }, h('h3', {}, 'Attempts'), attemptTable(execution.attempts)) : null,
+      execution && execution.attempts.length ? h('div', { class: 'card wide' }, h('h3', {}, 'Attempts'), attemptTable(runId, execution)) : null,
       h('div', { class: 'card wide' }, h('h3', {}, 'Provenance'), keyValueTable(provenance, 'Not recorded: drover records the code, image and command of the runs it executes.')));
   }
 
