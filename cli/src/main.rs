@@ -14,7 +14,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::commands::{experiments, run, runs, scheduler, status, sweep, ui, worker};
+use crate::commands::{experiments, run, runs, scheduler, status, sweep, ui, worker, workers};
 
 /// Queue, run, sweep and track machine-learning runs across machines.
 #[derive(Parser, Debug)]
@@ -100,6 +100,9 @@ enum Command {
     Scheduler(scheduler::Options),
     /// Execute runs for a scheduler, in Docker containers or local processes.
     Worker(worker::Options),
+    /// List the workers; drain one (no new runs, its runs finish) or undrain it.
+    #[command(subcommand)]
+    Workers(workers::Command),
     /// Show the cluster: workers, their capacity, and the queue.
     Status(status::Options),
     /// Serve the web UI: experiments, runs, charts, sweeps and the cluster, in a browser.
@@ -155,6 +158,7 @@ fn main() -> ExitCode {
             Command::Runs(command) => runs::run(&cli.global, command).await,
             Command::Scheduler(options) => done(scheduler::run(&cli.global, options).await),
             Command::Worker(options) => done(worker::run(&cli.global, options).await),
+            Command::Workers(command) => done(workers::run(&cli.global, command).await),
             Command::Status(options) => done(status::run(&cli.global, options).await),
             Command::Ui(options) => done(ui::run(&cli.global, options).await),
         }

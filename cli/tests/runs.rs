@@ -969,3 +969,55 @@ async fn a_retried_run_keeps_one_metric_history_per_attempt() {
     );
     assert_eq!(chart["series"][0]["points"], first.len(), "{chart}");
 }
+
+/// A drained worker takes no new runs while the one it has finishes; undrained, it takes the
+/// waiting run. Drains are refused for unknown workers, and the REST face does the same.
+#[test]
+fn a_drained_worker_takes_nothing_new_while_its_runs_finish() {
+    let cluster = Cluster::start();
+    let short = project(
+        &cluster.dir.path().join("short"),
+        "entry_points: {main: {command: 'sleep 2; echo done'}}\n",
+        &[],
+    );
+    let running = cluster.submit(&short, &[]);
+    cluster.wait(&running, "RUNNING");
+    let drained = run(cluster.drover().args(["workers", "drain", &cluster.worker_id]));
+    assert!(drained.success, "{}", drained.stderr);
+    assert!(drained.stdout.contains("1 running run(s) finish"), "{}", drained.stdout);
+    let listed = run(cluster.drover().args(["workers", "list"]));
+    assert!(listed.stdout.contains("draining"), "{}", listed.stdout);
+
+    let waiting = cluster.submit(&short, &[]);
+    cluster.wait(&running, "FINISHED");
+    std::thread::sleep(Duration::from_secs(2));
+    let status = describe(&cluster.home(), Some(&cluster.scheduler.address), &waiting);
+    assert_eq!(status["info"]["status"], "SCHEDULED", "a drained worker took a run");
+
+    let unknown = run(cluster.drover().args(["workers", "drain", "no-such-worker"]));
+    assert!(!unknown.success);
+    assert!(
+        unknown.stderr.contains(&format!("the workers are {}", cluster.worker_id)),
+        "{}",
+        unknown.stderr
+    );
+
+    let undrained = run(cluster.drover().args(["workers", "undrain", &cluster.worker_id]));
+    assert!(undrained.success, "{}", undrained.stderr);
+    cluster.wait(&waiting, "FINISHED");
+
+    // Over REST, as the cluster page does it: JSON only.
+    let address = cluster.scheduler.address.trim_start_matches("http://");
+    let path = format!("/api/drover/workers/{}/drain", cluster.worker_id);
+    let (status, body) = drover_testkit::http::call(address, "POST", &path, &[], "drain=true");
+    assert_eq!(status, 400, "{body}");
+    let json = [("Content-Type", "application/json")];
+    let (status, body) =
+        drover_testkit::http::call(address, "POST", &path, &json, r#"{"drain": true}"#);
+    assert_eq!(status, 200, "{body}");
+    let workers = &api(&cluster.scheduler.address, "/api/drover/cluster")["workers"];
+    assert_eq!(workers[0]["draining"], true, "{workers}");
+    let (status, _) =
+        drover_testkit::http::call(address, "POST", &path, &json, r#"{"drain": "yes"}"#);
+    assert_eq!(status, 400);
+}

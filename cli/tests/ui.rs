@@ -295,7 +295,15 @@ fn the_ui_in_a_real_browser() {
     browser
         .wait_for("no lost attempt", "return document.querySelector('main').textContent.includes('No attempt has lost its worker')", WAIT)
         .unwrap();
+    browser.click("table.grid tbody tr button").unwrap();
+    browser
+        .wait_for("a draining worker", "return [...document.querySelectorAll('table.grid tbody tr')].some(r => r.textContent.includes('draining') && r.textContent.includes('Undrain'))", WAIT)
+        .unwrap();
     shot("cluster");
+    browser.click("table.grid tbody tr button").unwrap();
+    browser
+        .wait_for("no draining worker", "return ![...document.querySelectorAll('table.grid tbody tr')].some(r => r.textContent.includes('draining'))", WAIT)
+        .unwrap();
 
     // An artifact, previewed as text (markup in it stays text).
     let note = "<b>not bold</b> and a second line\nline two";

@@ -19,7 +19,7 @@ use crate::domain::{
 use crate::error::ApiError;
 use crate::execution::{
     AttemptView, BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SubmitRun,
-    UploadedSnapshot, WorkerMessage,
+    UploadedSnapshot, WorkerMessage, WorkerStatus,
 };
 use crate::pb;
 use crate::service::MAX_MESSAGE_BYTES;
@@ -349,6 +349,12 @@ impl Client {
         };
         let stream = self.execution.clone().follow_run(request).await?.into_inner();
         Ok(Box::pin(stream.map(|event| event.map_err(ApiError::from).and_then(RunEvent::try_from))))
+    }
+
+    /// Stops (`drain`) or resumes placing runs on a worker; the runs it has finish.
+    pub async fn drain_worker(&self, worker_id: &str, drain: bool) -> ApiResult<WorkerStatus> {
+        let request = pb::DrainWorkerRequest { worker_id: worker_id.to_string(), drain };
+        Ok(self.execution.clone().drain_worker(request).await?.into_inner().into())
     }
 
     /// Every attempt at a run drover executed, oldest first.

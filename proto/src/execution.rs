@@ -249,6 +249,8 @@ pub struct WorkerStatus {
     pub connected: bool,
     pub last_seen_ms: i64,
     pub labels: Vec<Tag>,
+    /// Takes no new runs; the runs it has finish.
+    pub draining: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -19,7 +19,7 @@ use crate::domain::{
 use crate::error::ApiError;
 use crate::execution::{
     AttemptView, BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SnapshotChunk,
-    SubmitRun, UploadedSnapshot, WorkerMessage,
+    SubmitRun, UploadedSnapshot, WorkerMessage, WorkerStatus,
 };
 use crate::pb;
 use crate::sweep::{CreateSweep, Sweep};
@@ -87,6 +87,12 @@ pub trait Execution: Send + Sync + 'static {
         request: FollowRun,
     ) -> impl Future<Output = ApiResult<BoxStream<ApiResult<RunEvent>>>> + Send;
     fn cluster_status(&self) -> impl Future<Output = ApiResult<ClusterStatus>> + Send;
+    /// Stops (`drain`) or resumes placing runs on a worker.
+    fn drain_worker(
+        &self,
+        worker_id: String,
+        drain: bool,
+    ) -> impl Future<Output = ApiResult<WorkerStatus>> + Send;
     /// Every attempt at a run drover executed, oldest first.
     fn list_attempts(
         &self,
@@ -464,6 +470,14 @@ impl<T: Execution> pb::execution_server::Execution for ExecutionAdapter<T> {
         _request: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
         reply(self.0.cluster_status().await)
+    }
+
+    async fn drain_worker(
+        &self,
+        request: Request<pb::DrainWorkerRequest>,
+    ) -> Result<Response<pb::WorkerStatus>, Status> {
+        let request = request.into_inner();
+        reply(self.0.drain_worker(request.worker_id, request.drain).await)
     }
 
     async fn list_attempts(

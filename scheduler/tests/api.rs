@@ -747,3 +747,16 @@ async fn every_rest_endpoint_naming_a_run_takes_run_uuid_too() {
     assert_eq!(answer["message"], "missing value for required parameter 'run_id'");
     scheduler.stop().await;
 }
+
+#[tokio::test]
+async fn a_drained_worker_stays_drained_when_the_store_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.set_worker_drained("w1", true).await.unwrap();
+        store.set_worker_drained("w2", true).await.unwrap();
+        store.set_worker_drained("w2", false).await.unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.drained_workers().unwrap(), HashSet::from(["w1".to_string()]));
+}

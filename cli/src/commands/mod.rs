@@ -8,6 +8,7 @@ pub mod status;
 pub mod sweep;
 pub mod ui;
 pub mod worker;
+pub mod workers;
 
 use clap::Args;
 use drover_proto::domain::{ExperimentId, ExperimentRef};

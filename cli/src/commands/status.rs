@@ -3,6 +3,8 @@
 
 use clap::Args;
 
+use drover_proto::execution::ClusterStatus;
+
 use crate::GlobalOptions;
 use crate::backend::with_client;
 use crate::output::{OutputFormat, Table, format_time, print_json};
@@ -13,26 +15,50 @@ pub struct Options {
     output: OutputFormat,
 }
 
+/// One line per worker: its state (connected, draining, or lost while its lease runs),
+/// slots busy, CPUs, memory, Docker, labels and last heartbeat.
+pub fn worker_table(status: &ClusterStatus) -> Table {
+    let mut table = Table::new(&[
+        "WORKER",
+        "HOST",
+        "STATE",
+        "SLOTS",
+        "CPUS",
+        "MEMORY",
+        "DOCKER",
+        "LABELS",
+        "LAST SEEN",
+    ]);
+    for worker in &status.workers {
+        let state = match (worker.connected, worker.draining) {
+            (true, false) => "connected",
+            (true, true) => "draining",
+            (false, false) => "lost (lease running)",
+            (false, true) => "lost, draining",
+        };
+        let labels: Vec<String> =
+            worker.labels.iter().map(|label| format!("{}={}", label.key, label.value)).collect();
+        table.row(vec![
+            worker.worker_id.clone(),
+            worker.hostname.clone(),
+            state.to_string(),
+            format!("{}/{}", worker.busy_slots, worker.slots),
+            worker.cpus.to_string(),
+            format!("{:.1} GiB", worker.memory_bytes as f64 / (1u64 << 30) as f64),
+            if worker.docker_available { "yes" } else { "no" }.to_string(),
+            labels.join(","),
+            format_time(worker.last_seen_ms),
+        ]);
+    }
+    table
+}
+
 pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()> {
     let status = with_client(global, async |client| Ok(client.cluster_status().await?)).await?;
     if options.output == OutputFormat::Json {
         return print_json(&status);
     }
-    let mut table =
-        Table::new(&["WORKER", "HOST", "STATE", "SLOTS", "CPUS", "MEMORY", "DOCKER", "LAST SEEN"]);
-    for worker in &status.workers {
-        table.row(vec![
-            worker.worker_id.clone(),
-            worker.hostname.clone(),
-            if worker.connected { "connected" } else { "lost (lease running)" }.to_string(),
-            format!("{}/{}", worker.busy_slots, worker.slots),
-            worker.cpus.to_string(),
-            format!("{:.1} GiB", worker.memory_bytes as f64 / (1u64 << 30) as f64),
-            if worker.docker_available { "yes" } else { "no" }.to_string(),
-            format_time(worker.last_seen_ms),
-        ]);
-    }
-    print!("{}", table.render());
+    print!("{}", worker_table(&status).render());
     let busy: u32 = status.workers.iter().map(|w| w.busy_slots).sum();
     let slots: u32 = status.workers.iter().filter(|w| w.connected).map(|w| w.slots).sum();
     println!(

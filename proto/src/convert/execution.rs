@@ -256,6 +256,7 @@ impl From<WorkerStatus> for pb::WorkerStatus {
             connected: worker.connected,
             last_seen_ms: worker.last_seen_ms,
             labels: tags_to_wire(worker.labels),
+            draining: worker.draining,
         }
     }
 }
@@ -273,6 +274,7 @@ impl From<pb::WorkerStatus> for WorkerStatus {
             connected: worker.connected,
             last_seen_ms: worker.last_seen_ms,
             labels: tags_from_wire(worker.labels),
+            draining: worker.draining,
         }
     }
 }

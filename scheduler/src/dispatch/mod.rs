@@ -74,6 +74,11 @@ enum Command {
     Status {
         reply: oneshot::Sender<ClusterStatus>,
     },
+    Drain {
+        worker_id: String,
+        drain: bool,
+        reply: oneshot::Sender<Result<WorkerStatus, ApiError>>,
+    },
 }
 
 /// A cheap-to-clone handle on the dispatcher task.
@@ -136,6 +141,13 @@ impl DispatchHandle {
         self.send(Command::Status { reply }).await?;
         answer.await.map_err(|_| stopped())
     }
+
+    /// Stops (`drain`) or resumes placing runs on a worker; the runs it has finish.
+    pub async fn drain(&self, worker_id: String, drain: bool) -> Result<WorkerStatus, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Drain { worker_id, drain, reply }).await?;
+        answer.await.map_err(|_| stopped())?
+    }
 }
 
 struct Worker {
@@ -174,6 +186,8 @@ pub struct Dispatcher {
     changes: Arc<watch::Sender<u64>>,
     /// Attempts whose worker was lost, newest first.
     recent_losses: VecDeque<LostAttempt>,
+    /// Workers that take no new runs (kept in the store, so a restart keeps them drained).
+    drained: HashSet<String>,
 }
 
 /// Lost attempts the cluster view keeps.
@@ -199,7 +213,9 @@ impl Dispatcher {
             next_session: 1,
             changes,
             recent_losses: VecDeque::new(),
+            drained: HashSet::new(),
         };
+        dispatcher.drained = dispatcher.store.drained_workers()?;
         for record in dispatcher.store.pending_executions()? {
             match record.placement.worker() {
                 Some(worker_id) => {
@@ -300,26 +316,59 @@ impl Dispatcher {
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Command::Drain { worker_id, drain, reply } => {
+                let result = self.drain(worker_id, drain).await;
+                let _ = reply.send(result);
+                self.place().await;
+            }
+        }
+    }
+
+    async fn drain(&mut self, worker_id: String, drain: bool) -> Result<WorkerStatus, ApiError> {
+        let Some(worker) = self.workers.get(&worker_id) else {
+            let mut known: Vec<&str> = self.workers.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            return Err(ApiError::NotFound(match known.len() {
+                0 => format!("no worker '{worker_id}': no worker has registered"),
+                _ => format!("no worker '{worker_id}'; the workers are {}", known.join(", ")),
+            }));
+        };
+        let status = self.worker_status(worker);
+        self.store.set_worker_drained(&worker_id, drain).await?;
+        if drain {
+            tracing::info!(
+                worker_id,
+                running = status.busy_slots,
+                "worker drained: it takes no new runs"
+            );
+            self.drained.insert(worker_id);
+        } else {
+            tracing::info!(worker_id, "worker undrained: it takes runs again");
+            self.drained.remove(&worker_id);
+        }
+        self.changed();
+        Ok(WorkerStatus { draining: drain, ..status })
+    }
+
+    fn worker_status(&self, worker: &Worker) -> WorkerStatus {
+        WorkerStatus {
+            worker_id: worker.registration.worker_id.clone(),
+            hostname: worker.registration.hostname.clone(),
+            slots: worker.registration.slots,
+            busy_slots: worker.attempts.len() as u32,
+            cpus: worker.registration.cpus,
+            memory_bytes: worker.registration.memory_bytes,
+            docker_available: worker.registration.docker_available,
+            connected: worker.outbox.is_some(),
+            last_seen_ms: worker.last_seen_ms,
+            labels: worker.registration.labels.clone(),
+            draining: self.drained.contains(&worker.registration.worker_id),
         }
     }
 
     fn status(&self) -> ClusterStatus {
-        let mut workers: Vec<WorkerStatus> = self
-            .workers
-            .values()
-            .map(|worker| WorkerStatus {
-                worker_id: worker.registration.worker_id.clone(),
-                hostname: worker.registration.hostname.clone(),
-                slots: worker.registration.slots,
-                busy_slots: worker.attempts.len() as u32,
-                cpus: worker.registration.cpus,
-                memory_bytes: worker.registration.memory_bytes,
-                docker_available: worker.registration.docker_available,
-                connected: worker.outbox.is_some(),
-                last_seen_ms: worker.last_seen_ms,
-                labels: worker.registration.labels.clone(),
-            })
-            .collect();
+        let mut workers: Vec<WorkerStatus> =
+            self.workers.values().map(|worker| self.worker_status(worker)).collect();
         workers.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
         ClusterStatus {
             workers,
@@ -620,6 +669,7 @@ impl Dispatcher {
                 .workers
                 .values()
                 .filter(|worker| worker.outbox.is_some() && worker.free_slots() > 0)
+                .filter(|worker| !self.drained.contains(&worker.registration.worker_id))
                 .filter(|worker| !needs_docker || worker.registration.docker_available)
                 .max_by_key(|worker| {
                     (worker.free_slots(), Reverse(worker.registration.worker_id.clone()))

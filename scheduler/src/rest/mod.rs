@@ -158,7 +158,8 @@ pub fn router(scheduler: Scheduler) -> Router {
         .route("/sweeps", get(views::sweeps))
         .route("/sweeps/{sweep_id}", get(views::sweep))
         .route("/sweeps/{sweep_id}/cancel", post(views::cancel_sweep))
-        .route("/cluster", get(views::cluster));
+        .route("/cluster", get(views::cluster))
+        .route("/workers/{worker_id}/drain", post(views::drain_worker));
     Router::new()
         .nest("/api/drover", drover)
         .nest("/api/2.0/mlflow", tracking.clone())

@@ -318,6 +318,22 @@ pub async fn cancel_sweep(
     Ok(Json(json!({ "sweep": sweep_json(&sweep) })))
 }
 
+/// `POST /api/drover/workers/{worker_id}/drain` with `{"drain": true}` (or false, to undrain).
+pub async fn drain_worker(
+    State(scheduler): State<Scheduler>,
+    Path(worker_id): Path<String>,
+    request: MlflowRequest,
+) -> RestResult {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Drain {
+        drain: bool,
+    }
+    let Drain { drain } = request.parse()?;
+    let worker = scheduler.drain_worker(worker_id, drain).await?;
+    Ok(Json(json!({ "worker": serde_json::to_value(worker).unwrap_or(Value::Null) })))
+}
+
 /// `GET /api/drover/cluster`: workers with the runs placed on them, the queue, and the
 /// attempts lost to a worker recently.
 pub async fn cluster(State(scheduler): State<Scheduler>) -> RestResult {

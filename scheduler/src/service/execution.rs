@@ -5,7 +5,7 @@ use drover_proto::ApiError;
 use drover_proto::domain::{Run, RunId, RunInfo};
 use drover_proto::execution::{
     AttemptView, BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SnapshotChunk,
-    SubmitRun, UploadedSnapshot, WorkerEvent, WorkerMessage,
+    SubmitRun, UploadedSnapshot, WorkerEvent, WorkerMessage, WorkerStatus,
 };
 use drover_proto::service::Execution;
 use tokio::sync::mpsc;
@@ -39,6 +39,10 @@ impl Execution for Scheduler {
 
     async fn cluster_status(&self) -> Result<ClusterStatus, ApiError> {
         self.dispatch.status().await
+    }
+
+    async fn drain_worker(&self, worker_id: String, drain: bool) -> Result<WorkerStatus, ApiError> {
+        self.dispatch.drain(worker_id, drain).await
     }
 
     async fn list_attempts(&self, run_id: RunId) -> Result<Vec<AttemptView>, ApiError> {

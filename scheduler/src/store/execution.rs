@@ -1,6 +1,8 @@
 //! Submitted runs: their execution records (spec, attempt, placement), their state changes,
 //! their logs, and the snapshots they run from.
 
+use std::collections::HashSet;
+
 use drover_project::snapshot::SnapshotDigest;
 use drover_proto::ApiError;
 use drover_proto::domain::{CreateRun, Param, Run, RunId, RunInfo, RunStatus};
@@ -111,6 +113,28 @@ impl Store {
     }
 
     /// Every execution record that has not ended, for recovery at start-up.
+    /// Records that a worker takes no new runs (`drained`), or takes them again.
+    pub async fn set_worker_drained(&self, worker_id: &str, drained: bool) -> Result<(), ApiError> {
+        let key = keys::drained_worker(worker_id);
+        if drained {
+            self.db().insert(key, &[]).map_err(storage_error)?;
+        } else {
+            self.db().remove(key).map_err(storage_error)?;
+        }
+        self.durable().await
+    }
+
+    /// The workers drained and not undrained since.
+    pub fn drained_workers(&self) -> Result<HashSet<String>, ApiError> {
+        let mut drained = HashSet::new();
+        for entry in self.db().scan_prefix(keys::DRAINED_WORKER) {
+            let (key, _) = entry.map_err(storage_error)?;
+            drained
+                .insert(String::from_utf8_lossy(&key[keys::DRAINED_WORKER.len()..]).into_owned());
+        }
+        Ok(drained)
+    }
+
     pub fn pending_executions(&self) -> Result<Vec<ExecutionRecord>, ApiError> {
         let mut records = Vec::new();
         for entry in self.db().scan_prefix(keys::EXECUTION) {

@@ -22,6 +22,7 @@
 //! | `mb/`       | run id, attempt u32 BE                                 | last metric batch, u64 |
 //! | `in/`       | run id                                                 | dataset inputs, JSON   |
 //! | `w/`        | sweep id (its parent run's id)                         | SweepRecord, JSON      |
+//! | `wd/`       | worker id                                              | empty: drained         |
 //! | `wt/`       | sweep id, trial index u64 BE                           | TrialRecord, JSON      |
 //!
 //! Metric keys never contain a NUL byte (validation refuses them), so the 0 after the key ends
@@ -51,6 +52,7 @@ pub const APPLIED_METRIC_BATCH: &[u8] = b"mb/";
 pub const INPUTS: &[u8] = b"in/";
 pub const SWEEP: &[u8] = b"w/";
 pub const SWEEP_TRIAL: &[u8] = b"wt/";
+pub const DRAINED_WORKER: &[u8] = b"wd/";
 
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let length = prefix.len() + parts.iter().map(|part| part.len()).sum::<usize>();
@@ -144,6 +146,10 @@ pub fn latest_metrics(run: RunId) -> Vec<u8> {
 
 pub fn latest_metric(run: RunId, metric: &str) -> Vec<u8> {
     key(LATEST, &[run.as_bytes(), metric.as_bytes()])
+}
+
+pub fn drained_worker(worker_id: &str) -> Vec<u8> {
+    key(DRAINED_WORKER, &[worker_id.as_bytes()])
 }
 
 pub fn execution(run: RunId) -> Vec<u8> {

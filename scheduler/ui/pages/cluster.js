@@ -1,8 +1,8 @@
 // The cluster: workers with their state, slots and resources, the queue in the order the
 // dispatcher takes it, and the attempts lost with a worker recently.
 
-import { drover } from '../api.js';
-import { emptyState, fill, formatAgo, formatTime, h, shortId } from '../dom.js';
+import { drover, post } from '../api.js';
+import { emptyState, errorBox, fill, formatAgo, formatTime, h, shortId } from '../dom.js';
 import { every } from '../live.js';
 
 function bytes(value) {
@@ -11,23 +11,38 @@ function bytes(value) {
 }
 
 export async function render(main) {
+  const notice = h('div', { role: 'status' });
   const workers = h('section');
   const queue = h('section');
   const losses = h('section');
-  fill(main, h('h1', {}, 'Cluster'), h('h2', {}, 'Workers'), workers, h('h2', {}, 'Queue'), queue,
+  fill(main, h('h1', {}, 'Cluster'), notice, h('h2', {}, 'Workers'), workers, h('h2', {}, 'Queue'), queue,
     h('h2', {}, 'Lost recently'), losses);
+  // Drains a worker (no new runs; its runs finish) or undrains it, then redraws.
+  async function drain(worker, yes) {
+    try {
+      await post(`/api/drover/workers/${encodeURIComponent(worker)}/drain`, { drain: yes });
+      fill(notice);
+      await refresh();
+    } catch (error) {
+      fill(notice, errorBox(error));
+    }
+  }
+  const state = (w) => (!w.connected ? '○ disconnected' : w.draining ? '◐ draining' : '● connected');
   async function refresh() {
     const cluster = await drover('/cluster');
     fill(workers, cluster.workers.length ? h('table', { class: 'grid' },
-      h('thead', {}, h('tr', {}, ['Worker', 'Host', 'State', 'Slots busy', 'CPUs', 'Memory', 'Docker', 'Labels', 'Last heartbeat', 'Running'].map((t) => h('th', {}, t)))),
+      h('thead', {}, h('tr', {}, ['Worker', 'Host', 'State', 'Slots busy', 'CPUs', 'Memory', 'Docker', 'Labels', 'Last heartbeat', 'Running', ''].map((t) => h('th', {}, t)))),
       h('tbody', {}, cluster.workers.map((w) => h('tr', { class: w.connected ? '' : 'worker-down' },
         h('td', {}, h('code', {}, w.worker_id)), h('td', {}, w.hostname),
-        h('td', {}, w.connected ? '● connected' : '○ disconnected'),
+        h('td', {}, state(w)),
         h('td', { class: 'num' }, `${w.busy_slots} / ${w.slots}`), h('td', { class: 'num' }, String(w.cpus)), h('td', { class: 'num' }, bytes(w.memory_bytes)),
         h('td', {}, w.docker_available ? 'yes' : 'no'),
         h('td', {}, (w.labels || []).map((l) => `${l.key}=${l.value}`).join(', ')),
         h('td', { title: formatTime(w.last_seen_ms) }, formatAgo(w.last_seen_ms)),
-        h('td', {}, (w.runs || []).map((r, i) => [i ? ', ' : '', h('a', { href: `/runs/${r.run_id}` }, r.run_name || shortId(r.run_id)), r.retries_used ? ` (attempt ${r.attempt})` : '']))))))
+        h('td', {}, (w.runs || []).map((r, i) => [i ? ', ' : '', h('a', { href: `/runs/${r.run_id}` }, r.run_name || shortId(r.run_id)), r.retries_used ? ` (attempt ${r.attempt})` : ''])),
+        h('td', {}, w.draining
+          ? h('button', { type: 'button', class: 'small', onclick: () => drain(w.worker_id, false) }, 'Undrain')
+          : h('button', { type: 'button', class: 'small', title: 'Place no new runs here; its runs finish', onclick: () => drain(w.worker_id, true) }, 'Drain'))))))
       : emptyState('No workers', 'drover worker --scheduler http://SCHEDULER:7070', 'drover run and drover sweep start one beside the embedded store.'));
     fill(queue, cluster.queue.length ? h('table', { class: 'grid' },
       h('thead', {}, h('tr', {}, ['#', 'Run', 'Experiment', 'Priority', 'Submitted', 'Requeued'].map((t) => h('th', {}, t)))),
