@@ -103,6 +103,7 @@ impl LocalCluster {
             docker: Default::default(),
             max_retries: 0,
             priority: 0,
+            labels: Vec::new(),
         })
     }
 

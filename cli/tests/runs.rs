@@ -194,7 +194,10 @@ entry_points:
             ]),
             "docker argument 'privileged' is not supported".into(),
         ),
-        (with(&["-P", "alpha=1", "-P", "epochs=1", "-A", "cpus=2"]), "apply to Docker runs".into()),
+        (
+            with(&["-P", "alpha=1", "-P", "epochs=1", "-A", "shm-size=1g"]),
+            "apply to Docker runs".into(),
+        ),
         (
             vec![
                 "run".into(),
@@ -713,6 +716,7 @@ async fn hostile_snapshots_fail_the_run_and_write_nothing_outside() {
             docker: Default::default(),
             max_retries: 0,
             priority: 0,
+            labels: Vec::new(),
         };
         let request = SubmitRun {
             experiment_id: DEFAULT_EXPERIMENT_ID,
@@ -1020,4 +1024,110 @@ fn a_drained_worker_takes_nothing_new_while_its_runs_finish() {
     let (status, _) =
         drover_testkit::http::call(address, "POST", &path, &json, r#"{"drain": "yes"}"#);
     assert_eq!(status, 400);
+}
+
+/// Placement by what runs ask: two one-GPU runs on a four-GPU worker hold different devices
+/// (each sees only its own, through CUDA_VISIBLE_DEVICES); a run asking for more than is free
+/// waits and says why, then runs; requests no worker could ever hold are refused at submit.
+#[test]
+fn runs_get_the_resources_they_ask_for_and_never_share_a_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = SchedulerProcess::spawn(&dir.path().join("store"));
+    let address = scheduler.address.clone();
+    let _worker = WorkerProcess::spawn_with(
+        &address,
+        &dir.path().join("work"),
+        "gpu-worker",
+        4,
+        &["--gpus", "0,1,2,3", "--label", "zone=a"],
+    );
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let client = || {
+        let mut command = drover(&home);
+        command.args(["--scheduler", &address]);
+        command
+    };
+    let holder = project(
+        &dir.path().join("holder"),
+        "entry_points: {main: {command: 'echo \"devices=[$CUDA_VISIBLE_DEVICES]\"; sleep 3'}}\n",
+        &[],
+    );
+    let submit = |extra: &[&str]| {
+        let outcome = run(client().arg("run").arg(&holder).arg("--detach").args(extra));
+        assert!(outcome.success, "{}", outcome.stderr);
+        outcome.stdout.trim().to_string()
+    };
+    // Wait until the worker has registered, so submissions are checked against it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !run(client().args(["workers", "list"])).stdout.contains("gpu-worker") {
+        assert!(Instant::now() < deadline, "the worker did not register");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let first = submit(&["--gpus", "1", "--label", "zone=a"]);
+    let second = submit(&["--gpus", "1"]);
+    let both_running = |ids: &[&str]| {
+        ids.iter().all(|id| describe(&home, Some(&address), id)["info"]["status"] == "RUNNING")
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !both_running(&[&first, &second]) {
+        assert!(Instant::now() < deadline, "the two GPU runs did not run side by side");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gpus_of = |id: &str| tag(&describe(&home, Some(&address), id), "drover.gpus");
+    let (one, two) = (gpus_of(&first).unwrap(), gpus_of(&second).unwrap());
+    assert_ne!(one, two, "two runs hold the same GPU");
+    let listed = run(client().args(["workers", "list"]));
+    assert!(listed.stdout.contains("2/4 (0,1,2,3)"), "{}", listed.stdout);
+
+    // Four GPUs are not free now: the run waits, and says why.
+    let big = submit(&["--gpus", "4"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let described = describe(&home, Some(&address), &big);
+        if tag(&described, "drover.waiting").as_deref() == Some("no worker with 4 free GPUs") {
+            assert_eq!(described["info"]["status"], "SCHEDULED");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no waiting reason: {described}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let shown = run(client().args(["runs", "describe", &big]));
+    assert!(shown.stdout.contains("no worker with 4 free GPUs"), "{}", shown.stdout);
+    // Once the two end, it runs with all four, and the reason is gone.
+    for id in [&first, &second] {
+        let log = wait_for_status(&home, Some(&address), id, "FINISHED", Duration::from_secs(30));
+        drop(log);
+    }
+    let done = wait_for_status(&home, Some(&address), &big, "FINISHED", Duration::from_secs(30));
+    assert_eq!(tag(&done, "drover.gpus").as_deref(), Some("0,1,2,3"));
+    assert_eq!(tag(&done, "drover.waiting"), None);
+    let log = run(client().args(["runs", "logs", &big]));
+    assert!(log.stdout.contains("devices=[0,1,2,3]"), "{}", log.stdout);
+    for (id, gpus) in [(&first, &one), (&second, &two)] {
+        let log = run(client().args(["runs", "logs", id]));
+        assert!(log.stdout.contains(&format!("devices=[{gpus}]")), "{}", log.stdout);
+    }
+
+    // What no registered worker could ever hold is refused, with the reason; nothing is queued.
+    for (extra, reason) in [
+        (vec!["--gpus", "64"], "64 GPUs"),
+        (vec!["--label", "zone=b"], "zone=b"),
+        (vec!["--cpus", "4096"], "4096 CPUs"),
+    ] {
+        let refused = run(client().arg("run").arg(&holder).arg("--detach").args(&extra));
+        assert!(!refused.success, "{extra:?} was queued");
+        assert!(
+            refused.stderr.contains("no registered worker could ever run this")
+                && refused.stderr.contains(reason),
+            "{}",
+            refused.stderr
+        );
+    }
+    let runs = run(client().args(["runs", "list", "-o", "json"]));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&runs.stdout).unwrap().as_array().unwrap().len(),
+        3
+    );
 }

@@ -52,6 +52,9 @@ pub struct RunSpec {
     pub docker: DockerOptions,
     pub max_retries: u32,
     pub priority: i32,
+    /// Labels the worker must have, as (key, value).
+    #[serde(default)]
+    pub labels: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -125,6 +128,8 @@ pub struct WorkerRegistration {
     pub docker_available: bool,
     pub running: Vec<AttemptId>,
     pub labels: Vec<Tag>,
+    /// GPU device ids.
+    pub gpus: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,6 +225,8 @@ pub struct Assignment {
     pub attempt: AttemptId,
     pub experiment_id: ExperimentId,
     pub spec: RunSpec,
+    /// The GPU devices this attempt holds on the worker.
+    pub gpu_ids: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -251,6 +258,11 @@ pub struct WorkerStatus {
     pub labels: Vec<Tag>,
     /// Takes no new runs; the runs it has finish.
     pub draining: bool,
+    pub gpus: Vec<String>,
+    /// What the runs placed on it hold.
+    pub gpus_in_use: Vec<String>,
+    pub cpus_in_use: f64,
+    pub memory_in_use_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

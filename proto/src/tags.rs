@@ -27,6 +27,10 @@ pub const WORKER: &str = "drover.worker";
 pub const ATTEMPT: &str = "drover.attempt";
 pub const EXIT_CODE: &str = "drover.exit_code";
 pub const FAILURE_REASON: &str = "drover.failure_reason";
+/// Why a queued run waits, e.g. `no worker with 2 free GPUs`; removed once it is placed.
+pub const WAITING: &str = "drover.waiting";
+/// The GPU devices an attempt holds on its worker.
+pub const GPUS: &str = "drover.gpus";
 
 // What a worker records once the process has started.
 pub const COMMAND: &str = "drover.command";

@@ -238,6 +238,7 @@ async fn a_silent_worker_stream_outlives_every_bound() {
         docker_available: false,
         running: Vec::new(),
         labels: Vec::new(),
+        gpus: Vec::new(),
     };
     let register = WorkerMessage { seq: None, event: WorkerEvent::Register(registration) };
     outgoing.send(register).await.unwrap();

@@ -28,6 +28,8 @@ pub struct WorkerOptions {
     pub shutdown_timeout: Duration,
     /// The scheduler's token, sent with every call; never passed to runs.
     pub token: Option<String>,
+    /// GPU device ids to offer; found with `nvidia-smi` when not given.
+    pub gpus: Option<Vec<String>>,
 }
 
 impl WorkerOptions {
@@ -43,6 +45,7 @@ impl WorkerOptions {
             tracking_uri: None,
             shutdown_timeout: Duration::from_secs(30),
             token: None,
+            gpus: None,
         }
     }
 }

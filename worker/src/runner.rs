@@ -35,6 +35,8 @@ pub struct RunContext {
     pub tracking_proxy: Option<TrackingProxy>,
     /// Where local runs log to when the scheduler requires a token (it adds the token).
     pub local_proxy: Option<TrackingProxy>,
+    /// This worker's GPU device ids.
+    pub gpus: Vec<String>,
 }
 
 pub struct Runner {
@@ -149,6 +151,18 @@ impl Runner {
             ("DROVER_ATTEMPT".to_string(), attempt.attempt.to_string()),
         ];
         environment.extend(spec.environment.iter().cloned());
+        // A run sees the GPU devices it holds, and no others: by id in Docker, through
+        // CUDA_VISIBLE_DEVICES for a local process (empty, on a GPU worker, for a run that
+        // holds none).
+        let gpu_ids = &self.assignment.gpu_ids;
+        let mut docker_options = spec.docker.clone();
+        docker_options.gpus =
+            (!gpu_ids.is_empty()).then(|| format!("device={}", gpu_ids.join(",")));
+        if spec.env_manager == EnvManager::Local
+            && (!gpu_ids.is_empty() || !self.context.gpus.is_empty())
+        {
+            environment.push(("CUDA_VISIBLE_DEVICES".to_string(), gpu_ids.join(",")));
+        }
 
         let (output, output_rx) = mpsc::channel::<(LogStream, Vec<u8>)>(64);
         let (started, started_rx) = oneshot::channel::<Vec<Tag>>();
@@ -181,7 +195,7 @@ impl Runner {
                         dir: PathBuf::from(run_dir),
                         volumes: spec.volumes.clone(),
                         environment,
-                        options: spec.docker.clone(),
+                        options: docker_options,
                         pull: self.context.options.pull_images,
                     };
                     docker.execute(run, output, cancellation, started).await

@@ -113,7 +113,15 @@ pub async fn run(
         }
         _ => (None, None),
     };
+    let gpus = match &options.gpus {
+        Some(gpus) => gpus.clone(),
+        None => detect_gpus().await,
+    };
+    if !gpus.is_empty() {
+        tracing::info!(gpus = gpus.join(","), "GPUs offered");
+    }
     let registration = WorkerRegistration {
+        gpus: gpus.clone(),
         worker_id: worker_id.clone(),
         hostname: hostname(),
         slots: options.slots,
@@ -130,6 +138,7 @@ pub async fn run(
         snapshots,
         tracking_proxy,
         local_proxy,
+        gpus,
     });
     let session = Session {
         options,
@@ -435,6 +444,27 @@ async fn start_tracking_proxy(
             tracing::warn!(%error, %gateway, "cannot start the tracking proxy; containers get the scheduler's address");
             None
         }
+    }
+}
+
+/// The GPU device ids `nvidia-smi` lists (as Docker and CUDA number them); none when it is
+/// missing or fails.
+async fn detect_gpus() -> Vec<String> {
+    let listed = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::process::Command::new("nvidia-smi")
+            .args(["--query-gpu=index", "--format=csv,noheader"])
+            .output(),
+    )
+    .await;
+    match listed {
+        Ok(Ok(output)) if output.status.success() => String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -161,6 +161,7 @@ async fn worker_stream_ingest(client: &Client, cluster: &LocalCluster) -> anyhow
         docker_available: false,
         running: Vec::new(),
         labels: Vec::new(),
+        gpus: Vec::new(),
     };
     outgoing.send(WorkerMessage { seq: None, event: WorkerEvent::Register(registration) }).await?;
     let mut incoming = client.attach_worker(ReceiverStream::new(to_scheduler)).await?;

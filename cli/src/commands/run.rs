@@ -57,15 +57,21 @@ pub struct RunArgs {
     /// projects with docker_env).
     #[arg(long, value_enum, value_name = "MANAGER")]
     pub env_manager: Option<EnvManagerArg>,
-    /// CPUs for a Docker run, e.g. 1.5.
+    /// CPUs the run needs, e.g. 1.5: placed where that many are free (a Docker run is
+    /// limited to them).
     #[arg(long, value_name = "N")]
     pub cpus: Option<String>,
-    /// Memory limit for a Docker run, e.g. 4g.
+    /// Memory the run needs, e.g. 4g: placed where that much is free (a Docker run is
+    /// limited to it).
     #[arg(long, value_name = "SIZE")]
     pub memory: Option<String>,
-    /// GPUs for a Docker run: all, a count, or device=ID[,ID].
+    /// GPUs the run needs: a count, all, or device=ID[,ID]. It gets devices no other run on
+    /// its worker holds (by id in Docker, CUDA_VISIBLE_DEVICES for a local process).
     #[arg(long, value_name = "GPUS")]
     pub gpus: Option<String>,
+    /// A label the worker must have, key=value (repeatable), e.g. --label zone=a.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
     /// Higher runs first when the cluster is busy.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i32,
@@ -190,10 +196,13 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
         (Some(EnvManagerArg::Docker), _) | (None, Environment::Docker(_)) => EnvManager::Docker,
         (None, _) => EnvManager::Local,
     };
-    let docker_flags_given = docker != DockerOptions::default();
-    if env_manager == EnvManager::Local && docker_flags_given {
+    // --cpus, --memory and --gpus are what a run needs of its worker, local or not; the
+    // rest of -A configures a container.
+    let container_only =
+        DockerOptions { cpus: None, memory_bytes: None, gpus: None, ..docker.clone() };
+    if env_manager == EnvManager::Local && container_only != DockerOptions::default() {
         bail!(
-            "docker arguments (-A, --cpus, --memory, --gpus) apply to Docker runs; this run is a local process (use --env-manager docker)"
+            "docker arguments (-A shm-size, env, user) apply to Docker runs; this run is a local process (use --env-manager docker)"
         );
     }
     let (image, volumes, environment) = match (&project.environment, env_manager) {
@@ -242,6 +251,14 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
         docker,
         max_retries: args.max_retries,
         priority: args.priority,
+        labels: args
+            .labels
+            .iter()
+            .map(|label| match label.split_once('=') {
+                Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+                _ => bail!("malformed label '{label}': expected key=value"),
+            })
+            .collect::<anyhow::Result<_>>()?,
     };
     Ok(PreparedRun { spec, command: invocation.command, snapshot, tags: run_tags, git })
 }

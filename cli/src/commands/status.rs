@@ -15,8 +15,9 @@ pub struct Options {
     output: OutputFormat,
 }
 
-/// One line per worker: its state (connected, draining, or lost while its lease runs),
-/// slots busy, CPUs, memory, Docker, labels and last heartbeat.
+/// One line per worker: its state (connected, draining, or lost while its lease runs), and
+/// what its runs hold of its slots, CPUs, memory and GPUs (used/total), Docker, labels and
+/// last heartbeat.
 pub fn worker_table(status: &ClusterStatus) -> Table {
     let mut table = Table::new(&[
         "WORKER",
@@ -25,6 +26,7 @@ pub fn worker_table(status: &ClusterStatus) -> Table {
         "SLOTS",
         "CPUS",
         "MEMORY",
+        "GPUS",
         "DOCKER",
         "LABELS",
         "LAST SEEN",
@@ -43,8 +45,22 @@ pub fn worker_table(status: &ClusterStatus) -> Table {
             worker.hostname.clone(),
             state.to_string(),
             format!("{}/{}", worker.busy_slots, worker.slots),
-            worker.cpus.to_string(),
-            format!("{:.1} GiB", worker.memory_bytes as f64 / (1u64 << 30) as f64),
+            format!("{}/{}", worker.cpus_in_use, worker.cpus),
+            format!(
+                "{:.1}/{:.1} GiB",
+                worker.memory_in_use_bytes as f64 / (1u64 << 30) as f64,
+                worker.memory_bytes as f64 / (1u64 << 30) as f64
+            ),
+            if worker.gpus.is_empty() {
+                "-".to_string()
+            } else {
+                format!(
+                    "{}/{} ({})",
+                    worker.gpus_in_use.len(),
+                    worker.gpus.len(),
+                    worker.gpus.join(",")
+                )
+            },
             if worker.docker_available { "yes" } else { "no" }.to_string(),
             labels.join(","),
             format_time(worker.last_seen_ms),

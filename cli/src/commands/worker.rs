@@ -21,9 +21,12 @@ pub struct Options {
     /// A stable name for this worker (default: made up once and kept in the work directory).
     #[arg(long, value_name = "ID")]
     worker_id: Option<String>,
-    /// A label, key=value (repeatable), shown in `drover status`.
+    /// A label, key=value (repeatable), shown in `drover status`; runs may ask for it.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
+    /// GPU device ids to offer, e.g. 0,1,2,3 (default: those nvidia-smi lists).
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    gpus: Option<Vec<String>>,
     /// Pull images missing on this machine (needs a reachable registry).
     #[arg(long)]
     pull: bool,
@@ -54,6 +57,7 @@ pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()>
     worker.slots = options.slots;
     worker.worker_id = options.worker_id;
     worker.labels = labels;
+    worker.gpus = options.gpus;
     worker.pull_images = options.pull;
     worker.tracking_uri = options.tracking_uri;
     worker.token = global.token()?;

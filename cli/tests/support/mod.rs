@@ -140,6 +140,17 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     pub fn spawn(scheduler: &str, work_dir: &Path, worker_id: &str, slots: u32) -> WorkerProcess {
+        WorkerProcess::spawn_with(scheduler, work_dir, worker_id, slots, &[])
+    }
+
+    /// A worker with more flags, e.g. `--gpus 0,1` or `--label zone=a`.
+    pub fn spawn_with(
+        scheduler: &str,
+        work_dir: &Path,
+        worker_id: &str,
+        slots: u32,
+        extra: &[&str],
+    ) -> WorkerProcess {
         let child = Command::new(DROVER)
             .args([
                 "--scheduler",
@@ -152,6 +163,7 @@ impl WorkerProcess {
                 "--work-dir",
             ])
             .arg(work_dir)
+            .args(extra)
             .env_remove("DROVER_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

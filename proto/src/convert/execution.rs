@@ -108,6 +108,7 @@ impl From<RunSpec> for pb::RunSpec {
             docker: Some(spec.docker.into()),
             max_retries: spec.max_retries,
             priority: spec.priority,
+            labels: pairs_to_wire(spec.labels),
         }
     }
 }
@@ -137,6 +138,7 @@ impl TryFrom<pb::RunSpec> for RunSpec {
             docker: spec.docker.unwrap_or_default().into(),
             max_retries: spec.max_retries,
             priority: spec.priority,
+            labels: pairs_from_wire(spec.labels),
         })
     }
 }
@@ -257,6 +259,10 @@ impl From<WorkerStatus> for pb::WorkerStatus {
             last_seen_ms: worker.last_seen_ms,
             labels: tags_to_wire(worker.labels),
             draining: worker.draining,
+            gpus: worker.gpus,
+            gpus_in_use: worker.gpus_in_use,
+            cpus_in_use: worker.cpus_in_use,
+            memory_in_use_bytes: worker.memory_in_use_bytes,
         }
     }
 }
@@ -275,6 +281,10 @@ impl From<pb::WorkerStatus> for WorkerStatus {
             last_seen_ms: worker.last_seen_ms,
             labels: tags_from_wire(worker.labels),
             draining: worker.draining,
+            gpus: worker.gpus,
+            gpus_in_use: worker.gpus_in_use,
+            cpus_in_use: worker.cpus_in_use,
+            memory_in_use_bytes: worker.memory_in_use_bytes,
         }
     }
 }
@@ -386,6 +396,7 @@ impl From<WorkerMessage> for pb::WorkerMessage {
                 docker_available: registration.docker_available,
                 running: attempts_to_wire(registration.running),
                 labels: tags_to_wire(registration.labels),
+                gpus: registration.gpus,
             }),
             WorkerEvent::Heartbeat { running } => {
                 Body::Heartbeat(pb::Heartbeat { running: attempts_to_wire(running) })
@@ -470,6 +481,7 @@ impl TryFrom<pb::WorkerMessage> for WorkerMessage {
                     docker_available: registration.docker_available,
                     running: attempts_from_wire(registration.running)?,
                     labels: tags_from_wire(registration.labels),
+                    gpus: registration.gpus,
                 })
             }
             Body::Heartbeat(heartbeat) => {
@@ -519,6 +531,7 @@ impl From<SchedulerMessage> for pb::SchedulerMessage {
                 attempt: Some(assignment.attempt.into()),
                 experiment_id: assignment.experiment_id.to_string(),
                 spec: Some(assignment.spec.into()),
+                gpu_ids: assignment.gpu_ids,
             }),
             SchedulerMessage::Cancel { attempt, grace_period } => Body::Cancel(pb::CancelAttempt {
                 attempt: Some(attempt.into()),
@@ -547,6 +560,7 @@ impl TryFrom<pb::SchedulerMessage> for SchedulerMessage {
                     .spec
                     .ok_or_else(|| invalid("an assignment needs a run spec"))?
                     .try_into()?,
+                gpu_ids: assignment.gpu_ids,
             })),
             Body::Cancel(cancel) => SchedulerMessage::Cancel {
                 attempt: attempt_from_wire(cancel.attempt)?,

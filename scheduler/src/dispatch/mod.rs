@@ -8,6 +8,8 @@
 //! run to the dispatcher: concurrent submissions share the store's flushes instead of
 //! waiting in the dispatcher's line.
 
+mod assign;
+mod placement;
 mod submit;
 
 use std::cmp::Reverse;
@@ -18,13 +20,13 @@ use std::time::{Duration, Instant};
 use drover_proto::ApiError;
 use drover_proto::domain::{RunId, RunInfo, RunStatus, Tag};
 use drover_proto::execution::{
-    Assignment, AttemptId, ClusterStatus, EnvManager, LostAttempt, RunPhase, RunUpdate,
-    SchedulerMessage, WorkerRegistration, WorkerStatus,
+    AttemptId, ClusterStatus, LostAttempt, RunPhase, RunSpec, RunUpdate, SchedulerMessage,
+    WorkerRegistration, WorkerStatus,
 };
 use drover_proto::tags;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::store::{AttemptRecord, ExecutionRecord, Placement, RunChange, Store, now_ms};
+use crate::store::{ExecutionRecord, Placement, RunChange, Store, now_ms};
 
 /// Timings of the worker protocol.
 #[derive(Clone, Copy, Debug)]
@@ -78,6 +80,10 @@ enum Command {
         worker_id: String,
         drain: bool,
         reply: oneshot::Sender<Result<WorkerStatus, ApiError>>,
+    },
+    Check {
+        spec: Box<RunSpec>,
+        reply: oneshot::Sender<Result<(), String>>,
     },
 }
 
@@ -142,6 +148,14 @@ impl DispatchHandle {
         answer.await.map_err(|_| stopped())
     }
 
+    /// Refuses a run no registered worker could ever hold (64 GPUs, a label nobody has), with
+    /// the reason; an unreadable resource request is refused too.
+    pub async fn check(&self, spec: &RunSpec) -> Result<(), ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Check { spec: Box::new(spec.clone()), reply }).await?;
+        answer.await.map_err(|_| stopped())?.map_err(ApiError::InvalidArgument)
+    }
+
     /// Stops (`drain`) or resumes placing runs on a worker; the runs it has finish.
     pub async fn drain(&self, worker_id: String, drain: bool) -> Result<WorkerStatus, ApiError> {
         let (reply, answer) = oneshot::channel();
@@ -158,12 +172,6 @@ struct Worker {
     last_seen: Instant,
     last_seen_ms: i64,
     attempts: HashSet<AttemptId>,
-}
-
-impl Worker {
-    fn free_slots(&self) -> u32 {
-        self.registration.slots.saturating_sub(self.attempts.len() as u32)
-    }
 }
 
 /// Queue order: higher priority first, then earlier submission.
@@ -188,6 +196,8 @@ pub struct Dispatcher {
     recent_losses: VecDeque<LostAttempt>,
     /// Workers that take no new runs (kept in the store, so a restart keeps them drained).
     drained: HashSet<String>,
+    /// Why queued runs wait, where it is more than a full cluster (also in their tags).
+    waiting: HashMap<RunId, String>,
 }
 
 /// Lost attempts the cluster view keeps.
@@ -214,6 +224,7 @@ impl Dispatcher {
             changes,
             recent_losses: VecDeque::new(),
             drained: HashSet::new(),
+            waiting: HashMap::new(),
         };
         dispatcher.drained = dispatcher.store.drained_workers()?;
         for record in dispatcher.store.pending_executions()? {
@@ -230,6 +241,7 @@ impl Dispatcher {
                                 docker_available: false,
                                 running: Vec::new(),
                                 labels: Vec::new(),
+                                gpus: Vec::new(),
                             },
                             outbox: None,
                             session: 0,
@@ -316,6 +328,9 @@ impl Dispatcher {
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Command::Check { spec, reply } => {
+                let _ = reply.send(self.check_possible(&spec));
+            }
             Command::Drain { worker_id, drain, reply } => {
                 let result = self.drain(worker_id, drain).await;
                 let _ = reply.send(result);
@@ -351,7 +366,12 @@ impl Dispatcher {
     }
 
     fn worker_status(&self, worker: &Worker) -> WorkerStatus {
+        let view = self.view(worker);
         WorkerStatus {
+            gpus: worker.registration.gpus.clone(),
+            gpus_in_use: view.gpus_used.iter().map(|id| id.to_string()).collect(),
+            cpus_in_use: view.cpus_used,
+            memory_in_use_bytes: view.memory_used,
             worker_id: worker.registration.worker_id.clone(),
             hostname: worker.registration.hostname.clone(),
             slots: worker.registration.slots,
@@ -450,7 +470,7 @@ impl Dispatcher {
             return Ok(());
         }
         let mut record = record.clone();
-        let mut change = RunChange { status: None, tags: update.tags };
+        let mut change = RunChange { status: None, tags: update.tags, removed_tags: Vec::new() };
         let log_line;
         match update.phase {
             RunPhase::Started => {
@@ -569,8 +589,11 @@ impl Dispatcher {
         self.store
             .append_system_log(record.run_id, &format!("run ended {status}: {reason}"))
             .await?;
-        let change =
-            RunChange { status: Some(status), tags: vec![Tag::new(tags::FAILURE_REASON, reason)] };
+        let change = RunChange {
+            status: Some(status),
+            tags: vec![Tag::new(tags::FAILURE_REASON, reason)],
+            removed_tags: Vec::new(),
+        };
         let info = self.store.save_execution(&record, change).await?;
         self.records.remove(&record.run_id);
         self.changed();
@@ -616,7 +639,11 @@ impl Dispatcher {
             );
             match self.store.append_system_log(record.run_id, &line).await {
                 Ok(()) => {
-                    let change = RunChange { status: Some(RunStatus::Scheduled), tags: Vec::new() };
+                    let change = RunChange {
+                        status: Some(RunStatus::Scheduled),
+                        tags: Vec::new(),
+                        removed_tags: Vec::new(),
+                    };
                     let saved = self.store.save_execution(&record, change).await;
                     if saved.is_ok() {
                         self.queue.insert(queue_key(&record));
@@ -653,76 +680,6 @@ impl Dispatcher {
                 )
                 .await;
             }
-            self.changed();
-        }
-    }
-
-    /// Places queued runs on workers with free slots, best-first.
-    async fn place(&mut self) {
-        while let Some(key) = self.queue.first().copied() {
-            let Some(record) = self.records.get(&key.2).cloned() else {
-                self.queue.remove(&key);
-                continue;
-            };
-            let needs_docker = record.spec.env_manager == EnvManager::Docker;
-            let candidate = self
-                .workers
-                .values()
-                .filter(|worker| worker.outbox.is_some() && worker.free_slots() > 0)
-                .filter(|worker| !self.drained.contains(&worker.registration.worker_id))
-                .filter(|worker| !needs_docker || worker.registration.docker_available)
-                .max_by_key(|worker| {
-                    (worker.free_slots(), Reverse(worker.registration.worker_id.clone()))
-                })
-                .map(|worker| worker.registration.worker_id.clone());
-            let Some(worker_id) = candidate else { break };
-            self.queue.remove(&key);
-            let mut record = record;
-            record.attempt += 1;
-            record.placement = Placement::Assigned { worker_id: worker_id.clone() };
-            record.attempts.push(AttemptRecord {
-                attempt: record.attempt,
-                worker_id: worker_id.clone(),
-                assigned_ms: now_ms(),
-                started_ms: None,
-                ended_ms: None,
-                exit_code: None,
-                outcome: String::new(),
-            });
-            let attempt = record.current_attempt();
-            let change = RunChange {
-                status: None,
-                tags: vec![
-                    Tag::new(tags::WORKER, &worker_id),
-                    Tag::new(tags::ATTEMPT, attempt.attempt.to_string()),
-                ],
-            };
-            let line = format!("attempt {} assigned to worker {worker_id}", attempt.attempt);
-            let saved = match self.store.append_system_log(record.run_id, &line).await {
-                Ok(()) => self.store.save_execution(&record, change).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = saved {
-                tracing::error!(%attempt, %error, "could not record an assignment; leaving the run queued");
-                self.queue.insert(key);
-                break;
-            }
-            let assignment = Assignment {
-                attempt,
-                experiment_id: record.experiment_id,
-                spec: record.spec.clone(),
-            };
-            self.records.insert(record.run_id, record);
-            if let Some(worker) = self.workers.get_mut(&worker_id) {
-                worker.attempts.insert(attempt);
-                if let Some(outbox) = &worker.outbox
-                    && outbox.send(SchedulerMessage::Assign(Box::new(assignment))).await.is_err()
-                {
-                    // The stream closed under us; the lease decides what happens next.
-                    worker.outbox = None;
-                }
-            }
-            tracing::info!(%attempt, worker_id, "run assigned");
             self.changed();
         }
     }

@@ -13,6 +13,7 @@ use crate::store::{SweepRecord, TrialRecord};
 impl DispatchHandle {
     /// Queues a run whose snapshot the caller has checked is stored.
     pub async fn submit_run(&self, mut request: SubmitRun) -> Result<Run, ApiError> {
+        self.check(&request.spec).await?;
         add_facts(&mut request);
         let (run, record) = self.store.submit_run(request).await?;
         self.submitted(record).await?;

@@ -349,6 +349,7 @@ pub async fn cluster(State(scheduler): State<Scheduler>) -> RestResult {
             "status": RunStatus::as_str(run.info.status),
             "attempt": record.attempt,
             "retries_used": record.retries_used,
+            "waiting": run.data.tags.iter().find(|tag| tag.key == drover_proto::tags::WAITING).map(|tag| &tag.value),
         })
     };
     let workers: Vec<Value> = status

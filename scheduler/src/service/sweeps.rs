@@ -10,6 +10,8 @@ use crate::sweep;
 
 impl Sweeps for Scheduler {
     async fn create_sweep(&self, request: CreateSweep) -> Result<Sweep, ApiError> {
+        // Every trial asks what the template asks; one no worker could hold is refused now.
+        self.dispatch.check(&request.run.spec).await?;
         let id = self.sweeps.create(request).await?;
         self.get_sweep(id).await
     }

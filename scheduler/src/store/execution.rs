@@ -173,6 +173,9 @@ impl Store {
             for tag in &change.tags {
                 batch.insert(keys::tag(record.run_id, &tag.key), tag.value.as_bytes());
             }
+            for key in &change.removed_tags {
+                batch.remove(keys::tag(record.run_id, key));
+            }
             batch.insert(keys::execution(record.run_id), encode(record));
             self.write_run(record.run_id, batch)?;
             info

@@ -64,6 +64,9 @@ pub struct AttemptRecord {
     /// How it ended, e.g. `FINISHED`, `FAILED: out of memory`, or
     /// `lost: worker w1 stopped responding (lease expired); requeued`. Empty while it runs.
     pub outcome: String,
+    /// The GPU devices it holds on its worker.
+    #[serde(default)]
+    pub gpu_ids: Vec<String>,
 }
 
 impl ExecutionRecord {
@@ -94,6 +97,8 @@ impl ExecutionRecord {
 pub struct RunChange {
     pub status: Option<RunStatus>,
     pub tags: Vec<Tag>,
+    /// Tag keys to remove.
+    pub removed_tags: Vec<String>,
 }
 
 /// A piece of a run's stored log.

@@ -31,11 +31,12 @@ export async function render(main) {
   async function refresh() {
     const cluster = await drover('/cluster');
     fill(workers, cluster.workers.length ? h('table', { class: 'grid' },
-      h('thead', {}, h('tr', {}, ['Worker', 'Host', 'State', 'Slots busy', 'CPUs', 'Memory', 'Docker', 'Labels', 'Last heartbeat', 'Running', ''].map((t) => h('th', {}, t)))),
+      h('thead', {}, h('tr', {}, ['Worker', 'Host', 'State', 'Slots busy', 'CPUs', 'Memory', 'GPUs', 'Docker', 'Labels', 'Last heartbeat', 'Running', ''].map((t) => h('th', {}, t)))),
       h('tbody', {}, cluster.workers.map((w) => h('tr', { class: w.connected ? '' : 'worker-down' },
         h('td', {}, h('code', {}, w.worker_id)), h('td', {}, w.hostname),
         h('td', {}, state(w)),
-        h('td', { class: 'num' }, `${w.busy_slots} / ${w.slots}`), h('td', { class: 'num' }, String(w.cpus)), h('td', { class: 'num' }, bytes(w.memory_bytes)),
+        h('td', { class: 'num' }, `${w.busy_slots} / ${w.slots}`), h('td', { class: 'num' }, `${w.cpus_in_use} / ${w.cpus}`), h('td', { class: 'num' }, `${bytes(w.memory_in_use_bytes)} / ${bytes(w.memory_bytes)}`),
+        h('td', { class: 'num', title: w.gpus.length ? `devices ${w.gpus.join(', ')}; held: ${w.gpus_in_use.join(', ') || 'none'}` : '' }, w.gpus.length ? `${w.gpus_in_use.length} / ${w.gpus.length}` : '—'),
         h('td', {}, w.docker_available ? 'yes' : 'no'),
         h('td', {}, (w.labels || []).map((l) => `${l.key}=${l.value}`).join(', ')),
         h('td', { title: formatTime(w.last_seen_ms) }, formatAgo(w.last_seen_ms)),
@@ -45,11 +46,11 @@ export async function render(main) {
           : h('button', { type: 'button', class: 'small', title: 'Place no new runs here; its runs finish', onclick: () => drain(w.worker_id, true) }, 'Drain'))))))
       : emptyState('No workers', 'drover worker --scheduler http://SCHEDULER:7070', 'drover run and drover sweep start one beside the embedded store.'));
     fill(queue, cluster.queue.length ? h('table', { class: 'grid' },
-      h('thead', {}, h('tr', {}, ['#', 'Run', 'Experiment', 'Priority', 'Submitted', 'Requeued'].map((t) => h('th', {}, t)))),
+      h('thead', {}, h('tr', {}, ['#', 'Run', 'Experiment', 'Priority', 'Submitted', 'Requeued', 'Waiting'].map((t) => h('th', {}, t)))),
       h('tbody', {}, cluster.queue.map((q, i) => h('tr', {},
         h('td', { class: 'num' }, String(i + 1)), h('td', {}, h('a', { href: `/runs/${q.run_id}` }, q.run_name || shortId(q.run_id))),
         h('td', {}, q.experiment_id), h('td', { class: 'num' }, String(q.priority)),
-        h('td', { title: formatTime(q.submitted) }, formatAgo(q.submitted)), h('td', { class: 'num' }, q.retries_used ? `${q.retries_used}×` : '')))))
+        h('td', { title: formatTime(q.submitted) }, formatAgo(q.submitted)), h('td', { class: 'num' }, q.retries_used ? `${q.retries_used}×` : ''), h('td', {}, q.waiting || '')))))
       : h('p', { class: 'muted' }, 'Nothing is waiting for a worker.'));
     fill(losses, cluster.recent_losses.length ? h('table', { class: 'grid losses' },
       h('thead', {}, h('tr', {}, ['When', 'Run', 'Attempt', 'Worker', 'Why', 'Then'].map((t) => h('th', {}, t)))),

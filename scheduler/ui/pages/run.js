@@ -106,6 +106,8 @@ export async function render(main, [runId]) {
       ['Placement', execution.worker ? `${execution.state} on ${execution.worker}` : execution.state],
       ['Attempt', `${execution.attempt || '—'}${execution.retries_used ? ` (${execution.retries_used} requeued after a lost worker; up to ${execution.max_retries})` : ''}`],
       ['Worker', tag('drover.worker') || '—'],
+      ['GPUs', tag('drover.gpus') || '—'],
+      ['Waiting', LIVE.has(info.status) && execution.state === 'queued' ? (tag('drover.waiting') || 'for a free slot') : '—'],
       ['Exit code', execution.exit_code ?? tag('drover.exit_code') ?? '—'],
       ['Why', execution.message || tag('drover.failure_reason') || '—'],
       ['Submitted', formatTime(execution.submitted)],

@@ -1,0 +1,166 @@
+//! The dispatcher's placement pass: queued runs in order (highest priority first, then
+//! first submitted), each to the worker whose free resources hold it (see `placement`),
+//! with the GPU devices it then holds; a run that cannot go anywhere now waits, and says
+//! why, while the runs behind it may still fit elsewhere.
+
+use drover_proto::domain::{RunId, Tag};
+use drover_proto::execution::{Assignment, RunSpec, SchedulerMessage};
+use drover_proto::tags;
+
+use super::placement::{Request, WorkerView, choose, possible};
+use super::{Dispatcher, Worker};
+use crate::store::{AttemptRecord, Placement, RunChange, now_ms};
+
+/// The plain wait of a full cluster: not worth a note on every queued run.
+const NO_FREE_SLOT: &str = "no worker with a free slot";
+/// Queued runs looked at in one pass, at most: past them, a pass would cost more than the
+/// runs it could place are worth.
+const MAX_SCANNED: usize = 1000;
+
+impl Dispatcher {
+    /// A worker's capacity, and what its current attempts hold.
+    pub(super) fn view<'a>(&'a self, worker: &'a Worker) -> WorkerView<'a> {
+        let registration = &worker.registration;
+        let mut view = WorkerView {
+            id: &registration.worker_id,
+            open: worker.outbox.is_some() && !self.drained.contains(&registration.worker_id),
+            docker: registration.docker_available,
+            labels: &registration.labels,
+            slots: registration.slots,
+            slots_used: worker.attempts.len() as u32,
+            cpus: registration.cpus,
+            cpus_used: 0.0,
+            memory_bytes: registration.memory_bytes,
+            memory_used: 0,
+            gpus: &registration.gpus,
+            gpus_used: Vec::new(),
+        };
+        for attempt in &worker.attempts {
+            let Some(record) = self.records.get(&attempt.run_id) else { continue };
+            if let Ok(request) = Request::of(&record.spec) {
+                view.cpus_used += request.cpus;
+                view.memory_used += request.memory_bytes;
+            }
+            if let Some(current) = record.attempts.last() {
+                view.gpus_used.extend(current.gpu_ids.iter().map(String::as_str));
+            }
+        }
+        view
+    }
+
+    /// Whether a run could ever be placed on a registered worker; else why not.
+    pub(super) fn check_possible(&self, spec: &RunSpec) -> Result<(), String> {
+        let request = Request::of(spec)?;
+        let views: Vec<WorkerView> = self.workers.values().map(|w| self.view(w)).collect();
+        possible(&views, &request)
+    }
+
+    /// Places what fits of the queue.
+    pub(super) async fn place(&mut self) {
+        let keys: Vec<_> = self.queue.iter().take(MAX_SCANNED).copied().collect();
+        for key in keys {
+            let Some(record) = self.records.get(&key.2).cloned() else {
+                self.queue.remove(&key);
+                continue;
+            };
+            let chosen = {
+                let views: Vec<WorkerView> =
+                    self.workers.values().map(|worker| self.view(worker)).collect();
+                if !views.iter().any(|view| view.open && view.slots_used < view.slots) {
+                    break; // Nothing can be placed anywhere until a slot frees.
+                }
+                Request::of(&record.spec).and_then(|request| choose(&views, &request))
+            };
+            let (worker_id, gpu_ids) = match chosen {
+                Ok(chosen) => chosen,
+                Err(reason) => {
+                    self.note_waiting(record.run_id, reason).await;
+                    continue;
+                }
+            };
+            self.queue.remove(&key);
+            let mut record = record;
+            record.attempt += 1;
+            record.placement = Placement::Assigned { worker_id: worker_id.clone() };
+            record.attempts.push(AttemptRecord {
+                attempt: record.attempt,
+                worker_id: worker_id.clone(),
+                assigned_ms: now_ms(),
+                started_ms: None,
+                ended_ms: None,
+                exit_code: None,
+                outcome: String::new(),
+                gpu_ids: gpu_ids.clone(),
+            });
+            let attempt = record.current_attempt();
+            let mut change = RunChange {
+                status: None,
+                tags: vec![
+                    Tag::new(tags::WORKER, &worker_id),
+                    Tag::new(tags::ATTEMPT, attempt.attempt.to_string()),
+                ],
+                removed_tags: Vec::new(),
+            };
+            if !gpu_ids.is_empty() {
+                change.tags.push(Tag::new(tags::GPUS, gpu_ids.join(",")));
+            }
+            if self.waiting.remove(&record.run_id).is_some() {
+                change.removed_tags.push(tags::WAITING.to_string());
+            }
+            let gpus = if gpu_ids.is_empty() {
+                String::new()
+            } else {
+                format!(" with GPUs {}", gpu_ids.join(","))
+            };
+            let line = format!("attempt {} assigned to worker {worker_id}{gpus}", attempt.attempt);
+            let saved = match self.store.append_system_log(record.run_id, &line).await {
+                Ok(()) => self.store.save_execution(&record, change).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = saved {
+                tracing::error!(%attempt, %error, "could not record an assignment; leaving the run queued");
+                break;
+            }
+            let assignment = Assignment {
+                attempt,
+                experiment_id: record.experiment_id,
+                spec: record.spec.clone(),
+                gpu_ids,
+            };
+            self.records.insert(record.run_id, record);
+            if let Some(worker) = self.workers.get_mut(&worker_id) {
+                worker.attempts.insert(attempt);
+                if let Some(outbox) = &worker.outbox
+                    && outbox.send(SchedulerMessage::Assign(Box::new(assignment))).await.is_err()
+                {
+                    // The stream closed under us; the lease decides what happens next.
+                    worker.outbox = None;
+                }
+            }
+            tracing::info!(%attempt, worker_id, "run assigned");
+            self.changed();
+        }
+    }
+
+    /// Records why a run waits, as a tag `drover runs describe` and the UI show, when the
+    /// reason is more than a full cluster and has changed.
+    async fn note_waiting(&mut self, run_id: RunId, reason: String) {
+        if reason == NO_FREE_SLOT || self.waiting.get(&run_id) == Some(&reason) {
+            return;
+        }
+        let Some(record) = self.records.get(&run_id).cloned() else { return };
+        let change = RunChange {
+            status: None,
+            tags: vec![Tag::new(tags::WAITING, &reason)],
+            removed_tags: Vec::new(),
+        };
+        match self.store.save_execution(&record, change).await {
+            Ok(_) => {
+                tracing::info!(%run_id, reason, "run waits");
+                self.waiting.insert(run_id, reason);
+                self.changed();
+            }
+            Err(error) => tracing::error!(%run_id, %error, "could not record why a run waits"),
+        }
+    }
+}
