@@ -251,6 +251,8 @@ fn a_scheduler_with_a_token_serves_only_those_who_hold_it() {
     assert_eq!(status, 200);
     assert!(page.contains("/static/app.js"));
     assert_eq!(http(&address, "GET", "/api/drover/experiments", &[("Cookie", &cookie)], "").0, 200);
+    assert_eq!(http(&address, "GET", "/metrics", &[], "").0, 401, "metrics need the token");
+    assert_eq!(http(&address, "GET", "/metrics", &[("Authorization", &bearer)], "").0, 200);
     let forged = format!("drover_session={secret}");
     assert_eq!(http(&address, "GET", "/api/drover/experiments", &[("Cookie", &forged)], "").0, 401);
 
@@ -308,7 +310,7 @@ fn a_scheduler_with_a_token_serves_only_those_who_hold_it() {
 }
 
 #[test]
-fn beyond_loopback_a_scheduler_needs_a_token_or_insecure() {
+fn beyond_loopback_a_scheduler_needs_a_token_or_insecure_and_may_open_its_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("store");
     let refused = run(Command::new(DROVER)
@@ -349,4 +351,31 @@ fn beyond_loopback_a_scheduler_needs_a_token_or_insecure() {
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(scheduler);
+
+    // --open-metrics leaves /metrics, and only it, open.
+    let data_dir = dir.path().join("open-store");
+    let open = spawn_logged(
+        &[
+            "scheduler",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--open-metrics",
+        ],
+        dir.path().join("open.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let address = loop {
+        if let Some(Holder { address: Some(address), .. }) = read_holder(&data_dir) {
+            break address;
+        }
+        assert!(Instant::now() < deadline, "the scheduler did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(http(&address, "GET", "/metrics", &[], "").0, 200);
+    assert_eq!(http(&address, "GET", "/api/drover/experiments", &[], "").0, 401);
+    drop(open);
 }

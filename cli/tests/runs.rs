@@ -1131,3 +1131,37 @@ fn runs_get_the_resources_they_ask_for_and_never_share_a_gpu() {
         3
     );
 }
+
+/// Prometheus metrics at /metrics, in OpenMetrics text: what ran, how it ended, how long
+/// placement took, the workers, points ingested, store size and request latency by route.
+#[test]
+fn the_scheduler_serves_prometheus_metrics() {
+    let cluster = Cluster::start();
+    let printer = project(
+        &cluster.dir.path().join("metrics"),
+        "entry_points: {main: {command: 'for i in 1 2 3; do echo \"::metric loss=$i step=$i\"; done'}}\n",
+        &[],
+    );
+    let run_id = cluster.submit(&printer, &[]);
+    cluster.wait(&run_id, "FINISHED");
+    api(&cluster.scheduler.address, "/api/drover/runs");
+    let address = cluster.scheduler.address.trim_start_matches("http://");
+    let (status, text) = drover_testkit::http::call(address, "GET", "/metrics", &[], "");
+    assert_eq!(status, 200, "{text}");
+    for expected in [
+        "drover_runs_ended_total{status=\"FINISHED\"} 1",
+        "drover_placement_latency_seconds_count 1",
+        "drover_workers{state=\"connected\"} 1",
+        "drover_metric_points_ingested_total 3",
+        "drover_request_duration_seconds_count{route=\"/api/drover/runs\",method=\"GET\",status=\"200\"} 1",
+        "# EOF",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    let size = text
+        .lines()
+        .find_map(|line| line.strip_prefix("drover_store_size_bytes "))
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap();
+    assert!(size > 0, "{text}");
+}

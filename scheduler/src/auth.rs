@@ -121,11 +121,23 @@ fn same(left: &[u8; 32], right: &[u8; 32]) -> bool {
     left.iter().zip(right).fold(0u8, |differ, (a, b)| differ | (a ^ b)) == 0
 }
 
+/// What the token guards.
+#[derive(Clone, Debug)]
+pub struct Access {
+    pub token: Arc<Token>,
+    /// `/metrics` is served without the token, for a Prometheus that cannot send one.
+    pub open_metrics: bool,
+}
+
 /// Middleware: serves a request only if it carries the token. The sign-in page and the
-/// UI's static files (the project's own, holding no data) are open.
-pub async fn require(State(token): State<Arc<Token>>, request: Request, next: Next) -> Response {
+/// UI's static files (the project's own, holding no data) are open, and `/metrics` when
+/// asked.
+pub async fn require(State(access): State<Access>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if path == "/login" || path.starts_with("/static/") || token.admits(request.headers()) {
+    let open = path == "/login"
+        || path.starts_with("/static/")
+        || (access.open_metrics && path == "/metrics");
+    if open || access.token.admits(request.headers()) {
         return next.run(request).await;
     }
     let peer =

@@ -18,6 +18,7 @@ mod service;
 mod snapshots;
 pub mod store;
 pub mod sweep;
+pub mod telemetry;
 mod ui;
 
 pub use dispatch::LeaseOptions;

@@ -22,6 +22,10 @@ pub struct Options {
     /// Where the store lives (default: DROVER_HOME, else ./.drover).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Serve /metrics without the token, for a Prometheus that cannot send one (the metrics
+    /// name no run, user or parameter).
+    #[arg(long)]
+    open_metrics: bool,
     /// Serve beyond loopback without a token (--token-file). Only on a network you trust.
     #[arg(long)]
     insecure: bool,
@@ -84,6 +88,7 @@ pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()>
     }
     let mut scheduler_options = options.scheduler_options()?;
     scheduler_options.token = token;
+    scheduler_options.open_metrics = options.open_metrics;
     // Handlers first: once the address is announced, a signal must stop it gracefully.
     let shutdown = shutdown_signal()?;
     let data_dir = options.data_dir.clone().unwrap_or_else(drover_home);

@@ -93,6 +93,7 @@ impl Dispatcher {
                 gpu_ids: gpu_ids.clone(),
             });
             let attempt = record.current_attempt();
+            let submitted_ms = record.submitted_ms;
             let mut change = RunChange {
                 status: None,
                 tags: vec![
@@ -137,6 +138,8 @@ impl Dispatcher {
                     worker.outbox = None;
                 }
             }
+            let waited = now_ms().saturating_sub(submitted_ms);
+            self.telemetry.placed(std::time::Duration::from_millis(waited.max(0) as u64));
             tracing::info!(%attempt, worker_id, "run assigned");
             self.changed();
         }

@@ -13,7 +13,7 @@ mod placement;
 mod submit;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use drover_proto::tags;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::store::{ExecutionRecord, Placement, RunChange, Store, now_ms};
+use crate::telemetry::{Snapshot, Telemetry};
 
 /// Timings of the worker protocol.
 #[derive(Clone, Copy, Debug)]
@@ -84,6 +85,9 @@ enum Command {
     Check {
         spec: Box<RunSpec>,
         reply: oneshot::Sender<Result<(), String>>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<Snapshot>,
     },
 }
 
@@ -156,6 +160,13 @@ impl DispatchHandle {
         answer.await.map_err(|_| stopped())?.map_err(ApiError::InvalidArgument)
     }
 
+    /// Runs by state, the queue by priority and workers by state, for the metrics.
+    pub async fn snapshot(&self) -> Result<Snapshot, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Snapshot { reply }).await?;
+        answer.await.map_err(|_| stopped())
+    }
+
     /// Stops (`drain`) or resumes placing runs on a worker; the runs it has finish.
     pub async fn drain(&self, worker_id: String, drain: bool) -> Result<WorkerStatus, ApiError> {
         let (reply, answer) = oneshot::channel();
@@ -198,6 +209,7 @@ pub struct Dispatcher {
     drained: HashSet<String>,
     /// Why queued runs wait, where it is more than a full cluster (also in their tags).
     waiting: HashMap<RunId, String>,
+    telemetry: Arc<Telemetry>,
 }
 
 /// Lost attempts the cluster view keeps.
@@ -210,6 +222,7 @@ impl Dispatcher {
         store: Store,
         options: LeaseOptions,
         changes: Arc<watch::Sender<u64>>,
+        telemetry: Arc<Telemetry>,
     ) -> Result<(Dispatcher, DispatchHandle), ApiError> {
         let (sender, commands) = mpsc::channel(1024);
         let handle = DispatchHandle { commands: sender, store: store.clone() };
@@ -225,6 +238,7 @@ impl Dispatcher {
             recent_losses: VecDeque::new(),
             drained: HashSet::new(),
             waiting: HashMap::new(),
+            telemetry,
         };
         dispatcher.drained = dispatcher.store.drained_workers()?;
         for record in dispatcher.store.pending_executions()? {
@@ -328,6 +342,9 @@ impl Dispatcher {
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Command::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
             Command::Check { spec, reply } => {
                 let _ = reply.send(self.check_possible(&spec));
             }
@@ -383,6 +400,41 @@ impl Dispatcher {
             last_seen_ms: worker.last_seen_ms,
             labels: worker.registration.labels.clone(),
             draining: self.drained.contains(&worker.registration.worker_id),
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut runs: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for record in self.records.values() {
+            let state = match record.placement {
+                Placement::Queued => "queued",
+                Placement::Assigned { .. } => "assigned",
+                Placement::Running { .. } => "running",
+                Placement::Done => continue,
+            };
+            *runs.entry(state).or_insert(0) += 1;
+        }
+        let mut queue: BTreeMap<i32, u64> = BTreeMap::new();
+        for (Reverse(priority), ..) in &self.queue {
+            *queue.entry(*priority).or_insert(0) += 1;
+        }
+        let mut workers: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for worker in self.workers.values() {
+            let state = match (
+                worker.outbox.is_some(),
+                self.drained.contains(&worker.registration.worker_id),
+            ) {
+                (false, _) => "disconnected",
+                (true, true) => "draining",
+                (true, false) => "connected",
+            };
+            *workers.entry(state).or_insert(0) += 1;
+        }
+        Snapshot {
+            runs: runs.into_iter().collect(),
+            queue: queue.into_iter().collect(),
+            workers: workers.into_iter().collect(),
+            ..Snapshot::default()
         }
     }
 
@@ -488,6 +540,7 @@ impl Dispatcher {
                     _ => RunStatus::Failed,
                 };
                 record.placement = Placement::Done;
+                self.telemetry.ended(status.as_str());
                 record.exit_code = update.exit_code;
                 record.message = update.message.clone();
                 let outcome = if update.message.is_empty() {
@@ -585,6 +638,7 @@ impl Dispatcher {
     ) -> Result<RunInfo, ApiError> {
         record.placement = Placement::Done;
         record.message = reason.to_string();
+        self.telemetry.ended(status.as_str());
         record.end_attempt(now_ms(), None, format!("{status}: {reason}"));
         self.store
             .append_system_log(record.run_id, &format!("run ended {status}: {reason}"))

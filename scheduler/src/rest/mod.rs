@@ -160,7 +160,9 @@ pub fn router(scheduler: Scheduler) -> Router {
         .route("/sweeps/{sweep_id}/cancel", post(views::cancel_sweep))
         .route("/cluster", get(views::cluster))
         .route("/workers/{worker_id}/drain", post(views::drain_worker));
+    let metrics = Router::new().route("/metrics", get(views::metrics));
     Router::new()
+        .merge(metrics)
         .nest("/api/drover", drover)
         .nest("/api/2.0/mlflow", tracking.clone())
         .nest("/ajax-api/2.0/mlflow", tracking)

@@ -334,6 +334,22 @@ pub async fn drain_worker(
     Ok(Json(json!({ "worker": serde_json::to_value(worker).unwrap_or(Value::Null) })))
 }
 
+/// `GET /metrics`: the scheduler's metrics for Prometheus, in OpenMetrics text.
+pub async fn metrics(
+    State(scheduler): State<Scheduler>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let text = scheduler.metrics_text().await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
 /// `GET /api/drover/cluster`: workers with the runs placed on them, the queue, and the
 /// attempts lost to a worker recently.
 pub async fn cluster(State(scheduler): State<Scheduler>) -> RestResult {

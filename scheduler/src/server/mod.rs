@@ -18,6 +18,7 @@ use crate::guard::{self, HostPolicy};
 use crate::rest;
 use crate::service::{Scheduler, SchedulerOptions};
 use crate::store::Store;
+use crate::telemetry::Telemetry;
 use crate::ui;
 
 /// How long in-flight calls may take to finish once shutdown begins.
@@ -38,6 +39,25 @@ pub async fn run(
     serve(listener, store, options, shutdown).await
 }
 
+/// Middleware: records how long each call took, by its route (the path pattern, so that
+/// IDs in paths do not multiply the series), method and status.
+async fn timed(
+    axum::extract::State(telemetry): axum::extract::State<Arc<Telemetry>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |matched| matched.as_str())
+        .to_string();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    telemetry.request(&route, method.as_str(), response.status().as_u16(), started.elapsed());
+    response
+}
+
 /// Serves the scheduler API for `store` on `listener` until `shutdown` completes, then stops
 /// accepting, lets in-flight calls finish (up to a timeout), and flushes the store.
 pub async fn serve(
@@ -50,6 +70,7 @@ pub async fn serve(
     let (scheduler, stop) =
         Scheduler::start(store.clone(), &options).map_err(std::io::Error::other)?;
     let hosts = HostPolicy::new(listener.local_addr()?, &options.allowed_hosts);
+    let telemetry = scheduler.telemetry().clone();
     let mut router = grpc_routes(Arc::new(scheduler.clone()))
         .into_axum_router()
         .merge(rest::router(scheduler))
@@ -57,11 +78,14 @@ pub async fn serve(
         .fallback(rest::not_found);
     // Layers run outermost last-added first: the host check, then the token.
     if let Some(token) = &options.token {
+        let access = auth::Access { token: token.clone(), open_metrics: options.open_metrics };
         router = router
             .merge(auth::router(token.clone()))
-            .layer(axum::middleware::from_fn_with_state(token.clone(), auth::require));
+            .layer(axum::middleware::from_fn_with_state(access, auth::require));
     }
-    let router = router.layer(axum::middleware::from_fn_with_state(hosts, guard::check));
+    let router = router
+        .layer(axum::middleware::from_fn_with_state(hosts, guard::check))
+        .layer(axum::middleware::from_fn_with_state(telemetry, timed));
     tracing::info!(%address, data_dir = %store.dir().display(), "scheduler listening");
 
     let shutdown = async {

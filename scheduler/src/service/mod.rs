@@ -30,6 +30,7 @@ use crate::dispatch::{DispatchHandle, Dispatcher, LeaseOptions, stopped};
 use crate::snapshots::SnapshotStore;
 use crate::store::Store;
 use crate::sweep::{Driver, SweepHandle};
+use crate::telemetry::Telemetry;
 
 /// How the scheduler runs, validated once by whoever starts it.
 #[derive(Clone, Debug)]
@@ -46,6 +47,8 @@ pub struct SchedulerOptions {
     /// The token every call must carry (`--token-file`); none, to serve anyone who can
     /// connect.
     pub token: Option<Arc<Token>>,
+    /// Serve `/metrics` without the token.
+    pub open_metrics: bool,
 }
 
 impl Default for SchedulerOptions {
@@ -57,6 +60,7 @@ impl Default for SchedulerOptions {
             allowed_hosts: Vec::new(),
             connections: ConnectionOptions::default(),
             token: None,
+            open_metrics: false,
         }
     }
 }
@@ -130,6 +134,7 @@ pub struct Scheduler {
     heavy: Arc<Semaphore>,
     /// The runs tables the web UI pages through, kept up to date between requests.
     tables: Arc<std::sync::Mutex<tables::Tables>>,
+    telemetry: Arc<Telemetry>,
 }
 
 /// Tells a scheduler's long-lived streams, its sweep driver and its dispatcher to end, so a
@@ -180,8 +185,9 @@ impl Scheduler {
                 ApiError::Internal(format!("cannot prepare the artifact directory: {error}"))
             })?;
         let changes = Arc::new(watch::Sender::new(0u64));
+        let telemetry = Arc::new(Telemetry::new());
         let (dispatcher, dispatch) =
-            Dispatcher::recover(store.clone(), options.lease, changes.clone())?;
+            Dispatcher::recover(store.clone(), options.lease, changes.clone(), telemetry.clone())?;
         let (sweeps, sweep_commands) = SweepHandle::new();
         let driver =
             Driver::recover(store.clone(), dispatch.clone(), snapshots.clone(), sweep_commands)?;
@@ -205,6 +211,7 @@ impl Scheduler {
             tasks: tasks.clone(),
             heavy: Arc::new(Semaphore::new(heavy_permits)),
             tables: Arc::default(),
+            telemetry,
         };
         let signal = StopSignal { stopping: stop, dispatcher, sweeps: sweeps_task, tasks };
         Ok((scheduler, signal))
@@ -226,6 +233,19 @@ impl Scheduler {
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|error| ApiError::Internal(format!("the request's work stopped: {error}")))?
+    }
+
+    /// What the scheduler measures about itself, to record calls in.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// The metrics in OpenMetrics text, as Prometheus scrapes them.
+    pub async fn metrics_text(&self) -> Result<String, ApiError> {
+        let mut snapshot = self.dispatch.snapshot().await?;
+        snapshot.points = self.store.points_written();
+        snapshot.store_bytes = self.store.size_on_disk();
+        Ok(self.telemetry.render(&snapshot))
     }
 
     /// Completes once the scheduler begins shutting down.

@@ -110,6 +110,8 @@ impl Store {
             return Ok(());
         }
         let chunk = self.db().generate_id().map_err(storage_error)?;
+        let count: usize = series.iter().map(|series| series.points.len()).sum();
+        self.inner.points_written.fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
         for MetricSeries { key, points } in series {
             let Some(candidate) = latest_of(points) else {
                 continue;

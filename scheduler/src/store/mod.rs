@@ -100,6 +100,8 @@ struct Inner {
     /// the store (the runs tables) to catch up with. `None` until first called, so a store
     /// nobody browses keeps nothing.
     changed: Mutex<Option<std::collections::HashSet<RunId>>>,
+    /// Metric points staged for writing since the store opened.
+    points_written: std::sync::atomic::AtomicU64,
     dir: PathBuf,
     lock: DirLock,
 }
@@ -133,6 +135,7 @@ impl Store {
                 ingest: Default::default(),
                 runs: Default::default(),
                 changed: Mutex::new(None),
+                points_written: std::sync::atomic::AtomicU64::new(0),
                 dir: dir.to_path_buf(),
                 lock,
             }),
@@ -265,6 +268,16 @@ impl Store {
         let mut changed =
             self.inner.changed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         changed.replace(std::collections::HashSet::new()).unwrap_or_default()
+    }
+
+    /// Metric points written since the store opened.
+    pub fn points_written(&self) -> u64 {
+        self.inner.points_written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db().size_on_disk().unwrap_or(0)
     }
 
     /// Runs as searches read them, shared with the cache.
