@@ -49,7 +49,8 @@ impl Backend {
     ) -> anyhow::Result<Backend> {
         let token = global.token()?;
         if let Some(address) = &global.scheduler {
-            let client = Client::connect_with_token(address, token.as_deref()).await.map_err(|error| match error {
+            let ca = global.ca.as_deref();
+            let client = Client::connect_with(address, token.as_deref(), ca).await.map_err(|error| match error {
                 ApiError::Unavailable(message) => anyhow::anyhow!(
                     "{message}; check the address, or drop --scheduler (and DROVER_SCHEDULER) to use the embedded default store"
                 ),
@@ -61,7 +62,8 @@ impl Backend {
         let deadline = Instant::now() + LOCK_WAIT;
         loop {
             if let Some(Holder { address: Some(address), .. }) = read_holder(&home)
-                && let Ok(client) = Client::connect_with_token(&address, token.as_deref()).await
+                && let Ok(client) =
+                    Client::connect_with(&address, token.as_deref(), global.ca.as_deref()).await
             {
                 return Ok(Backend { client, embedded: None });
             }

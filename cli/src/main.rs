@@ -39,6 +39,10 @@ pub struct GlobalOptions {
     /// clients and workers send. DROVER_TOKEN gives a client the token itself.
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// The CA (PEM) that signed an https:// scheduler's certificate, when it is not a public
+    /// one.
+    #[arg(long, global = true, env = "DROVER_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 impl GlobalOptions {

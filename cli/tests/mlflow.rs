@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::SchedulerProcess;
+use support::{SchedulerProcess, test_pki};
 
 /// Logs a run with the official client, which sends MLFLOW_TRACKING_TOKEN as a bearer token.
 const WITH_TOKEN: &str = r#"
@@ -110,6 +110,53 @@ fn the_official_client_sends_mlflow_tracking_token() {
     let wrong = client(Some("drover-test-wrong-token-wrong-token"));
     assert!(!wrong.status.success(), "a client with a wrong token was served");
     let logged = client(Some(token));
+    let stdout = String::from_utf8_lossy(&logged.stdout);
+    assert!(logged.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&logged.stderr));
+    assert!(stdout.contains("logged "), "{stdout}");
+}
+
+#[test]
+fn the_official_client_verifies_a_tls_scheduler_with_its_ca() {
+    let venv = virtualenv();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_pki(dir.path());
+    let token = "drover-test-token-for-the-official-client";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, token).unwrap();
+    let scheduler = SchedulerProcess::spawn_with(
+        &dir.path().join("store"),
+        &[
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(scheduler.address.starts_with("https://"), "{}", scheduler.address);
+    let client = |ca: Option<&Path>| {
+        let mut command = Command::new(venv.join("bin/python"));
+        command
+            .args(["-c", WITH_TOKEN])
+            .env("MLFLOW_TRACKING_URI", &scheduler.address)
+            .env("MLFLOW_TRACKING_TOKEN", token)
+            .env("MLFLOW_DISABLE_TELEMETRY", "true")
+            .env("DO_NOT_TRACK", "true")
+            .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            .env_remove("MLFLOW_RUN_ID")
+            .env_remove("MLFLOW_TRACKING_SERVER_CERT_PATH")
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .current_dir(dir.path());
+        if let Some(ca) = ca {
+            command.env("MLFLOW_TRACKING_SERVER_CERT_PATH", ca);
+        }
+        command.output().expect("run python")
+    };
+    let unverified = client(None);
+    assert!(!unverified.status.success(), "the client trusted an unknown CA");
+    let logged = client(Some(&ca));
     let stdout = String::from_utf8_lossy(&logged.stdout);
     assert!(logged.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&logged.stderr));
     assert!(stdout.contains("logged "), "{stdout}");

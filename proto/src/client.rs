@@ -5,7 +5,7 @@ use std::time::Duration;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use drover_project::snapshot::SnapshotDigest;
 use tokio_stream::{Stream, StreamExt};
@@ -29,7 +29,8 @@ type ApiResult<T> = Result<T, ApiError>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Turns `host:port` or `http://host:port` into the URI the channel dials.
+/// Turns `host:port`, `http://host:port` or `https://host:port` into the URI the channel
+/// dials (`http://` when no scheme is given).
 pub fn normalize_address(address: &str) -> ApiResult<String> {
     let address = address.trim();
     let invalid = |why: &str| {
@@ -40,14 +41,14 @@ pub fn normalize_address(address: &str) -> ApiResult<String> {
     }
     let uri = if let Some(rest) = address.strip_prefix("http://") {
         format!("http://{}", rest.trim_end_matches('/'))
-    } else if address.starts_with("https://") {
-        return Err(invalid("TLS is not available in this build; use http://"));
+    } else if let Some(rest) = address.strip_prefix("https://") {
+        format!("https://{}", rest.trim_end_matches('/'))
     } else if address.contains("://") {
-        return Err(invalid("expected host:port or http://host:port"));
+        return Err(invalid("expected host:port, http://host:port or https://host:port"));
     } else {
         format!("http://{}", address.trim_end_matches('/'))
     };
-    let authority = &uri["http://".len()..];
+    let authority = uri.split_once("://").map_or("", |(_, authority)| authority);
     match authority.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
         _ => return Err(invalid("expected host:port or http://host:port")),
@@ -95,6 +96,16 @@ impl Client {
 
     /// Connects, sending `token` (a scheduler's `--token-file`) with every call.
     pub async fn connect_with_token(address: &str, token: Option<&str>) -> ApiResult<Client> {
+        Client::connect_with(address, token, None).await
+    }
+
+    /// Connects, sending `token` with every call, and verifying an `https://` scheduler
+    /// against the CA in `ca` (PEM), else the public web roots.
+    pub async fn connect_with(
+        address: &str,
+        token: Option<&str>,
+        ca: Option<&std::path::Path>,
+    ) -> ApiResult<Client> {
         let authorization = Authorization(
             token
                 .map(|token| MetadataValue::try_from(format!("Bearer {token}")))
@@ -112,6 +123,25 @@ impl Client {
             })?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
+        let endpoint = if uri.starts_with("https://") {
+            let tls = match ca {
+                Some(ca) => {
+                    let pem = std::fs::read(ca).map_err(|error| {
+                        ApiError::InvalidArgument(format!(
+                            "cannot read the CA {}: {error}",
+                            ca.display()
+                        ))
+                    })?;
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+                }
+                None => ClientTlsConfig::new().with_webpki_roots(),
+            };
+            endpoint.tls_config(tls).map_err(|error| {
+                ApiError::InvalidArgument(format!("cannot set up TLS for {uri}: {error}"))
+            })?
+        } else {
+            endpoint
+        };
         let channel = endpoint.connect().await.map_err(|error| {
             // The innermost cause says what happened ("Connection refused"); the outer
             // layers only say where.

@@ -12,6 +12,7 @@ pub mod execution;
 pub mod service;
 pub mod sweep;
 pub mod tags;
+pub mod tls;
 pub mod validate;
 
 #[allow(clippy::all, missing_docs, unreachable_pub)]

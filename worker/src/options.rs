@@ -30,6 +30,9 @@ pub struct WorkerOptions {
     pub token: Option<String>,
     /// GPU device ids to offer; found with `nvidia-smi` when not given.
     pub gpus: Option<Vec<String>>,
+    /// The CA (PEM) an https:// scheduler's certificate is verified against; the public web
+    /// roots when absent.
+    pub ca: Option<PathBuf>,
 }
 
 impl WorkerOptions {
@@ -46,6 +49,7 @@ impl WorkerOptions {
             shutdown_timeout: Duration::from_secs(30),
             token: None,
             gpus: None,
+            ca: None,
         }
     }
 }

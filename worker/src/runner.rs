@@ -115,9 +115,13 @@ impl Runner {
             return Ok(Outcome { exit_code: None, killed: true });
         }
         let options = &self.context.options;
-        let client = Client::connect_with_token(&options.scheduler, options.token.as_deref())
-            .await
-            .map_err(|e| e.to_string())?;
+        let client = Client::connect_with(
+            &options.scheduler,
+            options.token.as_deref(),
+            options.ca.as_deref(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let archive = self.context.snapshots.fetch(&client, &spec.snapshot).await?;
         self.context.snapshots.extract(&archive, run_dir).await?;
         let project = MlProject::load(run_dir)

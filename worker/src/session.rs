@@ -90,25 +90,33 @@ pub async fn run(
     let token = options.token.as_deref();
     let (tracking_proxy, proxy_server) = match (&docker, &options.tracking_uri) {
         (Some(docker), None) => {
-            start_tracking_proxy(docker, &options.scheduler, token).await.unzip()
+            start_tracking_proxy(docker, &options.scheduler, token, options.ca.as_deref())
+                .await
+                .unzip()
         }
         _ => (None, None),
     };
     // Local runs talk to a scheduler that requires a token through a proxy on loopback that
     // adds it, as containers do through theirs, so no run ever holds the token.
-    let (local_proxy, local_proxy_server) = match (token, &options.tracking_uri) {
-        (Some(token), None) => {
+    // Local runs talk to a scheduler that requires a token, or speaks TLS, through a proxy on
+    // loopback that adds the token and the TLS, as containers do through theirs.
+    let tls = options.scheduler.trim().starts_with("https://");
+    let (local_proxy, local_proxy_server) = match (token.is_some() || tls, &options.tracking_uri) {
+        (true, None) => {
             let scheduler = drover_proto::client::normalize_address(&options.scheduler)
                 .map_err(|error| WorkerError::Invalid(error.to_string()))?;
             let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
-            let (proxy, server) =
-                TrackingProxy::start(loopback, "127.0.0.1", &scheduler, Some(token))
-                    .await
-                    .map_err(|error| {
-                        WorkerError::Invalid(format!(
-                            "cannot start the loopback tracking proxy: {error}"
-                        ))
-                    })?;
+            let (proxy, server) = TrackingProxy::start(
+                loopback,
+                "127.0.0.1",
+                &scheduler,
+                token,
+                options.ca.as_deref(),
+            )
+            .await
+            .map_err(|error| {
+                WorkerError::Invalid(format!("cannot start the loopback tracking proxy: {error}"))
+            })?;
             (Some(proxy), Some(server))
         }
         _ => (None, None),
@@ -278,7 +286,8 @@ impl Session {
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> Ended {
         let token = self.options.token.as_deref();
-        let client = match Client::connect_with_token(&self.options.scheduler, token).await {
+        let ca = self.options.ca.as_deref();
+        let client = match Client::connect_with(&self.options.scheduler, token, ca).await {
             Ok(client) => client,
             Err(error) => {
                 tracing::warn!(%error, "cannot reach the scheduler; retrying");
@@ -430,6 +439,7 @@ async fn start_tracking_proxy(
     docker: &DockerExecutor,
     scheduler: &str,
     token: Option<&str>,
+    ca: Option<&Path>,
 ) -> Option<(TrackingProxy, ProxyServer)> {
     let Some(gateway) = docker.bridge_gateway().await else {
         tracing::warn!(
@@ -438,7 +448,7 @@ async fn start_tracking_proxy(
         return None;
     };
     let scheduler = drover_proto::client::normalize_address(scheduler).ok()?;
-    match TrackingProxy::start(gateway, CONTAINER_HOST, &scheduler, token).await {
+    match TrackingProxy::start(gateway, CONTAINER_HOST, &scheduler, token, ca).await {
         Ok(started) => Some(started),
         Err(error) => {
             tracing::warn!(%error, %gateway, "cannot start the tracking proxy; containers get the scheduler's address");

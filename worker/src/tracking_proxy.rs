@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use axum::serve::ListenerExt;
 use drover_proto::ApiError;
 use drover_proto::domain::{ExperimentId, RunId};
 use http_body_util::BodyExt;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -69,7 +71,7 @@ struct ProxyState {
     scheduler: Uri,
     /// `Bearer <token>` for a scheduler that requires one: added here, so runs never see it.
     authorization: Option<HeaderValue>,
-    client: HttpClient<HttpConnector, Body>,
+    client: Upstream,
     scopes: Arc<Mutex<HashMap<String, Scope>>>,
 }
 
@@ -82,6 +84,7 @@ impl TrackingProxy {
         host: &str,
         scheduler: &str,
         token: Option<&str>,
+        ca: Option<&Path>,
     ) -> std::io::Result<(TrackingProxy, ProxyServer)> {
         let scheduler: Uri = scheduler.parse().map_err(std::io::Error::other)?;
         let authorization = token
@@ -101,7 +104,7 @@ impl TrackingProxy {
         let state = ProxyState {
             scheduler,
             authorization,
-            client: upstream_client(),
+            client: upstream_client(ca)?,
             scopes: scopes.clone(),
         };
         let router = axum::Router::new().fallback(forward).with_state(state);
@@ -151,16 +154,26 @@ impl ProxyServer {
 /// The client calls are forwarded with. It spawns a task per connection to the scheduler,
 /// which ends with its connection; idle connections close when the client's pool goes, with
 /// the server's router, once the server stops.
-fn upstream_client() -> HttpClient<HttpConnector, Body> {
+/// An `https://` scheduler is verified against `ca`, else the public web roots.
+fn upstream_client(ca: Option<&Path>) -> std::io::Result<Upstream> {
     let mut connector = HttpConnector::new();
     // Small calls, as on the listening side: do not let Nagle's algorithm hold them back.
     connector.set_nodelay(true);
+    connector.enforce_http(false);
+    let tls = drover_proto::tls::client_config(ca).map_err(std::io::Error::other)?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls).clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
     // The scheduler closes an HTTP/1 connection idle for 30 s; letting go of ours sooner
     // means a call never goes out on a connection the scheduler is closing.
-    HttpClient::builder(TokioExecutor::new())
+    Ok(HttpClient::builder(TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(15))
-        .build(connector)
+        .build(connector))
 }
+
+type Upstream = HttpClient<HttpsConnector<HttpConnector>, Body>;
 
 async fn forward(State(state): State<ProxyState>, request: Request) -> Response {
     let path = request.uri().path().to_string();
@@ -370,7 +383,7 @@ mod tests {
         let state = ProxyState {
             scheduler: unreachable_scheduler().parse().unwrap(),
             authorization: None,
-            client: upstream_client(),
+            client: upstream_client(None).unwrap(),
             scopes: Arc::new(Mutex::new(HashMap::from([("token".to_string(), scope())]))),
         };
         let answer = |request| {
@@ -414,13 +427,13 @@ mod tests {
     async fn the_proxy_serves_a_grant_until_it_is_dropped_and_stops_when_told() {
         let scheduler = unreachable_scheduler();
         let (proxy, server) =
-            TrackingProxy::start("127.0.0.1".parse().unwrap(), "127.0.0.1", &scheduler, None)
+            TrackingProxy::start("127.0.0.1".parse().unwrap(), "127.0.0.1", &scheduler, None, None)
                 .await
                 .unwrap();
         let grant = proxy.grant(RunId([0xab; 16]), ExperimentId(7));
         let uri = format!("{}/api/2.0/mlflow/experiments/get?experiment_id=7", grant.uri);
         let get = |uri: &str| axum::http::Request::get(uri).body(Body::empty()).unwrap();
-        let client = upstream_client();
+        let client = upstream_client(None).unwrap();
 
         // Within the run's scope the call is forwarded, and the scheduler does not answer.
         let response = client.request(get(&uri)).await.unwrap();
@@ -432,7 +445,7 @@ mod tests {
         // The client keeps its connection open; stopping closes it rather than waiting it out.
         let stopping = server.stop(Duration::from_secs(60));
         tokio::time::timeout(Duration::from_secs(5), stopping).await.unwrap();
-        assert!(upstream_client().request(get(&uri)).await.is_err());
+        assert!(upstream_client(None).unwrap().request(get(&uri)).await.is_err());
         drop(client);
     }
 

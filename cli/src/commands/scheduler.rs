@@ -22,6 +22,13 @@ pub struct Options {
     /// Where the store lives (default: DROVER_HOME, else ./.drover).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Serve over TLS with this certificate chain (PEM); clients then use https:// and, for a
+    /// private CA, --ca.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Serve /metrics without the token, for a Prometheus that cannot send one (the metrics
     /// name no run, user or parameter).
     #[arg(long)]
@@ -89,6 +96,17 @@ pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()>
     let mut scheduler_options = options.scheduler_options()?;
     scheduler_options.token = token;
     scheduler_options.open_metrics = options.open_metrics;
+    if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
+        scheduler_options.tls = Some(drover_proto::tls::server_config(cert, key)?);
+    }
+    if !options.listen.ip().is_loopback()
+        && scheduler_options.token.is_some()
+        && scheduler_options.tls.is_none()
+    {
+        tracing::warn!(
+            "serving beyond loopback without TLS: the token crosses the network in clear text; give --tls-cert and --tls-key"
+        );
+    }
     // Handlers first: once the address is announced, a signal must stop it gracefully.
     let shutdown = shutdown_signal()?;
     let data_dir = options.data_dir.clone().unwrap_or_else(drover_home);

@@ -46,7 +46,8 @@ pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()>
     if let Some(upstream) = upstream {
         println!("drover ui at http://{shown} (for the scheduler at {upstream})");
         let token = global.token()?;
-        drover_scheduler::server::serve_proxy(listener, &upstream, token.as_deref(), shutdown)
+        let ca = global.ca.as_deref();
+        drover_scheduler::server::serve_proxy(listener, &upstream, token.as_deref(), ca, shutdown)
             .await?;
         return Ok(());
     }

@@ -61,6 +61,7 @@ pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()>
     worker.pull_images = options.pull;
     worker.tracking_uri = options.tracking_uri;
     worker.token = global.token()?;
+    worker.ca = global.ca.clone();
     let shutdown = shutdown_signal()?;
     drover_worker::run(worker, shutdown).await.context("the worker stopped")?;
     Ok(())

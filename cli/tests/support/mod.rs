@@ -298,3 +298,26 @@ pub fn containers_with_label(label: &str) -> Vec<String> {
         .expect("docker ps");
     String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
 }
+
+/// A private CA and a certificate it signed for `localhost` and 127.0.0.1, written to `dir`
+/// as PEM: (CA, certificate, key).
+pub fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("a CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: OpenSSL takes a certificate named as its issuer for a self-signed one.
+    ca_params.distinguished_name.push(DnType::CommonName, "drover test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
+    let key = KeyPair::generate().expect("a server key");
+    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("server parameters");
+    params.distinguished_name.push(DnType::CommonName, "localhost");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let cert = params.signed_by(&key, &issuer).expect("a server certificate");
+    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}

@@ -19,7 +19,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
@@ -29,12 +29,14 @@ use crate::service::ConnectionOptions;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Serves `router` on `listener` until `shutdown` completes; then stops accepting, lets
-/// in-flight calls finish for up to `drain_timeout`, and closes the connections left.
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` completes; then stops
+/// accepting, lets in-flight calls finish for up to `drain_timeout`, and closes the
+/// connections left.
 pub(super) async fn serve(
     listener: TcpListener,
     router: Router,
     options: ConnectionOptions,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
     drain_timeout: Duration,
 ) {
@@ -66,7 +68,8 @@ pub(super) async fn serve(
         };
         // Ended connections are reaped as new ones come, so the set holds the live ones.
         while connections.try_join_next().is_some() {}
-        let socket = TokioIo::new(DetectionBounded::new(socket, options.header_read_timeout));
+        let timeout = options.header_read_timeout;
+        let tls = tls.clone();
         let watcher = graceful.watcher();
         let (builder, router) = (builder.clone(), router.clone());
         let service = service_fn(move |mut request: Request<Incoming>| {
@@ -78,7 +81,30 @@ pub(super) async fn serve(
             router.call(request.map(|body| StallBounded::new(body, limit)))
         });
         connections.spawn(async move {
-            if let Err(error) = watcher.watch(builder.serve_connection(socket, service)).await {
+            let served = match tls {
+                None => {
+                    let socket = TokioIo::new(DetectionBounded::new(socket, timeout));
+                    watcher.watch(builder.serve_connection(socket, service)).await
+                }
+                // The handshake, like a request head, must come within the timeout.
+                Some(acceptor) => {
+                    match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => {
+                            let stream = TokioIo::new(DetectionBounded::new(stream, timeout));
+                            watcher.watch(builder.serve_connection(stream, service)).await
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "refused a connection that is not TLS");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "a TLS handshake took too long");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(error) = served {
                 tracing::debug!(%error, "connection ended with an error");
             }
             drop(slot);
@@ -110,20 +136,20 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// An accepted socket whose first bytes, those that tell HTTP/1 from HTTP/2, must arrive
 /// within the header read timeout: hyper-util waits for them with no timer, and hyper's own
 /// timers start only once it has them.
-struct DetectionBounded {
-    stream: TcpStream,
+struct DetectionBounded<S> {
+    stream: S,
     /// Until the protocol is known: when the client runs out of time, and how many bytes of
     /// HTTP/2's preface it has sent.
     detecting: Option<(Pin<Box<Sleep>>, usize)>,
 }
 
-impl DetectionBounded {
-    fn new(stream: TcpStream, timeout: Duration) -> DetectionBounded {
+impl<S> DetectionBounded<S> {
+    fn new(stream: S, timeout: Duration) -> DetectionBounded<S> {
         DetectionBounded { stream, detecting: Some((Box::pin(tokio::time::sleep(timeout)), 0)) }
     }
 }
 
-impl AsyncRead for DetectionBounded {
+impl<S: AsyncRead + Unpin> AsyncRead for DetectionBounded<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -154,7 +180,7 @@ impl AsyncRead for DetectionBounded {
     }
 }
 
-impl AsyncWrite for DetectionBounded {
+impl<S: AsyncWrite + Unpin> AsyncWrite for DetectionBounded<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -35,7 +35,8 @@ pub async fn run(
     options: SchedulerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    store.announce(&format!("http://{}", listener.local_addr()?))?;
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
+    store.announce(&format!("{scheme}://{}", listener.local_addr()?))?;
     serve(listener, store, options, shutdown).await
 }
 
@@ -66,7 +67,8 @@ pub async fn serve(
     options: SchedulerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let address = format!("http://{}", listener.local_addr()?);
+    let scheme = if options.tls.is_some() { "https" } else { "http" };
+    let address = format!("{scheme}://{}", listener.local_addr()?);
     let (scheduler, stop) =
         Scheduler::start(store.clone(), &options).map_err(std::io::Error::other)?;
     let hosts = HostPolicy::new(listener.local_addr()?, &options.allowed_hosts);
@@ -95,7 +97,8 @@ pub async fn serve(
         // draining can finish.
         stop.stop();
     };
-    connections::serve(listener, router, options.connections, shutdown, DRAIN_TIMEOUT).await;
+    let tls = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    connections::serve(listener, router, options.connections, tls, shutdown, DRAIN_TIMEOUT).await;
     stop.finish(STOP_TIMEOUT).await;
     store.close_and_release(DRAIN_TIMEOUT).await;
     tracing::info!("store flushed; scheduler stopped");

@@ -13,6 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use drover_proto::ApiError;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -24,7 +25,7 @@ use crate::service::ConnectionOptions;
 
 #[derive(Clone)]
 struct Upstream {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
     /// `http://host:port`, without a trailing slash.
     base: String,
     authority: HeaderValue,
@@ -39,6 +40,7 @@ pub async fn serve_proxy(
     listener: TcpListener,
     upstream: &str,
     token: Option<&str>,
+    ca: Option<&std::path::Path>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let authorization = token
@@ -56,6 +58,13 @@ pub async fn serve_proxy(
         .ok_or_else(|| std::io::Error::other(format!("'{upstream}' names no host")))?;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
+    connector.enforce_http(false);
+    let tls = drover_proto::tls::client_config(ca).map_err(std::io::Error::other)?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls).clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(15))
         .build(connector);
@@ -65,8 +74,15 @@ pub async fn serve_proxy(
         .fallback(forward)
         .with_state(Upstream { client, base, authority, authorization })
         .layer(axum::middleware::from_fn_with_state(hosts, guard::check));
-    connections::serve(listener, router, ConnectionOptions::default(), shutdown, DRAIN_TIMEOUT)
-        .await;
+    connections::serve(
+        listener,
+        router,
+        ConnectionOptions::default(),
+        None,
+        shutdown,
+        DRAIN_TIMEOUT,
+    )
+    .await;
     Ok(())
 }
 

@@ -49,6 +49,8 @@ pub struct SchedulerOptions {
     pub token: Option<Arc<Token>>,
     /// Serve `/metrics` without the token.
     pub open_metrics: bool,
+    /// Serve over TLS (`--tls-cert`, `--tls-key`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for SchedulerOptions {
@@ -61,6 +63,7 @@ impl Default for SchedulerOptions {
             connections: ConnectionOptions::default(),
             token: None,
             open_metrics: false,
+            tls: None,
         }
     }
 }
