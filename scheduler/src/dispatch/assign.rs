@@ -19,20 +19,20 @@ const MAX_SCANNED: usize = 1000;
 
 impl Dispatcher {
     /// A worker's capacity, and what its current attempts hold.
-    pub(super) fn view<'a>(&'a self, worker: &'a Worker) -> WorkerView<'a> {
+    pub(super) fn view(&self, worker: &Worker) -> WorkerView {
         let registration = &worker.registration;
         let mut view = WorkerView {
-            id: &registration.worker_id,
+            id: registration.worker_id.clone(),
             open: worker.outbox.is_some() && !self.drained.contains(&registration.worker_id),
             docker: registration.docker_available,
-            labels: &registration.labels,
+            labels: registration.labels.clone(),
             slots: registration.slots,
             slots_used: worker.attempts.len() as u32,
             cpus: registration.cpus,
             cpus_used: 0.0,
             memory_bytes: registration.memory_bytes,
             memory_used: 0,
-            gpus: &registration.gpus,
+            gpus: registration.gpus.clone(),
             gpus_used: Vec::new(),
         };
         for attempt in &worker.attempts {
@@ -42,7 +42,7 @@ impl Dispatcher {
                 view.memory_used += request.memory_bytes;
             }
             if let Some(current) = record.attempts.last() {
-                view.gpus_used.extend(current.gpu_ids.iter().map(String::as_str));
+                view.gpus_used.extend(current.gpu_ids.iter().cloned());
             }
         }
         view
@@ -55,22 +55,23 @@ impl Dispatcher {
         possible(&views, &request)
     }
 
-    /// Places what fits of the queue.
+    /// Places what fits of the queue. The workers are looked at once per pass, and each
+    /// placement counted in, so a pass costs the queue plus the workers, not their product.
     pub(super) async fn place(&mut self) {
         let keys: Vec<_> = self.queue.iter().take(MAX_SCANNED).copied().collect();
+        let mut views: Vec<WorkerView> =
+            self.workers.values().map(|worker| self.view(worker)).collect();
         for key in keys {
             let Some(record) = self.records.get(&key.2).cloned() else {
                 self.queue.remove(&key);
                 continue;
             };
-            let chosen = {
-                let views: Vec<WorkerView> =
-                    self.workers.values().map(|worker| self.view(worker)).collect();
-                if !views.iter().any(|view| view.open && view.slots_used < view.slots) {
-                    break; // Nothing can be placed anywhere until a slot frees.
-                }
-                Request::of(&record.spec).and_then(|request| choose(&views, &request))
-            };
+            if !views.iter().any(|view| view.open && view.slots_used < view.slots) {
+                break; // Nothing can be placed anywhere until a slot frees.
+            }
+            let request = Request::of(&record.spec);
+            let chosen =
+                request.as_ref().map_err(Clone::clone).and_then(|request| choose(&views, request));
             let (worker_id, gpu_ids) = match chosen {
                 Ok(chosen) => chosen,
                 Err(reason) => {
@@ -122,6 +123,7 @@ impl Dispatcher {
                 tracing::error!(%attempt, %error, "could not record an assignment; leaving the run queued");
                 break;
             }
+            let assignment_gpus = gpu_ids.clone();
             let assignment = Assignment {
                 attempt,
                 experiment_id: record.experiment_id,
@@ -140,6 +142,11 @@ impl Dispatcher {
             }
             let waited = now_ms().saturating_sub(submitted_ms);
             self.telemetry.placed(std::time::Duration::from_millis(waited.max(0) as u64));
+            if let (Ok(request), Some(view)) =
+                (&request, views.iter_mut().find(|view| view.id == worker_id))
+            {
+                view.take(request, &assignment_gpus);
+            }
             tracing::info!(%attempt, worker_id, "run assigned");
             self.changed();
         }

@@ -59,14 +59,14 @@ impl Request {
     }
 }
 
-/// A worker as placement sees it.
+/// A worker as placement sees it: its capacity, and what its runs hold of it.
 #[derive(Clone, Debug)]
-pub struct WorkerView<'a> {
-    pub id: &'a str,
+pub struct WorkerView {
+    pub id: String,
     /// Connected and not drained: it may take a run now.
     pub open: bool,
     pub docker: bool,
-    pub labels: &'a [Tag],
+    pub labels: Vec<Tag>,
     pub slots: u32,
     pub slots_used: u32,
     pub cpus: u32,
@@ -74,11 +74,19 @@ pub struct WorkerView<'a> {
     /// 0: unknown, so not limited.
     pub memory_bytes: u64,
     pub memory_used: u64,
-    pub gpus: &'a [String],
-    pub gpus_used: Vec<&'a str>,
+    pub gpus: Vec<String>,
+    pub gpus_used: Vec<String>,
 }
 
-impl WorkerView<'_> {
+impl WorkerView {
+    /// Counts a run placed here with `gpus`, so later choices in the same pass see it.
+    pub fn take(&mut self, request: &Request, gpus: &[String]) {
+        self.slots_used += 1;
+        self.cpus_used += request.cpus;
+        self.memory_used += request.memory_bytes;
+        self.gpus_used.extend(gpus.iter().cloned());
+    }
+
     fn has_labels(&self, request: &Request) -> bool {
         request.labels.iter().all(|(key, value)| {
             self.labels.iter().any(|label| label.key == *key && label.value == *value)
@@ -86,7 +94,11 @@ impl WorkerView<'_> {
     }
 
     fn free_gpus(&self) -> Vec<&str> {
-        self.gpus.iter().map(String::as_str).filter(|id| !self.gpus_used.contains(id)).collect()
+        self.gpus
+            .iter()
+            .map(String::as_str)
+            .filter(|id| !self.gpus_used.iter().any(|used| used == id))
+            .collect()
     }
 
     /// The devices the request would hold here, if they are free now.
@@ -166,7 +178,7 @@ pub fn choose(workers: &[WorkerView], request: &Request) -> Result<(String, Vec<
             (a.slots - a.slots_used)
                 .cmp(&(b.slots - b.slots_used))
                 .then_with(|| a.free_gpus().len().cmp(&b.free_gpus().len()))
-                .then_with(|| b.id.cmp(a.id))
+                .then_with(|| b.id.cmp(&a.id))
         })
         .expect("candidates is not empty");
     let gpus = best.gpus_for(request).unwrap_or_default();
@@ -198,7 +210,7 @@ pub fn possible(workers: &[WorkerView], request: &Request) -> Result<(), String>
         Gpus::All => needs.push("GPUs".to_string()),
         Gpus::Devices(ids) => needs.push(format!("the GPU devices {}", ids.join(","))),
     }
-    let mut ids: Vec<&str> = workers.iter().map(|worker| worker.id).collect();
+    let mut ids: Vec<&str> = workers.iter().map(|worker| worker.id.as_str()).collect();
     ids.sort_unstable();
     Err(format!(
         "no registered worker could ever run this: it asks for {}, and none of the workers ({}) has that (see drover workers list)",
@@ -230,19 +242,19 @@ fn bytes_text(bytes: u64) -> String {
 mod tests {
     use super::*;
 
-    fn worker<'a>(id: &'a str, gpus: &'a [String], labels: &'a [Tag]) -> WorkerView<'a> {
+    fn worker(id: &str, gpus: &[String], labels: &[Tag]) -> WorkerView {
         WorkerView {
-            id,
+            id: id.to_string(),
             open: true,
             docker: true,
-            labels,
+            labels: labels.to_vec(),
             slots: 4,
             slots_used: 0,
             cpus: 8,
             cpus_used: 0.0,
             memory_bytes: 16 << 30,
             memory_used: 0,
-            gpus,
+            gpus: gpus.to_vec(),
             gpus_used: Vec::new(),
         }
     }
@@ -260,11 +272,11 @@ mod tests {
         let eight = ids(8);
         let mut view = worker("w", &eight, &[]);
         let (_, first) = choose(std::slice::from_ref(&view), &request(Gpus::Count(1))).unwrap();
-        view.gpus_used.push("0");
+        view.gpus_used.push("0".to_string());
         view.slots_used = 1;
         let (_, second) = choose(std::slice::from_ref(&view), &request(Gpus::Count(1))).unwrap();
         assert_eq!((first, second), (vec!["0".to_string()], vec!["1".to_string()]));
-        view.gpus_used = eight.iter().map(String::as_str).collect();
+        view.gpus_used = eight.clone();
         let waiting = choose(std::slice::from_ref(&view), &request(Gpus::Count(1))).unwrap_err();
         assert_eq!(waiting, "no worker with a free GPU");
         let waiting = choose(&[view], &request(Gpus::Count(2))).unwrap_err();
