@@ -33,6 +33,9 @@ pub struct WorkerOptions {
     /// The CA (PEM) an https:// scheduler's certificate is verified against; the public web
     /// roots when absent.
     pub ca: Option<PathBuf>,
+    /// For a worker in a container: where its work directory is on the Docker host (by
+    /// default the same path).
+    pub host_work_dir: Option<PathBuf>,
 }
 
 impl WorkerOptions {
@@ -50,6 +53,7 @@ impl WorkerOptions {
             token: None,
             gpus: None,
             ca: None,
+            host_work_dir: None,
         }
     }
 }

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::executor::docker::{CONTAINER_HOST, DockerExecutor};
+use crate::executor::docker::{CONTAINER_HOST, DockerExecutor, InContainer};
 use crate::options::WorkerOptions;
 use crate::runner::{RunContext, Runner};
 use crate::snapshots::SnapshotCache;
@@ -80,7 +80,23 @@ pub async fn run(
         Some(id) => id.clone(),
         None => load_or_create_id(&options.work_dir).map_err(work_error)?,
     };
-    let docker = DockerExecutor::connect(&worker_id).await;
+    let mut docker = DockerExecutor::connect(&worker_id).await;
+    // A worker in a container starts its runs beside itself, in its own network, with bind
+    // mounts named as the Docker host knows its work directory.
+    if in_container() {
+        docker = docker.map(|docker| {
+            let inside = InContainer {
+                work_dir: options.work_dir.clone(),
+                host_work_dir: options
+                    .host_work_dir
+                    .clone()
+                    .unwrap_or_else(|| options.work_dir.clone()),
+                network_mode: format!("container:{}", hostname()),
+            };
+            tracing::info!(?inside, "this worker runs in a container");
+            docker.inside_container(inside)
+        });
+    }
     match &docker {
         Some(docker) => docker.reap_orphans().await,
         None => tracing::warn!("Docker is not reachable; this worker takes local runs only"),
@@ -441,6 +457,24 @@ async fn start_tracking_proxy(
     token: Option<&str>,
     ca: Option<&Path>,
 ) -> Option<(TrackingProxy, ProxyServer)> {
+    if docker.runs_share_network() {
+        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+        return match TrackingProxy::start(
+            loopback,
+            "127.0.0.1",
+            &scheduler_uri(scheduler)?,
+            token,
+            ca,
+        )
+        .await
+        {
+            Ok(started) => Some(started),
+            Err(error) => {
+                tracing::warn!(%error, "cannot start the tracking proxy; containers get the scheduler's address");
+                None
+            }
+        };
+    }
     let Some(gateway) = docker.bridge_gateway().await else {
         tracing::warn!(
             "cannot find the Docker bridge's gateway; containers get the scheduler's address for tracking"
@@ -476,6 +510,15 @@ async fn detect_gpus() -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// Whether this process runs in a Docker container.
+fn in_container() -> bool {
+    Path::new("/.dockerenv").exists()
+}
+
+fn scheduler_uri(scheduler: &str) -> Option<String> {
+    drover_proto::client::normalize_address(scheduler).ok()
 }
 
 fn load_or_create_id(work_dir: &Path) -> std::io::Result<String> {

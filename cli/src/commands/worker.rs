@@ -24,6 +24,10 @@ pub struct Options {
     /// A label, key=value (repeatable), shown in `drover status`; runs may ask for it.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
+    /// For a worker in a container (Docker socket mounted): where --work-dir is on the Docker
+    /// host, for the runs' bind mounts (default: the same path).
+    #[arg(long, value_name = "DIR")]
+    host_work_dir: Option<std::path::PathBuf>,
     /// GPU device ids to offer, e.g. 0,1,2,3 (default: those nvidia-smi lists).
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
     gpus: Option<Vec<String>>,
@@ -58,6 +62,7 @@ pub async fn run(global: &GlobalOptions, options: Options) -> anyhow::Result<()>
     worker.worker_id = options.worker_id;
     worker.labels = labels;
     worker.gpus = options.gpus;
+    worker.host_work_dir = options.host_work_dir;
     worker.pull_images = options.pull;
     worker.tracking_uri = options.tracking_uri;
     worker.token = global.token()?;

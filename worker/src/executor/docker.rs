@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -35,6 +35,21 @@ pub const CONTAINER_HOST: &str = "host.docker.internal";
 pub struct DockerExecutor {
     docker: Docker,
     worker_id: String,
+    /// For a worker that itself runs in a container: where its work directory is on the
+    /// Docker host, and the network its runs join (its own: `container:<id>`).
+    in_container: Option<InContainer>,
+}
+
+/// How a worker inside a container starts runs beside itself on the same engine.
+#[derive(Clone, Debug)]
+pub struct InContainer {
+    /// The work directory as the worker sees it, and where it is on the Docker host (bind
+    /// mounts name host paths).
+    pub work_dir: PathBuf,
+    pub host_work_dir: PathBuf,
+    /// `container:<worker's container>`: runs share the worker's network, so they reach its
+    /// tracking proxy on loopback.
+    pub network_mode: String,
 }
 
 pub struct DockerRun {
@@ -58,8 +73,34 @@ impl DockerExecutor {
     pub async fn connect(worker_id: &str) -> Option<DockerExecutor> {
         let docker = Docker::connect_with_local_defaults().ok()?;
         match tokio::time::timeout(Duration::from_secs(5), docker.ping()).await {
-            Ok(Ok(_)) => Some(DockerExecutor { docker, worker_id: worker_id.to_string() }),
+            Ok(Ok(_)) => Some(DockerExecutor {
+                docker,
+                worker_id: worker_id.to_string(),
+                in_container: None,
+            }),
             _ => None,
+        }
+    }
+
+    /// Starts runs as a worker inside a container must: see [`InContainer`].
+    pub fn inside_container(mut self, in_container: InContainer) -> DockerExecutor {
+        self.in_container = Some(in_container);
+        self
+    }
+
+    /// Whether runs share the worker's own network (the worker runs in a container).
+    pub fn runs_share_network(&self) -> bool {
+        self.in_container.is_some()
+    }
+
+    /// A path of this worker's as the Docker host knows it.
+    fn host_path(&self, path: &Path) -> PathBuf {
+        match &self.in_container {
+            Some(inside) => match path.strip_prefix(&inside.work_dir) {
+                Ok(rest) => inside.host_work_dir.join(rest),
+                Err(_) => path.to_path_buf(),
+            },
+            None => path.to_path_buf(),
         }
     }
 
@@ -234,7 +275,7 @@ impl DockerExecutor {
     }
 
     fn container_body(&self, run: &DockerRun) -> ContainerCreateBody {
-        let mut binds = vec![format!("{}:{PROJECT_MOUNT}", run.dir.display())];
+        let mut binds = vec![format!("{}:{PROJECT_MOUNT}", self.host_path(&run.dir).display())];
         binds.extend(run.volumes.iter().cloned());
         let options = &run.options;
         let device_requests = options.gpus.as_deref().map(|gpus| {
@@ -259,8 +300,13 @@ impl DockerExecutor {
             memory: options.memory_bytes.and_then(|bytes| i64::try_from(bytes).ok()),
             shm_size: options.shm_size_bytes.and_then(|bytes| i64::try_from(bytes).ok()),
             device_requests,
-            // Lets a run reach services on the worker's host (the tracking API) by name.
-            extra_hosts: Some(vec![format!("{CONTAINER_HOST}:host-gateway")]),
+            // Lets a run reach services on the worker's host (the tracking API) by name; a
+            // worker in a container has its runs share its network instead.
+            extra_hosts: match &self.in_container {
+                Some(_) => None,
+                None => Some(vec![format!("{CONTAINER_HOST}:host-gateway")]),
+            },
+            network_mode: self.in_container.as_ref().map(|inside| inside.network_mode.clone()),
             init: Some(true),
             ..Default::default()
         };

@@ -1,0 +1,167 @@
+//! drover's own image on a private Docker network: a scheduler in one container and a worker
+//! in another (the Docker socket mounted, its work directory at a different path on the host),
+//! as deploy/docker-compose.yml runs them. A Docker run placed on that worker mounts its
+//! snapshot and logs through the worker's tracking proxy; the token stays out of the run.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{DROVER, docker_ready, drover, project, run};
+
+const TOKEN: &str = "drover-test-token-in-containers";
+
+const TRACKING_SCRIPT: &str = r#"
+import json, os, time, urllib.request
+base = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
+body = json.dumps({"run_id": os.environ["MLFLOW_RUN_ID"], "key": "from_container", "value": 1,
+                   "timestamp": int(time.time() * 1000), "step": 0}).encode()
+request = urllib.request.Request(base + "/api/2.0/mlflow/runs/log-metric", data=body,
+                                 headers={"Content-Type": "application/json"})
+urllib.request.urlopen(request).read()
+print("::metric lines=1")
+print("token seen:", any("drover-test-token" in value for value in os.environ.values()))
+"#;
+
+fn docker(args: &[&str]) -> String {
+    let output = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Removes the containers, the network and the image, whatever happens to the test.
+struct Cleanup {
+    containers: Vec<String>,
+    network: String,
+    image: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for container in &self.containers {
+            let _ = Command::new("docker").args(["rm", "-f", container]).output();
+        }
+        let _ = Command::new("docker").args(["network", "rm", &self.network]).output();
+        let _ = Command::new("docker").args(["rmi", &self.image]).output();
+    }
+}
+
+#[test]
+fn a_worker_in_a_container_runs_docker_runs_beside_itself() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        dir.path().file_name().unwrap().to_string_lossy().to_lowercase().replace('.', "")
+    );
+    let image = format!("drover-test:{unique}");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/image/build.sh");
+    let built = Command::new("bash").arg(&script).args([DROVER, &image]).output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+
+    let network = format!("drover-test-{unique}");
+    let (scheduler, worker) = (format!("sched-{unique}"), format!("worker-{unique}"));
+    let _cleanup = Cleanup {
+        containers: vec![scheduler.clone(), worker.clone()],
+        network: network.clone(),
+        image: image.clone(),
+    };
+    docker(&["network", "create", &network]);
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let token_mount = format!("{}:/etc/drover/token:ro", token_file.display());
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &scheduler,
+        "--network",
+        &network,
+        "-p",
+        "127.0.0.1::7070",
+        "-v",
+        &token_mount,
+        &image,
+        "scheduler",
+        "--listen",
+        "0.0.0.0:7070",
+        "--data-dir",
+        "/var/lib/drover",
+        "--token-file",
+        "/etc/drover/token",
+    ]);
+    // The worker's work directory is /work inside, somewhere else on the host.
+    let host_work = dir.path().join("worker-work");
+    std::fs::create_dir_all(&host_work).unwrap();
+    let work_mount = format!("{}:/work", host_work.display());
+    let scheduler_address = format!("http://{scheduler}:7070");
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &worker,
+        "--network",
+        &network,
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        "-v",
+        &work_mount,
+        "-v",
+        &token_mount,
+        &image,
+        "--scheduler",
+        &scheduler_address,
+        "--token-file",
+        "/etc/drover/token",
+        "worker",
+        "--worker-id",
+        &worker,
+        "--work-dir",
+        "/work",
+        "--host-work-dir",
+        host_work.to_str().unwrap(),
+    ]);
+    let published = docker(&["port", &scheduler, "7070"]);
+    let address = format!("http://{}", published.lines().next().unwrap());
+
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let client = || {
+        let mut command = drover(&home);
+        command.args(["--scheduler", &address]).env("DROVER_TOKEN", TOKEN);
+        command
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !run(client().args(["workers", "list"])).stdout.contains(&worker) {
+        assert!(Instant::now() < deadline, "the worker in its container did not register");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tracked = project(
+        &dir.path().join("tracked"),
+        "docker_env: {image: drover/python:3}\nentry_points: {main: {command: 'python3 track.py'}}\n",
+        &[("track.py", TRACKING_SCRIPT)],
+    );
+    let outcome = run(client().arg("run").arg(&tracked));
+    let printed = format!("{}{}", outcome.stdout, outcome.stderr);
+    assert!(
+        outcome.success && printed.contains("succeeded"),
+        "{printed}\n{}",
+        docker(&["logs", &worker])
+    );
+    assert!(printed.contains("token seen: False"), "{printed}");
+    let run_id = printed.split("ID='").nth(1).and_then(|rest| rest.split('\'').next()).unwrap();
+    let described = run(client().args(["runs", "describe", run_id]));
+    assert!(described.stdout.contains("from_container"), "{}", described.stdout);
+    assert!(described.stdout.contains(&worker), "{}", described.stdout);
+}
