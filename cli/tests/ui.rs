@@ -427,6 +427,9 @@ fn drover_endpoints_refuse_bad_input_and_unknown_ids() {
         (format!("/api/drover/chart?run_ids={run_id}&key=loss&from=5&to=1"), 400),
         (format!("/api/drover/chart?run_ids={run_id}&key=loss&x=sideways"), 400),
         (format!("/api/drover/chart?run_ids={missing}&key=loss"), 404),
+        // A run a client logged has one history, not attempts.
+        (format!("/api/drover/chart?run_ids={run_id}&key=loss&attempt=1"), 400),
+        (format!("/api/drover/chart?run_ids={run_id}&key=loss&attempt=one"), 400),
         ("/api/drover/experiments?view=sideways".to_string(), 400),
     ] {
         let (status, body) = call(&address, "GET", &path, None);
@@ -436,6 +439,10 @@ fn drover_endpoints_refuse_bad_input_and_unknown_ids() {
     // A state change needs JSON, so no other site's form can send it.
     let (status, body) = call(&address, "POST", &format!("/api/drover/runs/{run_id}/cancel"), None);
     assert_eq!(status, 400, "{body}");
+    let drain = json!({ "drain": true });
+    let (status, body) = call(&address, "POST", "/api/drover/workers/nope/drain", Some(&drain));
+    assert_eq!(status, 404, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("no worker 'nope'"), "{body}");
 
     // What works: the table, a run, a chart reduced to the width asked for, the log.
     let (status, table) = call(
