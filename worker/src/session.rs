@@ -83,19 +83,19 @@ pub async fn run(
     let mut docker = DockerExecutor::connect(&worker_id).await;
     // A worker in a container starts its runs beside itself, in its own network, with bind
     // mounts named as the Docker host knows its work directory.
-    if in_container() {
-        docker = docker.map(|docker| {
-            let inside = InContainer {
-                work_dir: options.work_dir.clone(),
-                host_work_dir: options
-                    .host_work_dir
-                    .clone()
-                    .unwrap_or_else(|| options.work_dir.clone()),
-                network_mode: format!("container:{}", hostname()),
-            };
-            tracing::info!(?inside, "this worker runs in a container");
-            docker.inside_container(inside)
-        });
+    if let Some(engine) = &docker
+        && let Some(container) = engine.own_container(&hostname()).await
+    {
+        let inside = InContainer {
+            work_dir: options.work_dir.clone(),
+            host_work_dir: options
+                .host_work_dir
+                .clone()
+                .unwrap_or_else(|| options.work_dir.clone()),
+            network_mode: format!("container:{container}"),
+        };
+        tracing::info!(?inside, "this worker runs in a container of the engine it uses");
+        docker = docker.map(|docker| docker.inside_container(inside));
     }
     match &docker {
         Some(docker) => docker.reap_orphans().await,
@@ -510,11 +510,6 @@ async fn detect_gpus() -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     }
-}
-
-/// Whether this process runs in a Docker container.
-fn in_container() -> bool {
-    Path::new("/.dockerenv").exists()
 }
 
 fn scheduler_uri(scheduler: &str) -> Option<String> {

@@ -650,6 +650,7 @@ impl Dispatcher {
         };
         let info = self.store.save_execution(&record, change).await?;
         self.records.remove(&record.run_id);
+        self.waiting.remove(&record.run_id);
         self.changed();
         Ok(info)
     }

@@ -82,6 +82,19 @@ impl DockerExecutor {
         }
     }
 
+    /// The id of the container this process runs in, when it is one of this engine's: a
+    /// container's hostname is its short id, and the engine knows it. A process in some
+    /// other container (another engine's, a sandbox) or on the host gets `None`.
+    pub async fn own_container(&self, hostname: &str) -> Option<String> {
+        if !Path::new("/.dockerenv").exists() {
+            return None;
+        }
+        let options = None::<bollard::query_parameters::InspectContainerOptions>;
+        let container = self.docker.inspect_container(hostname, options).await.ok()?;
+        let id = container.id?;
+        id.starts_with(hostname).then_some(id)
+    }
+
     /// Starts runs as a worker inside a container must: see [`InContainer`].
     pub fn inside_container(mut self, in_container: InContainer) -> DockerExecutor {
         self.in_container = Some(in_container);
