@@ -7,11 +7,9 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{DROVER, docker_ready, drover, project, run};
+use support::{DockerCleanup, build_drover_image, docker, docker_ready, drover, project, run};
 
 const TOKEN: &str = "drover-test-token-in-containers";
 
@@ -27,33 +25,6 @@ print("::metric lines=1")
 print("token seen:", any("drover-test-token" in value for value in os.environ.values()))
 "#;
 
-fn docker(args: &[&str]) -> String {
-    let output = Command::new("docker").args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-/// Removes the containers, the network and the image, whatever happens to the test.
-struct Cleanup {
-    containers: Vec<String>,
-    network: String,
-    image: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for container in &self.containers {
-            let _ = Command::new("docker").args(["rm", "-f", container]).output();
-        }
-        let _ = Command::new("docker").args(["network", "rm", &self.network]).output();
-        let _ = Command::new("docker").args(["rmi", &self.image]).output();
-    }
-}
-
 #[test]
 fn a_worker_in_a_container_runs_docker_runs_beside_itself() {
     if !docker_ready() {
@@ -65,14 +36,11 @@ fn a_worker_in_a_container_runs_docker_runs_beside_itself() {
         std::process::id(),
         dir.path().file_name().unwrap().to_string_lossy().to_lowercase().replace('.', "")
     );
-    let image = format!("drover-test:{unique}");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/image/build.sh");
-    let built = Command::new("bash").arg(&script).args([DROVER, &image]).output().unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let image = build_drover_image(&unique);
 
     let network = format!("drover-test-{unique}");
     let (scheduler, worker) = (format!("sched-{unique}"), format!("worker-{unique}"));
-    let _cleanup = Cleanup {
+    let _cleanup = DockerCleanup {
         containers: vec![scheduler.clone(), worker.clone()],
         network: network.clone(),
         image: image.clone(),

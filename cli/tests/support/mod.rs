@@ -321,3 +321,40 @@ pub fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
     paths
 }
+
+/// Runs `docker` and returns what it printed; a failure fails the test.
+pub fn docker(args: &[&str]) -> String {
+    let output = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Removes the containers, the network and the image, whatever happens to the test.
+pub struct DockerCleanup {
+    pub containers: Vec<String>,
+    pub network: String,
+    pub image: String,
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        for container in &self.containers {
+            let _ = Command::new("docker").args(["rm", "-f", container]).output();
+        }
+        let _ = Command::new("docker").args(["network", "rm", &self.network]).output();
+        let _ = Command::new("docker").args(["rmi", &self.image]).output();
+    }
+}
+
+/// drover's image (deploy/image/build.sh) from the binary under test, tagged for one test.
+pub fn build_drover_image(unique: &str) -> String {
+    let image = format!("drover-test:{unique}");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/image/build.sh");
+    let built = Command::new("bash").arg(&script).args([DROVER, &image]).output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    image
+}

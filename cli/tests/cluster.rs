@@ -1,0 +1,274 @@
+//! A cluster on real hosts: drover's own image, a scheduler and three workers each in its own
+//! container on a private Docker network. Each scenario runs a 60-trial sweep of short runs
+//! that print metric lines, breaks something mid-sweep, and checks that every trial ended
+//! once, FINISHED, with exactly its final attempt's points.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{DockerCleanup, build_drover_image, docker, docker_ready, drover, project, run};
+
+const TOKEN: &str = "drover-test-token-for-the-cluster";
+const TRIALS: usize = 60;
+
+/// Four steps of `loss`, a little apart, the same on every attempt.
+const STEPS_SCRIPT: &str =
+    "for i in 1 2 3 4; do echo \"::metric loss=$((i * 10)) step=$i\"; sleep 0.3; done\n";
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    scheduler: String,
+    workers: Vec<String>,
+    _cleanup: DockerCleanup,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let name =
+            dir.path().file_name().unwrap().to_string_lossy().to_lowercase().replace('.', "");
+        let unique = format!("{}-{name}", std::process::id());
+        let image = build_drover_image(&unique);
+        let network = format!("drover-cluster-{unique}");
+        let scheduler = format!("sched-{unique}");
+        let workers: Vec<String> = (1..=3).map(|n| format!("worker{n}-{unique}")).collect();
+        let mut containers = vec![scheduler.clone()];
+        containers.extend(workers.iter().cloned());
+        let cleanup = DockerCleanup { containers, network: network.clone(), image: image.clone() };
+        docker(&["network", "create", &network]);
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, TOKEN).unwrap();
+        let token_mount = format!("{}:/etc/drover/token:ro", token_file.display());
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &scheduler,
+            "--network",
+            &network,
+            "-p",
+            "127.0.0.1::7070",
+            "-v",
+            &token_mount,
+            &image,
+            "scheduler",
+            "--listen",
+            "0.0.0.0:7070",
+            "--data-dir",
+            "/var/lib/drover",
+            "--token-file",
+            "/etc/drover/token",
+            "--lease-timeout",
+            "3s",
+        ]);
+        let inside = format!("http://{scheduler}:7070");
+        for worker in &workers {
+            docker(&[
+                "run",
+                "-d",
+                "--name",
+                worker,
+                "--network",
+                &network,
+                "-v",
+                &token_mount,
+                &image,
+                "--scheduler",
+                &inside,
+                "--token-file",
+                "/etc/drover/token",
+                "worker",
+                "--worker-id",
+                worker,
+                "--slots",
+                "2",
+                "--work-dir",
+                "/work",
+            ]);
+        }
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        let cluster = Cluster { dir, scheduler, workers, _cleanup: cleanup };
+        cluster.wait_for_workers();
+        cluster
+    }
+
+    /// The scheduler's published address; it changes when its container restarts.
+    fn address(&self) -> String {
+        format!("http://{}", docker(&["port", &self.scheduler, "7070"]).lines().next().unwrap())
+    }
+
+    fn client(&self) -> Command {
+        let mut command = drover(&self.dir.path().join("home"));
+        command.args(["--scheduler", &self.address()]).env("DROVER_TOKEN", TOKEN);
+        command
+    }
+
+    fn wait_for_workers(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let listed = run(self.client().args(["workers", "list"])).stdout;
+            let connected = |worker: &String| {
+                listed
+                    .lines()
+                    .any(|line| line.starts_with(worker.as_str()) && line.contains(" connected "))
+            };
+            if self.workers.iter().all(connected) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the workers did not all connect:\n{listed}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let address = self.address();
+        let (status, body) = drover_testkit::http::call(
+            address.trim_start_matches("http://"),
+            "GET",
+            path,
+            &[("Authorization", &format!("Bearer {TOKEN}"))],
+            "",
+        );
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Starts the 60-trial sweep; its ID.
+    fn sweep(&self) -> String {
+        let steps = project(
+            &self.dir.path().join("steps"),
+            "entry_points: {main: {parameters: {trial: {type: int}}, command: 'sh steps.sh'}}\n",
+            &[("steps.sh", STEPS_SCRIPT)],
+        );
+        let grid =
+            format!("trial={}", (1..=TRIALS).map(|i| i.to_string()).collect::<Vec<_>>().join(","));
+        let started = run(self.client().arg("sweep").arg(&steps).args([
+            "-P",
+            &grid,
+            "--method",
+            "grid",
+            "--parallel",
+            "6",
+            "--max-retries",
+            "3",
+            "--detach",
+        ]));
+        assert!(started.success, "{}", started.stderr);
+        started.stdout.trim().to_string()
+    }
+
+    fn finished_trials(&self, sweep: &str) -> u64 {
+        self.get(&format!("/api/drover/sweeps/{sweep}"))["sweep"]["counts"]["finished"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    fn wait_for_finished(&self, sweep: &str, count: u64) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.finished_trials(sweep) < count {
+            assert!(Instant::now() < deadline, "fewer than {count} trials finished");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for the sweep to end and checks every trial: FINISHED once, with exactly its
+    /// final attempt's four points. Returns each trial's attempts.
+    fn check_sweep(&self, sweep: &str) -> Vec<Vec<Value>> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let answer = loop {
+            let answer = self.get(&format!("/api/drover/sweeps/{sweep}"));
+            if answer["sweep"]["status"] != "RUNNING" {
+                break answer;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sweep did not end: {}",
+                answer["sweep"]["counts"]
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        assert_eq!(answer["sweep"]["status"], "FINISHED", "{}", answer["sweep"]);
+        let trials = answer["trials"].as_array().unwrap();
+        assert_eq!(trials.len(), TRIALS, "{}", answer["sweep"]["counts"]);
+        trials
+            .iter()
+            .map(|trial| {
+                let run_id = trial["run_id"].as_str().unwrap();
+                let detail = self.get(&format!("/api/drover/runs/{run_id}"));
+                assert_eq!(detail["run"]["info"]["status"], "FINISHED", "{run_id}");
+                let attempts = detail["execution"]["attempts"].as_array().unwrap().clone();
+                let finished = attempts.iter().filter(|a| a["outcome"] == "FINISHED").count();
+                assert_eq!(finished, 1, "{run_id} finished {finished} times: {attempts:?}");
+                assert_eq!(attempts.last().unwrap()["outcome"], "FINISHED", "{attempts:?}");
+                let history = self.get(&format!(
+                    "/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=loss"
+                ));
+                let points: Vec<(i64, f64)> = history["metrics"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| (m["step"].as_i64().unwrap(), m["value"].as_f64().unwrap()))
+                    .collect();
+                assert_eq!(points, vec![(1, 10.0), (2, 20.0), (3, 30.0), (4, 40.0)], "{run_id}");
+                attempts
+            })
+            .collect()
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+}
+
+#[test]
+fn a_sweep_survives_a_killed_worker_and_a_drained_one() {
+    if !docker_ready() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let sweep = cluster.sweep();
+    cluster.wait_for_finished(&sweep, 3);
+    let drained = run(cluster.client().args(["workers", "drain", &cluster.workers[2]]));
+    assert!(drained.success, "{}", drained.stderr);
+    let drained_at = now_ms();
+    docker(&["kill", &cluster.workers[1]]);
+
+    let attempts = cluster.check_sweep(&sweep);
+    let requeued: usize = attempts.iter().map(|a| a.len() - 1).sum();
+    assert!(requeued > 0, "the killed worker held no run: the test did not test a loss");
+    for attempt in attempts.iter().flatten() {
+        if attempt["worker"] == cluster.workers[2].as_str() {
+            let assigned = attempt["assigned"].as_i64().unwrap();
+            assert!(assigned <= drained_at, "the drained worker took {attempt}");
+        }
+    }
+    let status = run(cluster.client().arg("status"));
+    assert!(status.stdout.contains(&cluster.workers[1]), "{}", status.stdout);
+    assert!(cluster.home().exists());
+}
+
+#[test]
+fn a_sweep_survives_its_scheduler_killed_twice() {
+    if !docker_ready() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let sweep = cluster.sweep();
+    for finished in [5, 20] {
+        cluster.wait_for_finished(&sweep, finished);
+        docker(&["kill", "--signal", "KILL", &cluster.scheduler]);
+        docker(&["start", &cluster.scheduler]);
+        cluster.wait_for_workers();
+    }
+    cluster.check_sweep(&sweep);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
