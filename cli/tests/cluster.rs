@@ -23,6 +23,7 @@ const STEPS_SCRIPT: &str =
 
 struct Cluster {
     dir: tempfile::TempDir,
+    network: String,
     scheduler: String,
     workers: Vec<String>,
     _cleanup: DockerCleanup,
@@ -93,7 +94,7 @@ impl Cluster {
             ]);
         }
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        let cluster = Cluster { dir, scheduler, workers, _cleanup: cleanup };
+        let cluster = Cluster { dir, network, scheduler, workers, _cleanup: cleanup };
         cluster.wait_for_workers();
         cluster
     }
@@ -121,7 +122,21 @@ impl Cluster {
             if self.workers.iter().all(connected) {
                 return;
             }
-            assert!(Instant::now() < deadline, "the workers did not all connect:\n{listed}");
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = self
+                    .workers
+                    .iter()
+                    .filter(|worker| !connected(worker))
+                    .map(|worker| {
+                        let output = Command::new("docker")
+                            .args(["logs", "--tail", "30", worker])
+                            .output()
+                            .unwrap();
+                        format!("{worker}:\n{}", String::from_utf8_lossy(&output.stderr))
+                    })
+                    .collect();
+                panic!("the workers did not all connect:\n{listed}\n{}", logs.join("\n"));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -267,6 +282,31 @@ fn a_sweep_survives_its_scheduler_killed_twice() {
         cluster.wait_for_workers();
     }
     cluster.check_sweep(&sweep);
+}
+
+#[test]
+fn a_sweep_survives_a_worker_cut_off_past_its_lease() {
+    if !docker_ready() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let sweep = cluster.sweep();
+    cluster.wait_for_finished(&sweep, 3);
+    // Cut off well past the 3 s lease: its runs are requeued elsewhere while it keeps
+    // running them; back on the network, its stale attempts must be fenced and stopped.
+    let cut = &cluster.workers[0];
+    docker(&["network", "disconnect", &cluster.network, cut]);
+    std::thread::sleep(Duration::from_secs(8));
+    docker(&["network", "connect", &cluster.network, cut]);
+    let attempts = cluster.check_sweep(&sweep);
+    let lost = attempts
+        .iter()
+        .flatten()
+        .filter(|attempt| attempt["worker"] == cut.as_str())
+        .filter(|attempt| attempt["outcome"].as_str().unwrap_or("").starts_with("lost"))
+        .count();
+    assert!(lost > 0, "the cut-off worker lost no attempt: the test did not test a cut");
+    cluster.wait_for_workers();
 }
 
 fn now_ms() -> i64 {

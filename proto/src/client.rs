@@ -28,6 +28,10 @@ use crate::sweep::{CreateSweep, Sweep};
 type ApiResult<T> = Result<T, ApiError>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often a client PINGs the scheduler over a quiet connection, and how long it waits
+/// for the answer before it takes the connection for dead.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Turns `host:port`, `http://host:port` or `https://host:port` into the URI the channel
 /// dials (`http://` when no scheme is given).
@@ -122,7 +126,13 @@ impl Client {
                 ApiError::InvalidArgument(format!("invalid scheduler address '{address}': {error}"))
             })?
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // A connection whose peer vanished (a cut network, a host gone) sends no error;
+            // PINGs find it, so a worker's stream ends and reconnects instead of waiting for
+            // TCP to give up, which takes many minutes.
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         let endpoint = if uri.starts_with("https://") {
             let tls = match ca {
                 Some(ca) => {

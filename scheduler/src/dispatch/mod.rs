@@ -68,6 +68,7 @@ enum Command {
     Heartbeat {
         worker_id: String,
         session: u64,
+        reply: oneshot::Sender<bool>,
     },
     Update {
         worker_id: String,
@@ -135,8 +136,12 @@ impl DispatchHandle {
         let _ = self.send(Command::Detach { worker_id, session }).await;
     }
 
-    pub async fn heartbeat(&self, worker_id: String, session: u64) -> Result<(), ApiError> {
-        self.send(Command::Heartbeat { worker_id, session }).await
+    /// Renews a worker's lease; `false` when its session is no longer the registered one
+    /// (its lease lapsed, or it registered again), so that its stream must end.
+    pub async fn heartbeat(&self, worker_id: String, session: u64) -> Result<bool, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Heartbeat { worker_id, session, reply }).await?;
+        answer.await.map_err(|_| stopped())
     }
 
     /// Applies a worker's report; stale reports (an attempt that is not current) are ignored.
@@ -326,13 +331,16 @@ impl Dispatcher {
                     worker.outbox = None;
                 }
             }
-            Command::Heartbeat { worker_id, session } => {
-                if let Some(worker) = self.workers.get_mut(&worker_id)
-                    && worker.session == session
-                {
-                    worker.last_seen = Instant::now();
-                    worker.last_seen_ms = now_ms();
-                }
+            Command::Heartbeat { worker_id, session, reply } => {
+                let current = match self.workers.get_mut(&worker_id) {
+                    Some(worker) if worker.session == session => {
+                        worker.last_seen = Instant::now();
+                        worker.last_seen_ms = now_ms();
+                        true
+                    }
+                    _ => false,
+                };
+                let _ = reply.send(current);
             }
             Command::Update { worker_id, update, reply } => {
                 let result = self.update(&worker_id, update).await;

@@ -65,12 +65,25 @@ impl WorkerSession {
             };
             // Any message shows the worker is alive; reports queued behind slow writes must
             // not let its lease lapse while its heartbeat waits in line.
-            if !matches!(message.event, WorkerEvent::Heartbeat { .. })
-                && last_touch.elapsed() >= TOUCH_INTERVAL
-            {
+            let beat = matches!(message.event, WorkerEvent::Heartbeat { .. });
+            if beat || last_touch.elapsed() >= TOUCH_INTERVAL {
                 last_touch = Instant::now();
-                let _ =
-                    self.scheduler.dispatch.heartbeat(self.worker_id.clone(), self.session).await;
+                let current = self
+                    .scheduler
+                    .dispatch
+                    .heartbeat(self.worker_id.clone(), self.session)
+                    .await
+                    .unwrap_or(false);
+                // A stream that outlived its lease (a network cut that healed before the
+                // connection noticed) ends, so the worker registers again and its stale
+                // attempts are sorted out.
+                if !current {
+                    tracing::warn!(
+                        worker_id = self.worker_id,
+                        "a worker's stream outlived its lease; closing it so the worker registers again"
+                    );
+                    break;
+                }
             }
             let applied = match self.apply(message.event).await {
                 Ok(applied) => applied,
@@ -111,10 +124,8 @@ impl WorkerSession {
 
     async fn apply(&self, event: WorkerEvent) -> Result<Applied, ApiError> {
         match event {
-            WorkerEvent::Heartbeat { .. } => {
-                self.scheduler.dispatch.heartbeat(self.worker_id.clone(), self.session).await?;
-                Ok(Applied::default())
-            }
+            // Renewed above, for every message.
+            WorkerEvent::Heartbeat { .. } => Ok(Applied::default()),
             WorkerEvent::Update(update) => {
                 self.scheduler.dispatch.update(self.worker_id.clone(), update).await?;
                 Ok(Applied::default())
