@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use drover_scheduler::{Holder, read_holder};
-use support::{DROVER, drover, project, run, send_signal};
+use support::{DROVER, drover, project, run, send_signal, tracking_script};
 
 /// A scheduler (or worker) whose log goes to a file, killed on drop.
 struct Logged {
@@ -132,17 +132,6 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     }
     found
 }
-
-const TRACKING_SCRIPT: &str = r#"
-import json, os, time, urllib.request
-base = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
-body = json.dumps({"run_id": os.environ["MLFLOW_RUN_ID"], "key": "through_proxy", "value": 7,
-                   "timestamp": int(time.time() * 1000), "step": 0}).encode()
-request = urllib.request.Request(base + "/api/2.0/mlflow/runs/log-metric", data=body,
-                                 headers={"Content-Type": "application/json"})
-urllib.request.urlopen(request).read()
-print("environment:", sorted(os.environ.items()))
-"#;
 
 #[test]
 fn a_scheduler_with_a_token_serves_only_those_who_hold_it() {
@@ -276,7 +265,7 @@ fn a_scheduler_with_a_token_serves_only_those_who_hold_it() {
     let logs = project(
         &dir.path().join("logs"),
         "entry_points: {main: {command: 'python3 track.py'}}\n",
-        &[("track.py", TRACKING_SCRIPT)],
+        &[("track.py", &tracking_script("through_proxy"))],
     );
     let submitted = run(cli(Some(&secret)).arg("run").arg(&logs));
     assert!(submitted.success, "{}\n{}", submitted.stdout, submitted.stderr);

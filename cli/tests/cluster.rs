@@ -12,7 +12,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{DockerCleanup, build_drover_image, docker, docker_ready, drover, project, run};
+use support::{
+    DockerCleanup, build_drover_image, docker, docker_ready, drover, project, run,
+    start_scheduler_container, unique_name,
+};
 
 const TOKEN: &str = "drover-test-token-for-the-cluster";
 const TRIALS: usize = 60;
@@ -32,9 +35,7 @@ struct Cluster {
 impl Cluster {
     fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let name =
-            dir.path().file_name().unwrap().to_string_lossy().to_lowercase().replace('.', "");
-        let unique = format!("{}-{name}", std::process::id());
+        let unique = unique_name(dir.path());
         let image = build_drover_image(&unique);
         let network = format!("drover-cluster-{unique}");
         let scheduler = format!("sched-{unique}");
@@ -46,28 +47,13 @@ impl Cluster {
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, TOKEN).unwrap();
         let token_mount = format!("{}:/etc/drover/token:ro", token_file.display());
-        docker(&[
-            "run",
-            "-d",
-            "--name",
+        start_scheduler_container(
             &scheduler,
-            "--network",
             &network,
-            "-p",
-            "127.0.0.1::7070",
-            "-v",
-            &token_mount,
             &image,
-            "scheduler",
-            "--listen",
-            "0.0.0.0:7070",
-            "--data-dir",
-            "/var/lib/drover",
-            "--token-file",
-            "/etc/drover/token",
-            "--lease-timeout",
-            "3s",
-        ]);
+            &token_mount,
+            &["--lease-timeout", "3s"],
+        );
         let inside = format!("http://{scheduler}:7070");
         for worker in &workers {
             docker(&[

@@ -10,20 +10,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use drover_scheduler::{Holder, read_holder};
-use support::{SchedulerProcess, WorkerProcess, drover, project, run, test_pki};
+use support::{SchedulerProcess, WorkerProcess, drover, project, run, test_pki, tracking_script};
 
 const TOKEN: &str = "drover-test-token-over-tls";
-
-const TRACKING_SCRIPT: &str = r#"
-import json, os, time, urllib.request
-base = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
-assert base.startswith("http://127.0.0.1:"), base
-body = json.dumps({"run_id": os.environ["MLFLOW_RUN_ID"], "key": "over_tls", "value": 1,
-                   "timestamp": int(time.time() * 1000), "step": 0}).encode()
-request = urllib.request.Request(base + "/api/2.0/mlflow/runs/log-metric", data=body,
-                                 headers={"Content-Type": "application/json"})
-urllib.request.urlopen(request).read()
-"#;
 
 #[test]
 fn a_tls_scheduler_serves_only_clients_that_verify_it() {
@@ -96,7 +85,7 @@ fn a_tls_scheduler_serves_only_clients_that_verify_it() {
     let logs = project(
         &dir.path().join("logs"),
         "entry_points: {main: {command: 'python3 track.py'}}\n",
-        &[("track.py", TRACKING_SCRIPT)],
+        &[("track.py", &tracking_script("over_tls"))],
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -104,6 +93,8 @@ fn a_tls_scheduler_serves_only_clients_that_verify_it() {
         let printed = format!("{}{}", submitted.stdout, submitted.stderr);
         if submitted.success {
             assert!(printed.contains("succeeded"), "{printed}");
+            // The run spoke plain HTTP to the worker's loopback proxy.
+            assert!(printed.contains("tracking at: http://127.0.0.1:"), "{printed}");
             let run_id =
                 printed.split("ID='").nth(1).and_then(|rest| rest.split('\'').next()).unwrap();
             let described = run(client(Some(&ca)).args(["runs", "describe", run_id]));

@@ -78,6 +78,36 @@ pub fn roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// The HTTP client proxies forward to the scheduler with: `http://`, or `https://`
+/// verified against `ca` (else the public web roots); TCP_NODELAY, as calls are small; idle
+/// connections let go after 15 s, before the scheduler closes them at 30 s, so a call never
+/// goes out on a connection being closed.
+pub fn http_client<B>(
+    ca: Option<&Path>,
+) -> Result<
+    hyper_util::client::legacy::Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        B,
+    >,
+    TlsError,
+>
+where
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+{
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*client_config(ca)?).clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(15))
+        .build(connector))
+}
+
 /// A client configuration that verifies the scheduler against `roots(ca)`.
 pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

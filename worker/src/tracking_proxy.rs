@@ -23,7 +23,6 @@ use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -156,21 +155,7 @@ impl ProxyServer {
 /// the server's router, once the server stops.
 /// An `https://` scheduler is verified against `ca`, else the public web roots.
 fn upstream_client(ca: Option<&Path>) -> std::io::Result<Upstream> {
-    let mut connector = HttpConnector::new();
-    // Small calls, as on the listening side: do not let Nagle's algorithm hold them back.
-    connector.set_nodelay(true);
-    connector.enforce_http(false);
-    let tls = drover_proto::tls::client_config(ca).map_err(std::io::Error::other)?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*tls).clone())
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector);
-    // The scheduler closes an HTTP/1 connection idle for 30 s; letting go of ours sooner
-    // means a call never goes out on a connection the scheduler is closing.
-    Ok(HttpClient::builder(TokioExecutor::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(15))
-        .build(connector))
+    drover_proto::tls::http_client(ca).map_err(std::io::Error::other)
 }
 
 type Upstream = HttpClient<HttpsConnector<HttpConnector>, Body>;

@@ -358,3 +358,63 @@ pub fn build_drover_image(unique: &str) -> String {
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
     image
 }
+
+/// A run's Python script that logs the metric `key` = 1 to its own run through
+/// MLFLOW_TRACKING_URI with MLflow's REST API, then prints the address it used (`tracking
+/// at: ...`) and its whole environment (`environment: ...`), for a test to inspect.
+pub fn tracking_script(key: &str) -> String {
+    format!(
+        r#"
+import json, os, time, urllib.request
+base = os.environ["MLFLOW_TRACKING_URI"].rstrip("/")
+body = json.dumps({{"run_id": os.environ["MLFLOW_RUN_ID"], "key": "{key}", "value": 1,
+                   "timestamp": int(time.time() * 1000), "step": 0}}).encode()
+request = urllib.request.Request(base + "/api/2.0/mlflow/runs/log-metric", data=body,
+                                 headers={{"Content-Type": "application/json"}})
+urllib.request.urlopen(request).read()
+print("tracking at:", base)
+print("environment:", sorted(os.environ.items()))
+"#
+    )
+}
+
+/// A name for one test's Docker objects, unique on a shared engine: the process and the
+/// test's temporary directory.
+pub fn unique_name(dir: &Path) -> String {
+    let name = dir.file_name().unwrap().to_string_lossy().to_lowercase().replace('.', "");
+    format!("{}-{name}", std::process::id())
+}
+
+/// Starts `drover scheduler` in a container of `image` named `name` on `network`, its port
+/// published on a loopback port of the host, requiring the token mounted at
+/// /etc/drover/token (`token_mount` is the `-v` value); `extra` are more scheduler flags.
+pub fn start_scheduler_container(
+    name: &str,
+    network: &str,
+    image: &str,
+    token_mount: &str,
+    extra: &[&str],
+) {
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        network,
+        "-p",
+        "127.0.0.1::7070",
+        "-v",
+        token_mount,
+        image,
+        "scheduler",
+        "--listen",
+        "0.0.0.0:7070",
+        "--data-dir",
+        "/var/lib/drover",
+        "--token-file",
+        "/etc/drover/token",
+    ];
+    args.extend_from_slice(extra);
+    docker(&args);
+}

@@ -5,7 +5,6 @@
 //! (for a scheduler that requires one), so the scheduler sees a plain client.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -16,7 +15,6 @@ use drover_proto::ApiError;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
 use super::{DRAIN_TIMEOUT, connections};
@@ -56,18 +54,7 @@ pub async fn serve_proxy(
         .authority()
         .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
         .ok_or_else(|| std::io::Error::other(format!("'{upstream}' names no host")))?;
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.enforce_http(false);
-    let tls = drover_proto::tls::client_config(ca).map_err(std::io::Error::other)?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*tls).clone())
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector);
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(15))
-        .build(connector);
+    let client = drover_proto::tls::http_client(ca).map_err(std::io::Error::other)?;
     let local: SocketAddr = listener.local_addr()?;
     let hosts = HostPolicy::new(local, &[]);
     let router = Router::new()
