@@ -45,7 +45,9 @@ pub fn ensure_chromium() -> Result<(), String> {
         return Err("the UI tests need Debian's chromium and chromium-driver: apt-get install chromium chromium-driver".to_string());
     }
     let status = Command::new("sh")
-        .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null"])
+        // Test binaries run at once, and apt-get refuses a second install while one holds
+        // its lock: one installs, the others wait for it and find it done.
+        .args(["-c", "flock /tmp/drover-testkit-apt.lock sh -c 'command -v chromium >/dev/null && command -v chromedriver >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }'"])
         .status()
         .map_err(|error| format!("cannot run apt-get: {error}"))?;
     if !status.success() || !on_path("chromedriver") {

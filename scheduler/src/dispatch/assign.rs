@@ -8,7 +8,7 @@ use drover_proto::execution::{Assignment, RunSpec, SchedulerMessage};
 use drover_proto::tags;
 
 use super::placement::{Request, WorkerView, choose, possible};
-use super::{Dispatcher, Worker};
+use super::{Dispatcher, Hold, Worker};
 use crate::store::{AttemptRecord, Placement, RunChange, now_ms};
 
 /// The plain wait of a full cluster: not worth a note on every queued run.
@@ -35,15 +35,10 @@ impl Dispatcher {
             gpus: registration.gpus.clone(),
             gpus_used: Vec::new(),
         };
-        for attempt in &worker.attempts {
-            let Some(record) = self.records.get(&attempt.run_id) else { continue };
-            if let Ok(request) = Request::of(&record.spec) {
-                view.cpus_used += request.cpus;
-                view.memory_used += request.memory_bytes;
-            }
-            if let Some(current) = record.attempts.last() {
-                view.gpus_used.extend(current.gpu_ids.iter().cloned());
-            }
+        for hold in worker.attempts.values() {
+            view.cpus_used += hold.cpus;
+            view.memory_used += hold.memory_bytes;
+            view.gpus_used.extend(hold.gpu_ids.iter().cloned());
         }
         view
     }
@@ -57,17 +52,24 @@ impl Dispatcher {
 
     /// Places what fits of the queue. The workers are looked at once per pass, and each
     /// placement counted in, so a pass costs the queue plus the workers, not their product.
+    /// The pass's placements are written together and sent to their workers once durable:
+    /// one flush for the pass, and no worker runs an attempt a restarted scheduler would not
+    /// know of.
     pub(super) async fn place(&mut self) {
         let keys: Vec<_> = self.queue.iter().take(MAX_SCANNED).copied().collect();
         let mut views: Vec<WorkerView> =
             self.workers.values().map(|worker| self.view(worker)).collect();
+        self.place_again = false;
+        let scanned_all = keys.len() == MAX_SCANNED;
+        let mut placed: Vec<(String, Assignment)> = Vec::new();
         for key in keys {
-            let Some(record) = self.records.get(&key.2).cloned() else {
+            let Some(record) = self.records.get(&key.2) else {
                 self.queue.remove(&key);
                 continue;
             };
             if !views.iter().any(|view| view.open && view.slots_used < view.slots) {
-                break; // Nothing can be placed anywhere until a slot frees.
+                // Nothing can be placed anywhere until a slot frees.
+                return self.send_placed(placed).await;
             }
             let request = Request::of(&record.spec);
             let chosen =
@@ -75,12 +77,12 @@ impl Dispatcher {
             let (worker_id, gpu_ids) = match chosen {
                 Ok(chosen) => chosen,
                 Err(reason) => {
-                    self.note_waiting(record.run_id, reason).await;
+                    let run_id = record.run_id;
+                    self.note_waiting(run_id, reason).await;
                     continue;
                 }
             };
-            self.queue.remove(&key);
-            let mut record = record;
+            let mut record = record.clone();
             record.attempt += 1;
             record.placement = Placement::Assigned { worker_id: worker_id.clone() };
             record.attempts.push(AttemptRecord {
@@ -94,14 +96,12 @@ impl Dispatcher {
                 gpu_ids: gpu_ids.clone(),
             });
             let attempt = record.current_attempt();
-            let submitted_ms = record.submitted_ms;
             let mut change = RunChange {
-                status: None,
                 tags: vec![
                     Tag::new(tags::WORKER, &worker_id),
                     Tag::new(tags::ATTEMPT, attempt.attempt.to_string()),
                 ],
-                removed_tags: Vec::new(),
+                ..RunChange::default()
             };
             if !gpu_ids.is_empty() {
                 change.tags.push(Tag::new(tags::GPUS, gpu_ids.join(",")));
@@ -114,42 +114,59 @@ impl Dispatcher {
             } else {
                 format!(" with GPUs {}", gpu_ids.join(","))
             };
-            let line = format!("attempt {} assigned to worker {worker_id}{gpus}", attempt.attempt);
-            let saved = match self.store.append_system_log(record.run_id, &line).await {
-                Ok(()) => self.store.save_execution(&record, change).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = saved {
+            change.log_line =
+                Some(format!("attempt {} assigned to worker {worker_id}{gpus}", attempt.attempt));
+            if let Err(error) = self.store.write_execution(&record, change) {
                 tracing::error!(%attempt, %error, "could not record an assignment; leaving the run queued");
                 break;
             }
-            let assignment_gpus = gpu_ids.clone();
+            self.queue.remove(&key);
+            if let (Ok(request), Some(view)) =
+                (&request, views.iter_mut().find(|view| view.id == worker_id))
+            {
+                view.take(request, &gpu_ids);
+            }
+            let waited = now_ms().saturating_sub(record.submitted_ms);
+            self.telemetry.placed(std::time::Duration::from_millis(waited.max(0) as u64));
             let assignment = Assignment {
                 attempt,
                 experiment_id: record.experiment_id,
                 spec: record.spec.clone(),
                 gpu_ids,
             };
-            self.records.insert(record.run_id, record);
             if let Some(worker) = self.workers.get_mut(&worker_id) {
-                worker.attempts.insert(attempt);
-                if let Some(outbox) = &worker.outbox
-                    && outbox.send(SchedulerMessage::Assign(Box::new(assignment))).await.is_err()
-                {
-                    // The stream closed under us; the lease decides what happens next.
-                    worker.outbox = None;
-                }
+                worker.attempts.insert(attempt, Hold::of(&record));
             }
-            let waited = now_ms().saturating_sub(submitted_ms);
-            self.telemetry.placed(std::time::Duration::from_millis(waited.max(0) as u64));
-            if let (Ok(request), Some(view)) =
-                (&request, views.iter_mut().find(|view| view.id == worker_id))
-            {
-                view.take(request, &assignment_gpus);
-            }
+            self.records.insert(record.run_id, record);
             tracing::info!(%attempt, worker_id, "run assigned");
-            self.changed();
+            placed.push((worker_id, assignment));
         }
+        // The pass stopped at its scan limit with room left: another follows at once.
+        self.place_again = scanned_all && !placed.is_empty();
+        self.send_placed(placed).await;
+    }
+
+    /// Sends a pass's placements to their workers once they are durable.
+    async fn send_placed(&mut self, placed: Vec<(String, Assignment)>) {
+        if placed.is_empty() {
+            return;
+        }
+        if let Err(error) = self.store.durable().await {
+            // Nothing more can be acknowledged; the workers never hear of these attempts,
+            // and their leases and a restart sort out the rest.
+            tracing::error!(%error, placements = placed.len(), "placements are not durable; not sending them");
+            return;
+        }
+        for (worker_id, assignment) in placed {
+            if let Some(worker) = self.workers.get_mut(&worker_id)
+                && let Some(outbox) = &worker.outbox
+                && outbox.send(SchedulerMessage::Assign(Box::new(assignment))).is_err()
+            {
+                // The stream closed under us; the lease decides what happens next.
+                worker.outbox = None;
+            }
+        }
+        self.changed();
     }
 
     /// Records why a run waits, as a tag `drover runs describe` and the UI show, when the
@@ -159,11 +176,8 @@ impl Dispatcher {
             return;
         }
         let Some(record) = self.records.get(&run_id).cloned() else { return };
-        let change = RunChange {
-            status: None,
-            tags: vec![Tag::new(tags::WAITING, &reason)],
-            removed_tags: Vec::new(),
-        };
+        let change =
+            RunChange { tags: vec![Tag::new(tags::WAITING, &reason)], ..RunChange::default() };
         match self.store.save_execution(&record, change).await {
             Ok(_) => {
                 tracing::info!(%run_id, reason, "run waits");

@@ -50,6 +50,10 @@ impl Default for LeaseOptions {
     }
 }
 
+/// Commands handled before one placement pass, at most, so a flood of them cannot hold
+/// placement back.
+const COMMANDS_PER_PASS: usize = 256;
+
 enum Command {
     Submitted(Box<ExecutionRecord>),
     Cancel {
@@ -58,7 +62,10 @@ enum Command {
     },
     Attach {
         registration: WorkerRegistration,
-        outbox: mpsc::Sender<SchedulerMessage>,
+        /// Unbounded, so that no slow worker holds the dispatcher up: what it carries is
+        /// bounded by the worker's slots (assignments), its attempts (cancels) and its
+        /// unacknowledged reports (acknowledgements).
+        outbox: mpsc::UnboundedSender<SchedulerMessage>,
         reply: oneshot::Sender<u64>,
     },
     Detach {
@@ -125,7 +132,7 @@ impl DispatchHandle {
     pub async fn attach(
         &self,
         registration: WorkerRegistration,
-        outbox: mpsc::Sender<SchedulerMessage>,
+        outbox: mpsc::UnboundedSender<SchedulerMessage>,
     ) -> Result<u64, ApiError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Attach { registration, outbox, reply }).await?;
@@ -183,11 +190,31 @@ impl DispatchHandle {
 struct Worker {
     registration: WorkerRegistration,
     /// None while the worker is disconnected but its lease has not lapsed.
-    outbox: Option<mpsc::Sender<SchedulerMessage>>,
+    outbox: Option<mpsc::UnboundedSender<SchedulerMessage>>,
     session: u64,
     last_seen: Instant,
     last_seen_ms: i64,
-    attempts: HashSet<AttemptId>,
+    /// Its current attempts, and what each holds of it.
+    attempts: HashMap<AttemptId, Hold>,
+}
+
+/// What a current attempt holds of its worker, counted once when it is placed so that a
+/// placement pass does not re-read every running attempt's spec.
+#[derive(Debug, Default)]
+struct Hold {
+    cpus: f64,
+    memory_bytes: u64,
+    gpu_ids: Vec<String>,
+}
+
+impl Hold {
+    fn of(record: &ExecutionRecord) -> Hold {
+        let (cpus, memory_bytes) = placement::Request::of(&record.spec)
+            .map_or((0.0, 0), |request| (request.cpus, request.memory_bytes));
+        let gpu_ids =
+            record.attempts.last().map(|attempt| attempt.gpu_ids.clone()).unwrap_or_default();
+        Hold { cpus, memory_bytes, gpu_ids }
+    }
 }
 
 /// Queue order: higher priority first, then earlier submission.
@@ -215,6 +242,8 @@ pub struct Dispatcher {
     /// Why queued runs wait, where it is more than a full cluster (also in their tags).
     waiting: HashMap<RunId, String>,
     telemetry: Arc<Telemetry>,
+    /// The last pass stopped at its scan limit with room left, so another is due at once.
+    place_again: bool,
 }
 
 /// Lost attempts the cluster view keeps.
@@ -241,6 +270,7 @@ impl Dispatcher {
             next_session: 1,
             changes,
             recent_losses: VecDeque::new(),
+            place_again: false,
             drained: HashSet::new(),
             waiting: HashMap::new(),
             telemetry,
@@ -266,9 +296,9 @@ impl Dispatcher {
                             session: 0,
                             last_seen: Instant::now(),
                             last_seen_ms: now_ms(),
-                            attempts: HashSet::new(),
+                            attempts: HashMap::new(),
                         });
-                    worker.attempts.insert(record.current_attempt());
+                    worker.attempts.insert(record.current_attempt(), Hold::of(&record));
                 }
                 None => {
                     dispatcher.queue.insert(queue_key(&record));
@@ -290,13 +320,24 @@ impl Dispatcher {
             tokio::select! {
                 () = &mut stop => break,
                 command = self.commands.recv() => match command {
-                    Some(command) => self.handle(command).await,
+                    Some(command) => {
+                        // Commands that queued up meanwhile share one placement pass.
+                        let mut place = self.handle(command).await;
+                        for _ in 1..COMMANDS_PER_PASS {
+                            let Ok(command) = self.commands.try_recv() else { break };
+                            place |= self.handle(command).await;
+                        }
+                        if place {
+                            self.place().await;
+                        }
+                    }
                     None => break,
                 },
                 _ = ticks.tick() => {
                     self.expire_leases().await;
                     self.place().await;
                 }
+                () = std::future::ready(()), if self.place_again => self.place().await,
             }
         }
         tracing::debug!("dispatcher stopped");
@@ -306,22 +347,23 @@ impl Dispatcher {
         self.changes.send_modify(|generation| *generation += 1);
     }
 
-    async fn handle(&mut self, command: Command) {
+    /// Handles one command; returns whether it may let a queued run be placed.
+    async fn handle(&mut self, command: Command) -> bool {
         match command {
             Command::Submitted(record) => {
                 self.queue.insert(queue_key(&record));
                 self.records.insert(record.run_id, *record);
-                self.place().await;
+                true
             }
             Command::Cancel { run_id, reply } => {
                 let result = self.cancel(run_id).await;
                 let _ = reply.send(result);
-                self.place().await;
+                true
             }
             Command::Attach { registration, outbox, reply } => {
                 let session = self.attach(registration, outbox).await;
                 let _ = reply.send(session);
-                self.place().await;
+                true
             }
             Command::Detach { worker_id, session } => {
                 if let Some(worker) = self.workers.get_mut(&worker_id)
@@ -330,6 +372,7 @@ impl Dispatcher {
                     tracing::info!(worker_id, "worker disconnected; its lease runs on");
                     worker.outbox = None;
                 }
+                false
             }
             Command::Heartbeat { worker_id, session, reply } => {
                 let current = match self.workers.get_mut(&worker_id) {
@@ -341,25 +384,29 @@ impl Dispatcher {
                     _ => false,
                 };
                 let _ = reply.send(current);
+                false
             }
             Command::Update { worker_id, update, reply } => {
                 let result = self.update(&worker_id, update).await;
                 let _ = reply.send(result);
-                self.place().await;
+                true
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
+                false
             }
             Command::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
+                false
             }
             Command::Check { spec, reply } => {
                 let _ = reply.send(self.check_possible(&spec));
+                false
             }
             Command::Drain { worker_id, drain, reply } => {
                 let result = self.drain(worker_id, drain).await;
                 let _ = reply.send(result);
-                self.place().await;
+                true
             }
         }
     }
@@ -460,7 +507,7 @@ impl Dispatcher {
     async fn attach(
         &mut self,
         registration: WorkerRegistration,
-        outbox: mpsc::Sender<SchedulerMessage>,
+        outbox: mpsc::UnboundedSender<SchedulerMessage>,
     ) -> u64 {
         let session = self.next_session;
         self.next_session += 1;
@@ -472,12 +519,10 @@ impl Dispatcher {
             running = claimed.len(),
             "worker attached"
         );
-        let _ = outbox
-            .send(SchedulerMessage::Registered {
-                heartbeat_interval: self.options.heartbeat_interval,
-                lease_timeout: self.options.lease_timeout,
-            })
-            .await;
+        let _ = outbox.send(SchedulerMessage::Registered {
+            heartbeat_interval: self.options.heartbeat_interval,
+            lease_timeout: self.options.lease_timeout,
+        });
         let previous =
             self.workers.remove(&worker_id).map(|worker| worker.attempts).unwrap_or_default();
         let mut worker = Worker {
@@ -486,29 +531,27 @@ impl Dispatcher {
             session,
             last_seen: Instant::now(),
             last_seen_ms: now_ms(),
-            attempts: HashSet::new(),
+            attempts: HashMap::new(),
         };
         // Attempts the worker still runs and we still expect from it stay; others are stale.
         for attempt in &claimed {
-            let current = self.records.get(&attempt.run_id).is_some_and(|record| {
+            let current = self.records.get(&attempt.run_id).filter(|record| {
                 record.current_attempt() == *attempt
                     && record.placement.worker() == Some(worker_id.as_str())
             });
-            if current {
-                worker.attempts.insert(*attempt);
+            if let Some(record) = current {
+                worker.attempts.insert(*attempt, Hold::of(record));
             } else {
                 tracing::warn!(worker_id, %attempt, "worker runs an attempt that is no longer current; cancelling it");
-                let _ = outbox
-                    .send(SchedulerMessage::Cancel {
-                        attempt: *attempt,
-                        grace_period: self.options.cancel_grace,
-                    })
-                    .await;
+                let _ = outbox.send(SchedulerMessage::Cancel {
+                    attempt: *attempt,
+                    grace_period: self.options.cancel_grace,
+                });
             }
         }
         self.workers.insert(worker_id.clone(), worker);
         // Attempts placed on this worker that it no longer has were lost with its old process.
-        for attempt in previous.difference(&claimed) {
+        for attempt in previous.keys().filter(|attempt| !claimed.contains(attempt)) {
             self.lose_attempt(
                 *attempt,
                 &format!("worker {worker_id} restarted and no longer runs it"),
@@ -530,7 +573,7 @@ impl Dispatcher {
             return Ok(());
         }
         let mut record = record.clone();
-        let mut change = RunChange { status: None, tags: update.tags, removed_tags: Vec::new() };
+        let mut change = RunChange { tags: update.tags, ..RunChange::default() };
         let log_line;
         match update.phase {
             RunPhase::Started => {
@@ -571,8 +614,10 @@ impl Dispatcher {
                 };
             }
         }
-        self.store.append_system_log(attempt.run_id, &log_line).await?;
-        self.store.save_execution(&record, change).await?;
+        change.log_line = Some(log_line);
+        // Acknowledged to the worker once durable; anything the dispatcher sends on the
+        // strength of it (an assignment to the freed slot) waits for a later flush.
+        self.store.write_execution(&record, change)?;
         if record.placement == Placement::Done {
             self.records.remove(&attempt.run_id);
             if let Some(worker) = self.workers.get_mut(worker_id) {
@@ -616,17 +661,18 @@ impl Dispatcher {
             Placement::Assigned { worker_id } | Placement::Running { worker_id } => {
                 let mut record = record;
                 record.cancel_requested = true;
-                self.store.append_system_log(run_id, "cancel requested; stopping the run").await?;
-                let info = self.store.save_execution(&record, RunChange::default()).await?;
+                let change = RunChange {
+                    log_line: Some("cancel requested; stopping the run".to_string()),
+                    ..RunChange::default()
+                };
+                let info = self.store.save_execution(&record, change).await?;
                 let attempt = record.current_attempt();
                 self.records.insert(run_id, record);
                 if let Some(outbox) = self.workers.get(&worker_id).and_then(|w| w.outbox.clone()) {
-                    let _ = outbox
-                        .send(SchedulerMessage::Cancel {
-                            attempt,
-                            grace_period: self.options.cancel_grace,
-                        })
-                        .await;
+                    let _ = outbox.send(SchedulerMessage::Cancel {
+                        attempt,
+                        grace_period: self.options.cancel_grace,
+                    });
                 }
                 self.changed();
                 Ok(info)
@@ -648,13 +694,11 @@ impl Dispatcher {
         record.message = reason.to_string();
         self.telemetry.ended(status.as_str());
         record.end_attempt(now_ms(), None, format!("{status}: {reason}"));
-        self.store
-            .append_system_log(record.run_id, &format!("run ended {status}: {reason}"))
-            .await?;
         let change = RunChange {
             status: Some(status),
             tags: vec![Tag::new(tags::FAILURE_REASON, reason)],
-            removed_tags: Vec::new(),
+            log_line: Some(format!("run ended {status}: {reason}")),
+            ..RunChange::default()
         };
         let info = self.store.save_execution(&record, change).await?;
         self.records.remove(&record.run_id);
@@ -700,23 +744,18 @@ impl Dispatcher {
                 "{reason}; requeued (retries used: {} of {})",
                 record.retries_used, record.spec.max_retries
             );
-            match self.store.append_system_log(record.run_id, &line).await {
-                Ok(()) => {
-                    let change = RunChange {
-                        status: Some(RunStatus::Scheduled),
-                        tags: Vec::new(),
-                        removed_tags: Vec::new(),
-                    };
-                    let saved = self.store.save_execution(&record, change).await;
-                    if saved.is_ok() {
-                        self.queue.insert(queue_key(&record));
-                        self.records.insert(record.run_id, record);
-                        self.changed();
-                    }
-                    saved.map(|_| ())
-                }
-                Err(error) => Err(error),
+            let change = RunChange {
+                status: Some(RunStatus::Scheduled),
+                log_line: Some(line),
+                ..RunChange::default()
+            };
+            let saved = self.store.save_execution(&record, change).await;
+            if saved.is_ok() {
+                self.queue.insert(queue_key(&record));
+                self.records.insert(record.run_id, record);
+                self.changed();
             }
+            saved.map(|_| ())
         } else {
             self.finish(record, RunStatus::Failed, reason).await.map(|_| ())
         };
@@ -736,7 +775,7 @@ impl Dispatcher {
         for worker_id in expired {
             let Some(worker) = self.workers.remove(&worker_id) else { continue };
             tracing::warn!(worker_id, attempts = worker.attempts.len(), "worker lease expired");
-            for attempt in worker.attempts {
+            for attempt in worker.attempts.into_keys() {
                 self.lose_attempt(
                     attempt,
                     &format!("worker {worker_id} stopped responding (lease expired)"),
@@ -747,3 +786,6 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

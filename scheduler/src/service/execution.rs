@@ -10,7 +10,7 @@ use drover_proto::execution::{
 use drover_proto::service::Execution;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 
 use super::Scheduler;
 use super::follow::Follower;
@@ -115,11 +115,11 @@ impl Execution for Scheduler {
                 ));
             }
         };
-        let (outbox, replies) = mpsc::channel(256);
+        let (outbox, replies) = mpsc::unbounded_channel();
         let worker_id = registration.worker_id.clone();
         let session = self.dispatch.attach(registration, outbox.clone()).await?;
         let session = WorkerSession { scheduler: self.clone(), worker_id, session, outbox };
         self.tasks.spawn(session.run(incoming));
-        Ok(Box::pin(ReceiverStream::new(replies).map(Ok)))
+        Ok(Box::pin(UnboundedReceiverStream::new(replies).map(Ok)))
     }
 }

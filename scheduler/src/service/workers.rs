@@ -23,7 +23,7 @@ pub(super) struct WorkerSession {
     pub(super) scheduler: Scheduler,
     pub(super) worker_id: String,
     pub(super) session: u64,
-    pub(super) outbox: mpsc::Sender<SchedulerMessage>,
+    pub(super) outbox: mpsc::UnboundedSender<SchedulerMessage>,
 }
 
 /// Reports applied but not yet acknowledged, at most.
@@ -127,8 +127,9 @@ impl WorkerSession {
             // Renewed above, for every message.
             WorkerEvent::Heartbeat { .. } => Ok(Applied::default()),
             WorkerEvent::Update(update) => {
+                // The dispatcher writes a report without waiting for the disk.
                 self.scheduler.dispatch.update(self.worker_id.clone(), update).await?;
-                Ok(Applied::default())
+                Ok(Applied { needs_flush: true, log_changed: false })
             }
             WorkerEvent::Metrics(batch) => {
                 if !self.scheduler.store.write_metric_batch(&batch, &self.worker_id)? {
@@ -173,7 +174,7 @@ async fn acknowledge(
     scheduler: Scheduler,
     worker_id: String,
     mut pending: mpsc::Receiver<Pending>,
-    outbox: mpsc::Sender<SchedulerMessage>,
+    outbox: mpsc::UnboundedSender<SchedulerMessage>,
 ) {
     while let Some(Pending { seq, ticket, log_changed }) = pending.recv().await {
         if let Some(ticket) = ticket
@@ -186,7 +187,7 @@ async fn acknowledge(
             scheduler.changes.send_modify(|generation| *generation += 1);
         }
         if let Some(seq) = seq
-            && outbox.send(SchedulerMessage::Ack(seq)).await.is_err()
+            && outbox.send(SchedulerMessage::Ack(seq)).is_err()
         {
             return;
         }

@@ -147,41 +147,68 @@ impl Store {
         Ok(records)
     }
 
-    /// Stores `record` and, in the same write, the run's new status and tags. A terminal
-    /// status sets the run's end time.
+    /// Stores `record` and, in the same write, the run's new status, tags and log line. A
+    /// terminal status sets the run's end time. Returns once the write is durable.
     pub async fn save_execution(
         &self,
         record: &ExecutionRecord,
         change: RunChange,
     ) -> Result<RunInfo, ApiError> {
-        let info = {
-            let _guard = self.write_guard();
-            let mut info = self.run_info(record.run_id)?;
-            let mut batch = sled::Batch::default();
-            // A new attempt starts with no history: the last one's points are set aside.
-            let stored_attempt = self.execution(record.run_id)?.map_or(0, |stored| stored.attempt);
-            if record.attempt > stored_attempt && stored_attempt >= 1 {
-                self.stage_history_aside(record.run_id, stored_attempt, &mut batch)?;
-            }
-            if let Some(status) = change.status {
-                info.status = status;
-                // The scheduler's own report ends a run it executes: it ended now, whatever a
-                // client wrote before, and a run that starts (again) has not ended.
-                info.end_time_ms = status.is_terminal().then(now_ms);
-                batch.insert(keys::run(record.run_id), encode(&info));
-            }
-            for tag in &change.tags {
-                batch.insert(keys::tag(record.run_id, &tag.key), tag.value.as_bytes());
-            }
-            for key in &change.removed_tags {
-                batch.remove(keys::tag(record.run_id, key));
-            }
-            batch.insert(keys::execution(record.run_id), encode(record));
-            self.write_run(record.run_id, batch)?;
-            info
-        };
+        self.write_execution(record, change)?;
         self.durable().await?;
-        Ok(info)
+        self.run_info(record.run_id)
+    }
+
+    /// As [`Store::save_execution`], without waiting for the disk: the write is durable once
+    /// a [`Store::ticket`] taken after it is. Whoever acts on it outside the scheduler (an
+    /// acknowledgement, an assignment sent to a worker) waits for that first.
+    pub fn write_execution(
+        &self,
+        record: &ExecutionRecord,
+        change: RunChange,
+    ) -> Result<(), ApiError> {
+        let _guard = self.write_guard();
+        let mut batch = match &change.log_line {
+            Some(line) => {
+                let text = system_line(line);
+                self.log_append_batch(record.run_id, LogStream::System, text.as_bytes())?
+            }
+            None => sled::Batch::default(),
+        };
+        // A new attempt starts with no history: the last one's points are set aside.
+        let stored_attempt = self.stored_attempt(record.run_id)?;
+        if record.attempt > stored_attempt && stored_attempt >= 1 {
+            self.stage_history_aside(record.run_id, stored_attempt, &mut batch)?;
+        }
+        if let Some(status) = change.status {
+            let mut info = self.run_info(record.run_id)?;
+            info.status = status;
+            // The scheduler's own report ends a run it executes: it ended now, whatever a
+            // client wrote before, and a run that starts (again) has not ended.
+            info.end_time_ms = status.is_terminal().then(now_ms);
+            batch.insert(keys::run(record.run_id), encode(&info));
+        }
+        for tag in &change.tags {
+            batch.insert(keys::tag(record.run_id, &tag.key), tag.value.as_bytes());
+        }
+        for key in &change.removed_tags {
+            batch.remove(keys::tag(record.run_id, key));
+        }
+        batch.insert(keys::execution(record.run_id), encode(record));
+        self.write_run(record.run_id, batch)
+    }
+
+    /// The attempt number of a run's stored execution record (0 if none), read without
+    /// decoding the rest of the record.
+    fn stored_attempt(&self, run_id: RunId) -> Result<u32, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Attempt {
+            attempt: u32,
+        }
+        let Some(value) = self.db().get(keys::execution(run_id)).map_err(storage_error)? else {
+            return Ok(0);
+        };
+        Ok(decode::<Attempt>(&value, "execution record")?.attempt)
     }
 
     /// Appends output of `attempt` at byte `offset` of that attempt's output. A chunk seen

@@ -343,7 +343,8 @@ impl Store {
         Ok(runs)
     }
 
-    async fn durable(&self) -> Result<(), ApiError> {
+    /// Waits until every write applied so far is on disk.
+    pub async fn durable(&self) -> Result<(), ApiError> {
         self.inner.commit.durable().await
     }
 

@@ -99,6 +99,8 @@ pub struct RunChange {
     pub tags: Vec<Tag>,
     /// Tag keys to remove.
     pub removed_tags: Vec<String>,
+    /// A line drover writes into the run's log, in the same write.
+    pub log_line: Option<String>,
 }
 
 /// A piece of a run's stored log.
