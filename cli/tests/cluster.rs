@@ -1,7 +1,8 @@
 //! A cluster on real hosts: drover's own image, a scheduler and three workers each in its own
 //! container on a private Docker network. Each scenario runs a 60-trial sweep of short runs
-//! that print metric lines, breaks something mid-sweep, and checks that every trial ended
-//! once, FINISHED, with exactly its final attempt's points.
+//! that print metric lines, breaks something mid-sweep (or, on a cluster over TLS, has
+//! intruders knock first), and checks that every trial ended once, FINISHED, with exactly its
+//! final attempt's points.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{
     DockerCleanup, build_drover_image, docker, docker_ready, drover, project, run,
-    start_scheduler_container, unique_name,
+    start_scheduler_container, test_pki, unique_name,
 };
 
 const TOKEN: &str = "drover-test-token-for-the-cluster";
@@ -29,11 +30,22 @@ struct Cluster {
     network: String,
     scheduler: String,
     workers: Vec<String>,
+    /// The private CA's certificate on this host, when the scheduler serves TLS.
+    ca: Option<PathBuf>,
     _cleanup: DockerCleanup,
 }
 
+/// Where a TLS cluster's certificates are mounted in its containers.
+const TLS_DIR: &str = "/etc/drover/tls";
+
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with(false)
+    }
+
+    /// With `tls`, the scheduler serves TLS with a certificate of a private CA for its
+    /// container's name and 127.0.0.1, and the workers and this host's clients trust that CA.
+    fn start_with(tls: bool) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let unique = unique_name(dir.path());
         let image = build_drover_image(&unique);
@@ -47,53 +59,92 @@ impl Cluster {
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, TOKEN).unwrap();
         let token_mount = format!("{}:/etc/drover/token:ro", token_file.display());
-        start_scheduler_container(
-            &scheduler,
-            &network,
-            &image,
-            &token_mount,
-            &["--lease-timeout", "3s"],
-        );
-        let inside = format!("http://{scheduler}:7070");
+        let tls_dir = dir.path().join("tls");
+        let tls_mount = format!("{}:{TLS_DIR}:ro", tls_dir.display());
+        let mut scheduler_flags = vec!["--lease-timeout".to_string(), "3s".to_string()];
+        let mut worker_flags = vec!["--token-file".to_string(), "/etc/drover/token".to_string()];
+        let ca = tls.then(|| {
+            std::fs::create_dir_all(&tls_dir).unwrap();
+            let (ca, _, _) = test_pki(&tls_dir, &[&scheduler]);
+            scheduler_flags.extend(
+                ["--tls-cert", "--tls-key"]
+                    .iter()
+                    .zip(["cert", "key"])
+                    .flat_map(|(flag, file)| [flag.to_string(), format!("{TLS_DIR}/{file}.pem")]),
+            );
+            worker_flags.extend(["--ca".to_string(), format!("{TLS_DIR}/ca.pem")]);
+            ca
+        });
+        let flags: Vec<&str> = scheduler_flags.iter().map(String::as_str).collect();
+        let mut volumes = vec![token_mount.as_str()];
+        if tls {
+            volumes.push(&tls_mount);
+        }
+        start_scheduler_container(&scheduler, &network, &image, &volumes, &flags);
+        let scheme = if tls { "https" } else { "http" };
+        let inside = format!("{scheme}://{scheduler}:7070");
         for worker in &workers {
-            docker(&[
-                "run",
-                "-d",
-                "--name",
-                worker,
-                "--network",
-                &network,
-                "-v",
-                &token_mount,
-                &image,
-                "--scheduler",
-                &inside,
-                "--token-file",
-                "/etc/drover/token",
-                "worker",
-                "--worker-id",
-                worker,
-                "--slots",
-                "2",
-                "--work-dir",
-                "/work",
-            ]);
+            let mut args = vec!["run", "-d", "--name", worker, "--network", &network];
+            for volume in &volumes {
+                args.extend(["-v", volume]);
+            }
+            args.extend([image.as_str(), "--scheduler", &inside]);
+            args.extend(worker_flags.iter().map(String::as_str));
+            args.extend(["worker", "--worker-id", worker, "--slots", "2", "--work-dir", "/work"]);
+            docker(&args);
         }
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        let cluster = Cluster { dir, network, scheduler, workers, _cleanup: cleanup };
+        let cluster = Cluster { dir, network, scheduler, workers, ca, _cleanup: cleanup };
         cluster.wait_for_workers();
         cluster
     }
 
     /// The scheduler's published address; it changes when its container restarts.
     fn address(&self) -> String {
-        format!("http://{}", docker(&["port", &self.scheduler, "7070"]).lines().next().unwrap())
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        let published = docker(&["port", &self.scheduler, "7070"]);
+        format!("{scheme}://{}", published.lines().next().unwrap())
+    }
+
+    /// The CLI against the scheduler, trusting its CA, with no token.
+    fn anonymous_client(&self) -> Command {
+        let mut command = drover(&self.dir.path().join("home"));
+        command.args(["--scheduler", &self.address()]).env_remove("DROVER_TOKEN");
+        if let Some(ca) = &self.ca {
+            command.arg("--ca").arg(ca);
+        }
+        command
     }
 
     fn client(&self) -> Command {
-        let mut command = drover(&self.dir.path().join("home"));
-        command.args(["--scheduler", &self.address()]).env("DROVER_TOKEN", TOKEN);
+        let mut command = self.anonymous_client();
+        command.env("DROVER_TOKEN", TOKEN);
         command
+    }
+
+    /// An HTTP GET with `token`: (status, body).
+    fn call(&self, path: &str, token: &str) -> (u16, String) {
+        let address = self.address();
+        let Some(ca) = &self.ca else {
+            let authorization = format!("Bearer {token}");
+            return drover_testkit::http::call(
+                address.trim_start_matches("http://"),
+                "GET",
+                path,
+                &[("Authorization", &authorization)],
+                "",
+            );
+        };
+        let output = Command::new("curl")
+            .args(["-sS", "-w", "\n%{http_code}", "--cacert"])
+            .arg(ca)
+            .args(["-H", &format!("Authorization: Bearer {token}"), &format!("{address}{path}")])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "curl: {}", String::from_utf8_lossy(&output.stderr));
+        let text = String::from_utf8_lossy(&output.stdout);
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (status.trim().parse().unwrap(), body.to_string())
     }
 
     fn wait_for_workers(&self) {
@@ -128,14 +179,7 @@ impl Cluster {
     }
 
     fn get(&self, path: &str) -> Value {
-        let address = self.address();
-        let (status, body) = drover_testkit::http::call(
-            address.trim_start_matches("http://"),
-            "GET",
-            path,
-            &[("Authorization", &format!("Bearer {TOKEN}"))],
-            "",
-        );
+        let (status, body) = self.call(path, TOKEN);
         assert_eq!(status, 200, "{path}: {body}");
         serde_json::from_str(&body).unwrap()
     }
@@ -293,6 +337,103 @@ fn a_sweep_survives_a_worker_cut_off_past_its_lease() {
         .count();
     assert!(lost > 0, "the cut-off worker lost no attempt: the test did not test a cut");
     cluster.wait_for_workers();
+}
+
+#[test]
+fn a_cluster_over_tls_refuses_wrong_tokens_missing_tokens_and_plain_text_and_changes_nothing() {
+    if !docker_ready() {
+        return;
+    }
+    // The workers reach the scheduler over TLS with the token, or this would not return.
+    let cluster = Cluster::start_with(true);
+    let experiments = || run(cluster.client().args(["experiments", "list"])).stdout;
+    let workers = || -> Vec<String> {
+        let listed = run(cluster.client().args(["workers", "list"])).stdout;
+        listed
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split_whitespace().next())
+            .map(String::from)
+            .collect()
+    };
+    let (experiments_before, workers_before) = (experiments(), workers());
+
+    let create = ["experiments", "create", "--experiment-name", "intruder"];
+    let missing = run(cluster.anonymous_client().args(create));
+    assert!(!missing.success && missing.stderr.contains("requires a token"), "{}", missing.stderr);
+    let wrong = run(cluster.anonymous_client().env("DROVER_TOKEN", "not-the-token").args(create));
+    assert!(!wrong.success && wrong.stderr.contains("not this scheduler's"), "{}", wrong.stderr);
+    let plain_address = cluster.address().replace("https://", "http://");
+    let plain = run(drover(&cluster.home())
+        .args(["--scheduler", &plain_address])
+        .args(create)
+        .env("DROVER_TOKEN", TOKEN));
+    assert!(!plain.success, "a plain-text client was served: {}", plain.stdout);
+    for token in ["", "not-the-token"] {
+        let (status, body) =
+            cluster.call("/api/2.0/mlflow/experiments/search?max_results=10", token);
+        assert_eq!(status, 401, "{body}");
+    }
+    // A worker with the wrong token never joins.
+    let intruder = format!("intruder-{}", cluster.workers[0]);
+    let tls_mount = format!("{}:{TLS_DIR}:ro", cluster.dir.path().join("tls").display());
+    let bad_token = cluster.dir.path().join("bad-token");
+    std::fs::write(&bad_token, "not-the-token").unwrap();
+    let bad_token_mount = format!("{}:/etc/drover/token:ro", bad_token.display());
+    let image = docker(&["inspect", "--format", "{{.Config.Image}}", &cluster.scheduler]);
+    let _intruder_cleanup = support::ContainerCleanup(intruder.clone());
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &intruder,
+        "--network",
+        &cluster.network,
+        "-v",
+        &tls_mount,
+        "-v",
+        &bad_token_mount,
+        &image,
+        "--scheduler",
+        &format!("https://{}:7070", cluster.scheduler),
+        "--ca",
+        &format!("{TLS_DIR}/ca.pem"),
+        "--token-file",
+        "/etc/drover/token",
+        "worker",
+        "--worker-id",
+        &intruder,
+        "--slots",
+        "2",
+        "--work-dir",
+        "/work",
+    ]);
+    std::thread::sleep(Duration::from_secs(3));
+    let refused = container_log(&intruder);
+    assert!(refused.contains("not this scheduler's"), "the intruder's log: {refused}");
+    assert_eq!(experiments(), experiments_before, "a refused client changed the experiments");
+    assert_eq!(workers(), workers_before, "a refused worker joined");
+    let scheduler_log = container_log(&cluster.scheduler);
+    assert!(
+        scheduler_log.contains("refused a request without this scheduler's token")
+            && scheduler_log.contains("peer"),
+        "refusals are logged with the peer: {scheduler_log}"
+    );
+    assert!(!scheduler_log.contains(TOKEN) && !scheduler_log.contains("not-the-token"));
+
+    // The cluster itself works as on a trusted network.
+    let sweep = cluster.sweep();
+    cluster.check_sweep(&sweep);
+}
+
+/// What a container printed, both streams.
+fn container_log(container: &str) -> String {
+    let output = Command::new("docker").args(["logs", container]).output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 fn now_ms() -> i64 {

@@ -36,7 +36,7 @@ fn a_worker_in_a_container_runs_docker_runs_beside_itself() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
     let token_mount = format!("{}:/etc/drover/token:ro", token_file.display());
-    start_scheduler_container(&scheduler, &network, &image, &token_mount, &[]);
+    start_scheduler_container(&scheduler, &network, &image, &[&token_mount], &[]);
     // The worker's work directory is /work inside, somewhere else on the host.
     let host_work = dir.path().join("worker-work");
     std::fs::create_dir_all(&host_work).unwrap();

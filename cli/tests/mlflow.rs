@@ -119,7 +119,7 @@ fn the_official_client_sends_mlflow_tracking_token() {
 fn the_official_client_verifies_a_tls_scheduler_with_its_ca() {
     let venv = virtualenv();
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = test_pki(dir.path());
+    let (ca, cert, key) = test_pki(dir.path(), &[]);
     let token = "drover-test-token-for-the-official-client";
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, token).unwrap();

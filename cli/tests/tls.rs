@@ -17,7 +17,7 @@ const TOKEN: &str = "drover-test-token-over-tls";
 #[test]
 fn a_tls_scheduler_serves_only_clients_that_verify_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = test_pki(dir.path());
+    let (ca, cert, key) = test_pki(dir.path(), &[]);
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
     let data_dir = dir.path().join("store");

@@ -299,9 +299,9 @@ pub fn containers_with_label(label: &str) -> Vec<String> {
     String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
 }
 
-/// A private CA and a certificate it signed for `localhost` and 127.0.0.1, written to `dir`
-/// as PEM: (CA, certificate, key).
-pub fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+/// A private CA and a certificate it signed for `localhost`, 127.0.0.1 and `names`, written
+/// to `dir` as PEM: (CA, certificate, key).
+pub fn test_pki(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().expect("a CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
@@ -310,8 +310,9 @@ pub fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     ca_params.distinguished_name.push(DnType::CommonName, "drover test CA");
     let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
     let key = KeyPair::generate().expect("a server key");
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("server parameters");
+    let mut subjects = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    subjects.extend(names.iter().map(|name| name.to_string()));
+    let mut params = CertificateParams::new(subjects).expect("server parameters");
     params.distinguished_name.push(DnType::CommonName, "localhost");
     let issuer = Issuer::new(ca_params, ca_key);
     let cert = params.signed_by(&key, &issuer).expect("a server certificate");
@@ -387,25 +388,20 @@ pub fn unique_name(dir: &Path) -> String {
 
 /// Starts `drover scheduler` in a container of `image` named `name` on `network`, its port
 /// published on a loopback port of the host, requiring the token mounted at
-/// /etc/drover/token (`token_mount` is the `-v` value); `extra` are more scheduler flags.
+/// /etc/drover/token (`volumes` are `-v` values, that mount among them); `extra` are more
+/// scheduler flags.
 pub fn start_scheduler_container(
     name: &str,
     network: &str,
     image: &str,
-    token_mount: &str,
+    volumes: &[&str],
     extra: &[&str],
 ) {
-    let mut args = vec![
-        "run",
-        "-d",
-        "--name",
-        name,
-        "--network",
-        network,
-        "-p",
-        "127.0.0.1::7070",
-        "-v",
-        token_mount,
+    let mut args = vec!["run", "-d", "--name", name, "--network", network, "-p", "127.0.0.1::7070"];
+    for volume in volumes {
+        args.extend(["-v", volume]);
+    }
+    args.extend([
         image,
         "scheduler",
         "--listen",
@@ -414,7 +410,16 @@ pub fn start_scheduler_container(
         "/var/lib/drover",
         "--token-file",
         "/etc/drover/token",
-    ];
+    ]);
     args.extend_from_slice(extra);
     docker(&args);
+}
+
+/// Removes a container, whatever happens to the test.
+pub struct ContainerCleanup(pub String);
+
+impl Drop for ContainerCleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
 }
