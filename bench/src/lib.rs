@@ -6,8 +6,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use drover_project::snapshot;
-use drover_proto::Client;
-use drover_proto::execution::{EnvManager, RunSpec};
+use drover_proto::domain::{CreateExperiment, ExperimentId, ExperimentName};
+use drover_proto::execution::{
+    BoxStream, EnvManager, RunSpec, SchedulerMessage, WorkerEvent, WorkerMessage,
+    WorkerRegistration,
+};
+use drover_proto::{ApiError, Client};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 
 /// The release `drover` binary (DROVER_BIN overrides).
 pub fn drover_binary() -> PathBuf {
@@ -111,6 +117,41 @@ impl LocalCluster {
     pub fn scheduler_cpu(&self) -> anyhow::Result<Duration> {
         process_cpu(self._scheduler.0.id())
     }
+}
+
+/// Creates an experiment named `name`; its ID.
+pub async fn create_experiment(client: &Client, name: &str) -> anyhow::Result<ExperimentId> {
+    let request = CreateExperiment {
+        name: ExperimentName::parse(name)?,
+        artifact_location: None,
+        tags: Vec::new(),
+    };
+    Ok(client.create_experiment(request).await?.id)
+}
+
+/// The bench process attached as a worker named `worker_id` with `slots` slots (and as many
+/// CPUs): what it sends to the scheduler (`window` messages may wait) and what it is sent.
+pub async fn attach_worker(
+    client: &Client,
+    worker_id: &str,
+    slots: u32,
+    window: usize,
+) -> anyhow::Result<(mpsc::Sender<WorkerMessage>, BoxStream<Result<SchedulerMessage, ApiError>>)> {
+    let (outgoing, to_scheduler) = mpsc::channel(window);
+    let registration = WorkerRegistration {
+        worker_id: worker_id.to_string(),
+        hostname: worker_id.to_string(),
+        slots,
+        cpus: slots,
+        memory_bytes: 64 << 30,
+        docker_available: false,
+        running: Vec::new(),
+        labels: Vec::new(),
+        gpus: Vec::new(),
+    };
+    outgoing.send(WorkerMessage { seq: None, event: WorkerEvent::Register(registration) }).await?;
+    let incoming = client.attach_worker(ReceiverStream::new(to_scheduler)).await?;
+    Ok((outgoing, incoming))
 }
 
 /// CPU time (user + system) a process has used, from /proc.

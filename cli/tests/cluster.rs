@@ -66,12 +66,12 @@ impl Cluster {
         let ca = tls.then(|| {
             std::fs::create_dir_all(&tls_dir).unwrap();
             let (ca, _, _) = test_pki(&tls_dir, &[&scheduler]);
-            scheduler_flags.extend(
-                ["--tls-cert", "--tls-key"]
-                    .iter()
-                    .zip(["cert", "key"])
-                    .flat_map(|(flag, file)| [flag.to_string(), format!("{TLS_DIR}/{file}.pem")]),
-            );
+            scheduler_flags.extend([
+                "--tls-cert".to_string(),
+                format!("{TLS_DIR}/cert.pem"),
+                "--tls-key".to_string(),
+                format!("{TLS_DIR}/key.pem"),
+            ]);
             worker_flags.extend(["--ca".to_string(), format!("{TLS_DIR}/ca.pem")]);
             ca
         });

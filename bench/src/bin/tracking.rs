@@ -11,19 +11,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drover_bench::{HttpClient, LocalCluster, print_table, quantile};
-use drover_proto::Client;
-use drover_proto::domain::{
-    CreateExperiment, CreateRun, ExperimentName, Metric, MetricHistoryQuery, Param, RunId,
-    RunStatus,
+use drover_bench::{
+    HttpClient, LocalCluster, attach_worker, create_experiment, print_table, quantile,
 };
+use drover_proto::Client;
+use drover_proto::domain::{CreateRun, Metric, MetricHistoryQuery, Param, RunId, RunStatus};
 use drover_proto::execution::{
     MetricBatch, MetricSeries, SchedulerMessage, SubmitRun, WorkerEvent, WorkerMessage,
-    WorkerRegistration,
 };
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 
 const INGEST_WRITERS: usize = 16;
 /// Runs one worker streams metrics for, and the batches it sends for each.
@@ -108,18 +105,6 @@ async fn new_run(
     Ok(client.create_run(request).await?.info.run_id)
 }
 
-async fn experiment(
-    client: &Client,
-    name: &str,
-) -> anyhow::Result<drover_proto::domain::ExperimentId> {
-    let request = CreateExperiment {
-        name: ExperimentName::parse(name)?,
-        artifact_location: None,
-        tags: Vec::new(),
-    };
-    Ok(client.create_experiment(request).await?.id)
-}
-
 /// Points of one bench batch: 1,000 points over ten keys.
 fn batch_points(batch: usize) -> Vec<Metric> {
     const KEYS: [&str; 10] = ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9"];
@@ -139,7 +124,7 @@ fn batch_points(batch: usize) -> Vec<Metric> {
 async fn worker_stream_ingest(client: &Client, cluster: &LocalCluster) -> anyhow::Result<f64> {
     let spec =
         cluster.local_project(client, "noop", "entry_points: {main: {command: 'true'}}\n").await?;
-    let experiment = experiment(client, "worker-stream").await?;
+    let experiment = create_experiment(client, "worker-stream").await?;
     for _ in 0..STREAM_RUNS {
         let request = SubmitRun {
             experiment_id: experiment,
@@ -151,20 +136,8 @@ async fn worker_stream_ingest(client: &Client, cluster: &LocalCluster) -> anyhow
         client.submit_run(request).await?;
     }
 
-    let (outgoing, to_scheduler) = mpsc::channel(STREAM_WINDOW * 2);
-    let registration = WorkerRegistration {
-        worker_id: "bench-stream".into(),
-        hostname: "bench".into(),
-        slots: STREAM_RUNS as u32,
-        cpus: 2,
-        memory_bytes: 1 << 30,
-        docker_available: false,
-        running: Vec::new(),
-        labels: Vec::new(),
-        gpus: Vec::new(),
-    };
-    outgoing.send(WorkerMessage { seq: None, event: WorkerEvent::Register(registration) }).await?;
-    let mut incoming = client.attach_worker(ReceiverStream::new(to_scheduler)).await?;
+    let (outgoing, mut incoming) =
+        attach_worker(client, "bench-stream", STREAM_RUNS as u32, STREAM_WINDOW * 2).await?;
     let mut attempts = Vec::new();
     while attempts.len() < STREAM_RUNS {
         match incoming.next().await {
@@ -225,7 +198,7 @@ async fn worker_stream_ingest(client: &Client, cluster: &LocalCluster) -> anyhow
 }
 
 async fn ingest(client: &Client) -> anyhow::Result<f64> {
-    let experiment = experiment(client, "ingest").await?;
+    let experiment = create_experiment(client, "ingest").await?;
     let mut runs = Vec::new();
     for _ in 0..INGEST_WRITERS {
         runs.push(new_run(client, experiment).await?);
@@ -249,7 +222,7 @@ async fn ingest(client: &Client) -> anyhow::Result<f64> {
 }
 
 async fn search(client: &Client, address: &str) -> anyhow::Result<(Vec<f64>, usize)> {
-    let experiment = experiment(client, "search").await?;
+    let experiment = create_experiment(client, "search").await?;
     eprintln!("creating {SEARCH_RUNS} runs for the search benchmark");
     let mut tasks = Vec::new();
     for writer in 0..32 {
@@ -294,7 +267,7 @@ async fn search(client: &Client, address: &str) -> anyhow::Result<(Vec<f64>, usi
 }
 
 async fn history(client: &Client, address: &str) -> anyhow::Result<(f64, f64)> {
-    let experiment = experiment(client, "history").await?;
+    let experiment = create_experiment(client, "history").await?;
     let run_id = new_run(client, experiment).await?;
     for chunk in 0..HISTORY_POINTS / 10_000 {
         let points = (0..10_000)

@@ -20,11 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use drover_bench::{HttpClient, LocalCluster, print_table, quantile};
+use drover_bench::{HttpClient, LocalCluster, create_experiment, print_table, quantile};
 use drover_proto::Client;
-use drover_proto::domain::{
-    CreateExperiment, CreateRun, ExperimentId, ExperimentName, Metric, Param, RunId, RunStatus,
-};
+use drover_proto::domain::{CreateRun, ExperimentId, Metric, Param, RunId, RunStatus};
 use drover_testkit::browser::Browser;
 use serde_json::Value;
 use tokio::runtime::Runtime;
@@ -323,14 +321,7 @@ fn measure_drover(runtime: &Runtime) -> anyhow::Result<DroverFigures> {
 
 /// Fills one experiment with RUNS runs of KEYS params and KEYS metrics each.
 async fn fill(client: &Client) -> anyhow::Result<ExperimentId> {
-    let experiment = client
-        .create_experiment(CreateExperiment {
-            name: ExperimentName::parse("ui-bench")?,
-            artifact_location: None,
-            tags: Vec::new(),
-        })
-        .await?
-        .id;
+    let experiment = create_experiment(client, "ui-bench").await?;
     eprintln!("creating {RUNS} runs of {KEYS} params and {KEYS} metrics");
     let started = Instant::now();
     let mut tasks = Vec::new();

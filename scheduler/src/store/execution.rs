@@ -169,10 +169,7 @@ impl Store {
     ) -> Result<(), ApiError> {
         let _guard = self.write_guard();
         let mut batch = match &change.log_line {
-            Some(line) => {
-                let text = system_line(line);
-                self.log_append_batch(record.run_id, LogStream::System, text.as_bytes())?
-            }
+            Some(line) => self.system_log_batch(record.run_id, line)?,
             None => sled::Batch::default(),
         };
         // A new attempt starts with no history: the last one's points are set aside.
@@ -307,9 +304,14 @@ impl Store {
 
     fn write_system_log(&self, run_id: RunId, line: &str) -> Result<(), ApiError> {
         let _guard = self.write_guard();
-        let text = system_line(line);
-        let batch = self.log_append_batch(run_id, LogStream::System, text.as_bytes())?;
+        let batch = self.system_log_batch(run_id, line)?;
         self.db().apply_batch(batch).map_err(storage_error)
+    }
+
+    /// A batch appending a line drover writes at the end of the run's log. Call under the
+    /// write lock.
+    fn system_log_batch(&self, run_id: RunId, line: &str) -> Result<sled::Batch, ApiError> {
+        self.log_append_batch(run_id, LogStream::System, system_line(line).as_bytes())
     }
 
     /// A batch appending `data` at the end of the run's log. Call under the write lock.
