@@ -5,7 +5,10 @@ Each server runs alone on loopback (sqlite backends for the peers), then:
   (ten keys) for 10 s — points/s (2xx only) and p99 latency;
 - client-bound: the official `mlflow` client creating runs, `log_metric` calls/s,
   `log_batch` points/s, `get_metric_history` of 20,000 points, and `search_runs` with a filter
-  (median of five calls, and the first).
+  (median of five calls, and the first);
+- the store on disk once the server has stopped (blocks allocated, as `du` counts them),
+  divided by the metric points logged: everything above, wrk's batches counted by the
+  responses it got (requests still in flight when wrk stops add at most 16 x 100 points).
 
 Run by bench/run.sh, which prepares the virtualenv with the pinned peers and wrk.
 """
@@ -34,6 +37,8 @@ WRK_SECONDS = 10
 WRK_CONNECTIONS = 16
 BATCH_METRICS = 100
 WRK_BODIES = 1000
+# Points the client-bound part logs: log_metric, log_batch, and one per run for the search.
+CLIENT_POINTS = 1000 + 20_000 + 200
 
 # Each wrk thread builds its requests before the clock starts (1,000 bodies of distinct steps,
 # sent in turn), so the load generator spends its share of the two cores on sending, not on
@@ -109,6 +114,17 @@ def start(name, work):
     return process, url
 
 
+def store_bytes(name, work):
+    """Blocks the server's store takes on disk: drover's data directory, the peers' sqlite
+    database with its journal files."""
+    if name == "drover":
+        paths = [os.path.join(root, f) for root, _, files in os.walk(os.path.join(work, "drover")) for f in files]
+    else:
+        prefix = "mlflow.db" if name == "mlflow" else "fasttrackml.db"
+        paths = [os.path.join(work, f) for f in os.listdir(work) if f.startswith(prefix)]
+    return sum(os.stat(path).st_blocks * 512 for path in paths)
+
+
 def server_bound(url, work):
     client = MlflowClient(url)
     experiment = client.create_experiment(f"wrk-{time.time_ns()}")
@@ -131,7 +147,7 @@ def server_bound(url, work):
         if line.strip().startswith("99%"):
             p99 = words[1]
     points = (requests_done - failed) * BATCH_METRICS / WRK_SECONDS
-    return points, p99, failed
+    return points, p99, failed, (requests_done - failed) * BATCH_METRICS
 
 
 def client_bound(url):
@@ -171,7 +187,7 @@ def client_bound(url):
         timings.append(time.perf_counter() - started)
         assert len(found) == 10, len(found)
     figures["search_runs"] = f"{sorted(timings)[2] * 1000:.1f} ms (first {timings[0] * 1000:.1f})"
-    return figures
+    return figures, CLIENT_POINTS
 
 
 def main():
@@ -182,8 +198,8 @@ def main():
         process, url = start(name, work)
         try:
             print(f"measuring {name} at {url}", file=sys.stderr, flush=True)
-            points, p99, failed = server_bound(url, work)
-            figures = client_bound(url)
+            points, p99, failed, wrk_points = server_bound(url, work)
+            figures, client_points = client_bound(url)
             figures["ingest"] = f"{points:,.0f} points/s"
             figures["ingest_p99"] = p99 + (f" ({failed} failed)" if failed else "")
             results[name] = figures
@@ -193,6 +209,10 @@ def main():
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+        try:
+            logged = wrk_points + client_points
+            figures["store_per_point"] = f"{store_bytes(name, work) / logged:.1f} bytes ({logged:,} points)"
+        finally:
             shutil.rmtree(work, ignore_errors=True)
     rows = [
         ("server-bound log-batch (wrk, 16 conns, 100 metrics)", "ingest"),
@@ -202,6 +222,7 @@ def main():
         ("client: log_batch", "log_batch"),
         ("client: get_metric_history, 20k points", "get_metric_history"),
         ("client: search_runs, filter over 200 runs", "search_runs"),
+        ("store on disk per metric point", "store_per_point"),
     ]
     width = max(len(label) for label, _ in rows)
     print()

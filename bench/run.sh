@@ -34,6 +34,7 @@ done
 OPTUNA_PYTHON="$venvs/optuna/bin/python" ./target/release/sweeps
 ./target/release/versus_slurm
 ./target/release/placement
+./target/release/scale
 MLFLOW_BIN="$venvs/mlflow/bin/mlflow" ./target/release/ui
 MLFLOW_SERVER_BIN="$venvs/mlflow/bin/mlflow" FML_BIN="$venvs/fasttrackml/bin/fml" \
     "$venvs/mlflow/bin/python" bench/peers.py

@@ -52,9 +52,9 @@ impl Dispatcher {
 
     /// Places what fits of the queue. The workers are looked at once per pass, and each
     /// placement counted in, so a pass costs the queue plus the workers, not their product.
-    /// The pass's placements are written together and sent to their workers once durable:
-    /// one flush for the pass, and no worker runs an attempt a restarted scheduler would not
-    /// know of.
+    /// The pass's placements are written together and sent to their workers once durable
+    /// (by the courier, so the next pass need not wait for the flush): no worker runs an
+    /// attempt a restarted scheduler would not know of.
     pub(super) async fn place(&mut self) {
         let keys: Vec<_> = self.queue.iter().take(MAX_SCANNED).copied().collect();
         let mut views: Vec<WorkerView> =
@@ -69,7 +69,7 @@ impl Dispatcher {
             };
             if !views.iter().any(|view| view.open && view.slots_used < view.slots) {
                 // Nothing can be placed anywhere until a slot frees.
-                return self.send_placed(placed).await;
+                return self.send_placed(placed);
             }
             let request = Request::of(&record.spec);
             let chosen =
@@ -143,30 +143,22 @@ impl Dispatcher {
         }
         // The pass stopped at its scan limit with room left: another follows at once.
         self.place_again = scanned_all && !placed.is_empty();
-        self.send_placed(placed).await;
+        self.send_placed(placed);
     }
 
-    /// Sends a pass's placements to their workers once they are durable.
-    async fn send_placed(&mut self, placed: Vec<(String, Assignment)>) {
+    /// Sends a pass's placements to their workers once they are durable, without waiting.
+    fn send_placed(&mut self, placed: Vec<(String, Assignment)>) {
         if placed.is_empty() {
             return;
         }
-        if let Err(error) = self.store.durable().await {
-            // Nothing more can be acknowledged; the workers never hear of these attempts,
-            // and their leases and a restart sort out the rest.
-            tracing::error!(%error, placements = placed.len(), "placements are not durable; not sending them");
-            return;
-        }
-        for (worker_id, assignment) in placed {
-            if let Some(worker) = self.workers.get_mut(&worker_id)
-                && let Some(outbox) = &worker.outbox
-                && outbox.send(SchedulerMessage::Assign(Box::new(assignment))).is_err()
-            {
-                // The stream closed under us; the lease decides what happens next.
-                worker.outbox = None;
-            }
-        }
-        self.changed();
+        let messages = placed
+            .into_iter()
+            .filter_map(|(worker_id, assignment)| {
+                let outbox = self.workers.get(&worker_id)?.outbox.clone()?;
+                Some((outbox, SchedulerMessage::Assign(Box::new(assignment))))
+            })
+            .collect();
+        self.courier.send_when_durable(self.store.ticket(), messages);
     }
 
     /// Records why a run waits, as a tag `drover runs describe` and the UI show, when the

@@ -6,9 +6,11 @@
 //!
 //! Submissions (`submit.rs`) are written by the caller's task, which then hands the queued
 //! run to the dispatcher: concurrent submissions share the store's flushes instead of
-//! waiting in the dispatcher's line.
+//! waiting in the dispatcher's line. Messages to workers go through the courier
+//! (`courier.rs`), in order, each once the writes it depends on are durable.
 
 mod assign;
+mod courier;
 mod placement;
 mod submit;
 
@@ -190,7 +192,7 @@ impl DispatchHandle {
 struct Worker {
     registration: WorkerRegistration,
     /// None while the worker is disconnected but its lease has not lapsed.
-    outbox: Option<mpsc::UnboundedSender<SchedulerMessage>>,
+    outbox: Option<courier::Outbox>,
     session: u64,
     last_seen: Instant,
     last_seen_ms: i64,
@@ -244,6 +246,8 @@ pub struct Dispatcher {
     telemetry: Arc<Telemetry>,
     /// The last pass stopped at its scan limit with room left, so another is due at once.
     place_again: bool,
+    /// Every message to a worker goes through it, in order.
+    courier: courier::Courier,
 }
 
 /// Lost attempts the cluster view keeps.
@@ -274,6 +278,7 @@ impl Dispatcher {
             drained: HashSet::new(),
             waiting: HashMap::new(),
             telemetry,
+            courier: courier::Courier::new(),
         };
         dispatcher.drained = dispatcher.store.drained_workers()?;
         for record in dispatcher.store.pending_executions()? {
@@ -315,6 +320,7 @@ impl Dispatcher {
         let mut ticks =
             tokio::time::interval(self.options.heartbeat_interval.min(Duration::from_secs(1)));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.courier.start(self.store.clone(), self.changes.clone());
         self.place().await;
         loop {
             tokio::select! {
@@ -519,10 +525,11 @@ impl Dispatcher {
             running = claimed.len(),
             "worker attached"
         );
-        let _ = outbox.send(SchedulerMessage::Registered {
+        let registered = SchedulerMessage::Registered {
             heartbeat_interval: self.options.heartbeat_interval,
             lease_timeout: self.options.lease_timeout,
-        });
+        };
+        self.courier.send(&outbox, registered);
         let previous =
             self.workers.remove(&worker_id).map(|worker| worker.attempts).unwrap_or_default();
         let mut worker = Worker {
@@ -543,10 +550,11 @@ impl Dispatcher {
                 worker.attempts.insert(*attempt, Hold::of(record));
             } else {
                 tracing::warn!(worker_id, %attempt, "worker runs an attempt that is no longer current; cancelling it");
-                let _ = outbox.send(SchedulerMessage::Cancel {
+                let cancel = SchedulerMessage::Cancel {
                     attempt: *attempt,
                     grace_period: self.options.cancel_grace,
-                });
+                };
+                self.courier.send(&outbox, cancel);
             }
         }
         self.workers.insert(worker_id.clone(), worker);
@@ -668,11 +676,12 @@ impl Dispatcher {
                 let info = self.store.save_execution(&record, change).await?;
                 let attempt = record.current_attempt();
                 self.records.insert(run_id, record);
-                if let Some(outbox) = self.workers.get(&worker_id).and_then(|w| w.outbox.clone()) {
-                    let _ = outbox.send(SchedulerMessage::Cancel {
+                if let Some(outbox) = self.workers.get(&worker_id).and_then(|w| w.outbox.as_ref()) {
+                    let cancel = SchedulerMessage::Cancel {
                         attempt,
                         grace_period: self.options.cancel_grace,
-                    });
+                    };
+                    self.courier.send(outbox, cancel);
                 }
                 self.changed();
                 Ok(info)

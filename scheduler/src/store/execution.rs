@@ -10,7 +10,10 @@ use drover_proto::execution::{AttemptId, LogStream, MetricBatch, SubmitRun};
 
 use drover_proto::validate::{self, MAX_PARAM_VALUE_LEN};
 
-use super::records::{ExecutionRecord, LogChunk, Placement, RunChange, SnapshotRecord};
+use super::records::{
+    ExecutionRecord, ExecutionState, LogChunk, Placement, RunChange, SnapshotRecord,
+    StoredExecution,
+};
 use super::staging::{stage_tags, validate_param, validate_tag};
 use super::{Store, decode, encode, keys, now_ms, storage_error};
 
@@ -96,7 +99,9 @@ impl Store {
             message: String::new(),
             attempts: Vec::new(),
         };
-        batch.insert(keys::execution(run.info.run_id), encode(&record));
+        batch.insert(keys::run_spec(run.info.run_id), encode(&record.spec));
+        batch.insert(keys::execution(run.info.run_id), encode(&ExecutionState::from(&record)));
+        batch.insert(keys::pending_execution(run.info.run_id), &[]);
         // A new run's log is empty: the queued line starts it at offset 0.
         let line = system_line(QUEUED_LINE);
         batch.insert(
@@ -108,11 +113,23 @@ impl Store {
     }
 
     pub fn execution(&self, run_id: RunId) -> Result<Option<ExecutionRecord>, ApiError> {
-        let value = self.db().get(keys::execution(run_id)).map_err(storage_error)?;
-        value.map(|bytes| decode(&bytes, "execution record")).transpose()
+        let Some(value) = self.db().get(keys::execution(run_id)).map_err(storage_error)? else {
+            return Ok(None);
+        };
+        let mut stored: StoredExecution = decode(&value, "execution record")?;
+        let spec = match stored.spec.take() {
+            Some(spec) => spec,
+            None => {
+                let spec = self.db().get(keys::run_spec(run_id)).map_err(storage_error)?;
+                let spec = spec.ok_or_else(|| {
+                    ApiError::Internal(format!("run {run_id}'s spec is missing from the store"))
+                })?;
+                decode(&spec, "run spec")?
+            }
+        };
+        Ok(Some(stored.into_record(spec)))
     }
 
-    /// Every execution record that has not ended, for recovery at start-up.
     /// Records that a worker takes no new runs (`drained`), or takes them again.
     pub async fn set_worker_drained(&self, worker_id: &str, drained: bool) -> Result<(), ApiError> {
         let key = keys::drained_worker(worker_id);
@@ -135,16 +152,48 @@ impl Store {
         Ok(drained)
     }
 
+    /// Every execution record that has not ended, for recovery at start-up and the queue's
+    /// views. Read through the index of executions not done (`qp/`), so a store of a million
+    /// finished runs costs nothing here.
     pub fn pending_executions(&self) -> Result<Vec<ExecutionRecord>, ApiError> {
         let mut records = Vec::new();
-        for entry in self.db().scan_prefix(keys::EXECUTION) {
-            let (_, value) = entry.map_err(storage_error)?;
-            let record: ExecutionRecord = decode(&value, "execution record")?;
-            if record.placement != Placement::Done {
+        for entry in self.db().scan_prefix(keys::PENDING_EXECUTION) {
+            let (key, _) = entry.map_err(storage_error)?;
+            let run_id =
+                <[u8; 16]>::try_from(&key[keys::PENDING_EXECUTION.len()..]).map(RunId).map_err(
+                    |_| ApiError::Internal("a pending execution's key is unreadable".to_string()),
+                )?;
+            if let Some(record) = self.execution(run_id)?
+                && record.placement != Placement::Done
+            {
                 records.push(record);
             }
         }
         Ok(records)
+    }
+
+    /// Indexes the executions not done of a store written before the index existed (schema
+    /// 2 and older). Only adds entries, so running it again after a crash is harmless.
+    pub(super) fn index_pending_executions(db: &sled::Db) -> sled::Result<u64> {
+        #[derive(serde::Deserialize)]
+        struct Placed {
+            placement: Placement,
+        }
+        let mut indexed = 0;
+        let mut batch = sled::Batch::default();
+        for entry in db.scan_prefix(keys::EXECUTION) {
+            let (key, value) = entry?;
+            let pending = serde_json::from_slice::<Placed>(&value)
+                .map_or(true, |placed| placed.placement != Placement::Done);
+            if pending {
+                let mut index = keys::PENDING_EXECUTION.to_vec();
+                index.extend_from_slice(&key[keys::EXECUTION.len()..]);
+                batch.insert(index, &[]);
+                indexed += 1;
+            }
+        }
+        db.apply_batch(batch)?;
+        Ok(indexed)
     }
 
     /// Stores `record` and, in the same write, the run's new status, tags and log line. A
@@ -191,7 +240,11 @@ impl Store {
         for key in &change.removed_tags {
             batch.remove(keys::tag(record.run_id, key));
         }
-        batch.insert(keys::execution(record.run_id), encode(record));
+        batch.insert(keys::execution(record.run_id), encode(&ExecutionState::from(record)));
+        // Indexed as pending since its submission; a record never leaves Done.
+        if record.placement == Placement::Done {
+            batch.remove(keys::pending_execution(record.run_id));
+        }
         self.write_run(record.run_id, batch)
     }
 
@@ -376,5 +429,103 @@ impl Store {
             .insert(keys::snapshot(record.digest.as_str()), encode(record))
             .map_err(storage_error)?;
         self.durable().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use drover_proto::domain::DEFAULT_EXPERIMENT_ID;
+    use drover_proto::execution::{EnvManager, RunSpec};
+
+    use super::*;
+
+    async fn submit(store: &Store) -> ExecutionRecord {
+        let spec = RunSpec {
+            project_name: "p".into(),
+            snapshot: format!("sha256:{}", "cd".repeat(32)).parse().expect("a digest"),
+            snapshot_size: 1,
+            entry_point: "main".into(),
+            parameters: Vec::new(),
+            env_manager: EnvManager::Local,
+            image: None,
+            volumes: Vec::new(),
+            environment: Vec::new(),
+            docker: Default::default(),
+            max_retries: 0,
+            priority: 0,
+            labels: Vec::new(),
+        };
+        let request = SubmitRun {
+            experiment_id: DEFAULT_EXPERIMENT_ID,
+            run_name: None,
+            user_id: "test".into(),
+            tags: Vec::new(),
+            spec,
+        };
+        store.submit_run(request).await.expect("submitted").1
+    }
+
+    fn pending(store: &Store) -> Vec<RunId> {
+        let mut runs: Vec<RunId> = store
+            .pending_executions()
+            .expect("readable")
+            .iter()
+            .map(|record| record.run_id)
+            .collect();
+        runs.sort();
+        runs
+    }
+
+    #[tokio::test]
+    async fn only_executions_not_done_are_pending_also_in_a_store_from_before_their_index() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut expected = Vec::new();
+        {
+            let store = Store::open(dir.path()).expect("the store opens");
+            let queued = submit(&store).await;
+            let mut running = submit(&store).await;
+            let mut finished = submit(&store).await;
+            running.attempt = 1;
+            running.placement = Placement::Running { worker_id: "w".into() };
+            store.save_execution(&running, RunChange::default()).await.expect("saved");
+            finished.placement = Placement::Done;
+            let change = RunChange { status: Some(RunStatus::Finished), ..Default::default() };
+            store.save_execution(&finished, change).await.expect("saved");
+            expected.extend([queued.run_id, running.run_id]);
+            expected.sort();
+            assert_eq!(pending(&store), expected);
+            // As a schema-2 store has it: no index.
+            for key in store.db().scan_prefix(keys::PENDING_EXECUTION).keys() {
+                store.db().remove(key.expect("readable")).expect("removed");
+            }
+            store.db().insert(keys::SCHEMA, &2u32.to_be_bytes()).expect("written");
+            assert_eq!(pending(&store), Vec::new());
+            store.close();
+        }
+        let store = Store::open(dir.path()).expect("the store opens");
+        assert_eq!(pending(&store), expected);
+    }
+
+    #[tokio::test]
+    async fn a_record_stored_with_its_spec_inline_reads_whole() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Store::open(dir.path()).expect("the store opens");
+        let mut record = submit(&store).await;
+        record.attempt = 2;
+        record.placement = Placement::Assigned { worker_id: "w".into() };
+        store.save_execution(&record, RunChange::default()).await.expect("saved");
+        assert_eq!(store.execution(record.run_id).expect("readable"), Some(record.clone()));
+        // As records were stored before the spec had its own key.
+        let mut inline = serde_json::to_value(ExecutionState::from(&record)).expect("JSON");
+        inline["spec"] = serde_json::to_value(&record.spec).expect("JSON");
+        let db = store.db();
+        db.insert(keys::execution(record.run_id), serde_json::to_vec(&inline).expect("JSON"))
+            .expect("written");
+        db.remove(keys::run_spec(record.run_id)).expect("removed");
+        assert_eq!(store.execution(record.run_id).expect("readable"), Some(record.clone()));
+        // A record whose spec is nowhere is an error, not a run with no spec.
+        db.insert(keys::execution(record.run_id), encode(&ExecutionState::from(&record)))
+            .expect("written");
+        assert!(store.execution(record.run_id).is_err());
     }
 }

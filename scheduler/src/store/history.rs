@@ -4,8 +4,17 @@
 //! timestamp, then arrival.
 //!
 //! A chunk's key ends with a store-wide increasing id, so chunks scan in arrival order. Its
-//! value is the smallest and largest step in it (so reads of a step window skip whole
-//! chunks), then the points, 24 bytes each: step, timestamp, value bits, all big-endian.
+//! value is the smallest and largest step in it, 8 bytes each, big-endian (so reads of a step
+//! window skip whole chunks), the number of points as a varint, then the points, each as
+//! deltas from the point before it (the first from step 0, timestamp 0 and value bits 0):
+//! - the step and the timestamp, each as the zigzag varint of its wrapping difference;
+//! - the value as the XOR of its bits with the previous value's: a byte holding how many
+//!   whole bytes of that XOR lead and trail as zeros (4 bits each), then the bytes between.
+//!
+//! A training curve's point then takes about 10 bytes instead of 24: steps that count up and
+//! timestamps that barely move take a byte each, a repeated value one byte, a value exact in
+//! `f32` about five, and any other value at most nine. Schema-2 stores kept the points at 24
+//! bytes each (step, timestamp, value bits); opening one rewrites its chunks (schema 3).
 
 use drover_proto::ApiError;
 use drover_proto::domain::{Metric, MetricHistoryQuery, Page, RunId};
@@ -18,11 +27,14 @@ const DEFAULT_HISTORY_PAGE: usize = 25_000;
 const MAX_HISTORY_PAGE: usize = 10_000_000;
 
 const HEADER_LEN: usize = 16;
-const POINT_LEN: usize = 24;
+/// A schema-2 point: step, timestamp and value bits, big-endian.
+const SCHEMA2_POINT_LEN: usize = 24;
 /// Points per chunk when a schema-1 store's history is rewritten.
 const MIGRATION_CHUNK_POINTS: usize = 10_000;
 /// Points moved per write while rewriting, bounding the rewrite's memory.
 pub(super) const MIGRATION_BATCH_POINTS: usize = 200_000;
+/// Chunks rewritten per write when a schema-2 store's chunks are re-encoded.
+pub(super) const MIGRATION_BATCH_CHUNKS: usize = 1_000;
 
 /// A point's place in a history: step, timestamp, then arrival (chunk id, index in chunk).
 /// Page tokens carry the place of a page's last point.
@@ -35,17 +47,54 @@ struct Point {
     value: f64,
 }
 
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Reads a varint at `*at`, moving past it.
+fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut n = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        n |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(n);
+        }
+    }
+    None
+}
+
+fn zigzag(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+fn unzigzag(n: u64) -> i64 {
+    ((n >> 1) as i64) ^ -((n & 1) as i64)
+}
+
 /// Encodes `points` (all of one key) as a chunk value.
 fn encode_chunk(points: &[MetricPoint]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(HEADER_LEN + points.len() * POINT_LEN);
+    let mut value = Vec::with_capacity(HEADER_LEN + 10 + points.len() * 12);
     let min = points.iter().map(|point| point.step).min().unwrap_or(0);
     let max = points.iter().map(|point| point.step).max().unwrap_or(0);
     value.extend_from_slice(&min.to_be_bytes());
     value.extend_from_slice(&max.to_be_bytes());
+    put_varint(&mut value, points.len() as u64);
+    let (mut step, mut timestamp, mut bits) = (0i64, 0i64, 0u64);
     for point in points {
-        value.extend_from_slice(&point.step.to_be_bytes());
-        value.extend_from_slice(&point.timestamp_ms.to_be_bytes());
-        value.extend_from_slice(&point.value.to_bits().to_be_bytes());
+        put_varint(&mut value, zigzag(point.step.wrapping_sub(step)));
+        put_varint(&mut value, zigzag(point.timestamp_ms.wrapping_sub(timestamp)));
+        let xor = point.value.to_bits() ^ bits;
+        let (leading, trailing) =
+            if xor == 0 { (8, 0) } else { (xor.leading_zeros() / 8, xor.trailing_zeros() / 8) };
+        value.push((leading << 4 | trailing) as u8);
+        value.extend_from_slice(&xor.to_be_bytes()[leading as usize..8 - trailing as usize]);
+        (step, timestamp, bits) = (point.step, point.timestamp_ms, point.value.to_bits());
     }
     value
 }
@@ -59,22 +108,52 @@ fn chunk_steps(value: &[u8]) -> Option<(i64, i64)> {
     Some((number(value, 0)? as i64, number(value, 8)? as i64))
 }
 
+/// Calls `each` with the index, step, timestamp and value of every point of a chunk, in
+/// arrival order; `None` if the chunk is malformed.
+fn each_point(value: &[u8], mut each: impl FnMut(u32, i64, i64, f64)) -> Option<()> {
+    let mut at = HEADER_LEN;
+    let count = varint(value, &mut at)?;
+    let (mut step, mut timestamp, mut bits) = (0i64, 0i64, 0u64);
+    for index in 0..u32::try_from(count).ok()? {
+        step = step.wrapping_add(unzigzag(varint(value, &mut at)?));
+        timestamp = timestamp.wrapping_add(unzigzag(varint(value, &mut at)?));
+        let tag = *value.get(at)?;
+        at += 1;
+        let (leading, trailing) = (usize::from(tag >> 4), usize::from(tag & 0x0f));
+        let width = 8usize.checked_sub(leading + trailing)?;
+        let mut xor = [0u8; 8];
+        xor[leading..leading + width].copy_from_slice(value.get(at..at + width)?);
+        at += width;
+        bits ^= u64::from_be_bytes(xor);
+        each(index, step, timestamp, f64::from_bits(bits));
+    }
+    (at == value.len()).then_some(())
+}
+
 /// Appends the points of one chunk that fall in `steps` to `into`.
 fn decode_chunk(chunk: u64, value: &[u8], steps: (i64, i64), into: &mut Vec<Point>) -> Option<()> {
+    each_point(value, |index, step, timestamp, value| {
+        if step >= steps.0 && step <= steps.1 {
+            into.push(Point { place: (step, timestamp, chunk, index), value });
+        }
+    })
+}
+
+/// The points of a schema-2 chunk: the same header, then 24 bytes per point.
+fn decode_schema2_chunk(value: &[u8]) -> Option<Vec<MetricPoint>> {
     let body = value.get(HEADER_LEN..)?;
-    if body.len() % POINT_LEN != 0 {
+    if body.len() % SCHEMA2_POINT_LEN != 0 {
         return None;
     }
-    for (index, point) in body.chunks_exact(POINT_LEN).enumerate() {
-        let step = number(point, 0)? as i64;
-        if step < steps.0 || step > steps.1 {
-            continue;
-        }
-        let timestamp = number(point, 8)? as i64;
-        let value = f64::from_bits(number(point, 16)?);
-        into.push(Point { place: (step, timestamp, chunk, index as u32), value });
-    }
-    Some(())
+    body.chunks_exact(SCHEMA2_POINT_LEN)
+        .map(|point| {
+            Some(MetricPoint {
+                step: number(point, 0)? as i64,
+                timestamp_ms: number(point, 8)? as i64,
+                value: f64::from_bits(number(point, 16)?),
+            })
+        })
+        .collect()
 }
 
 fn encode_token(place: Place) -> String {
@@ -390,6 +469,47 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Rewrites a schema-2 store's chunks (24 bytes per point) in the compact encoding, in
+    /// writes of `batch_chunks` chunks. Each write also records the last chunk it rewrote, so
+    /// a rewrite cut short by a crash resumes after it; the last sets schema 3. Runs before
+    /// the store serves anything.
+    pub(super) fn migrate_chunks_to_compact(
+        db: &sled::Db,
+        batch_chunks: usize,
+    ) -> sled::Result<u64> {
+        // `h/` and `ha/` are the only prefixes that start with `h`.
+        let start = match db.get(keys::MIGRATION_PROGRESS)? {
+            Some(done) => std::ops::Bound::Excluded(done.to_vec()),
+            None => std::ops::Bound::Included(b"h".to_vec()),
+        };
+        let mut rewritten = 0;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for entry in db.range((start, std::ops::Bound::Excluded(b"i".to_vec()))) {
+            let (key, value) = entry?;
+            let points = decode_schema2_chunk(&value).ok_or_else(|| {
+                sled::Error::Unsupported(format!(
+                    "a schema-2 metric history chunk of {} bytes is unreadable",
+                    value.len()
+                ))
+            })?;
+            batch.insert(key.clone(), encode_chunk(&points));
+            in_batch += 1;
+            rewritten += points.len() as u64;
+            if in_batch >= batch_chunks {
+                batch.insert(keys::MIGRATION_PROGRESS, key);
+                db.apply_batch(std::mem::take(&mut batch))?;
+                in_batch = 0;
+            }
+        }
+        batch.remove(keys::MIGRATION_PROGRESS);
+        batch.insert(keys::SCHEMA, &super::SCHEMA_VERSION.to_be_bytes());
+        db.apply_batch(batch)?;
+        Ok(rewritten)
+    }
+}
+
 /// Whether `candidate`, arriving after `current`, becomes the latest value: a step at least
 /// as high, then a timestamp at least as late.
 pub(super) fn supersedes(candidate: &MetricPoint, current: &MetricPoint) -> bool {
@@ -573,5 +693,134 @@ mod tests {
         assert_eq!(window.len(), 1);
         assert_eq!(window[0].place, (3, 10, 5, 0));
         assert_eq!(decode_chunk(5, &value[..value.len() - 1], (0, 1), &mut window), None);
+        let mut longer = value.clone();
+        longer.push(0);
+        assert_eq!(decode_chunk(5, &longer, (0, 1), &mut window), None);
+    }
+
+    #[test]
+    fn every_bit_of_extreme_points_survives_the_encoding() {
+        let values = [
+            0.0,
+            -0.0,
+            f64::MIN,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::from_bits(1),
+            f64::NEG_INFINITY,
+            f64::from_bits(0x7ff8_0000_0000_0001),
+            0.1f32 as f64,
+            std::f64::consts::PI,
+            std::f64::consts::PI,
+        ];
+        let steps = [i64::MIN, i64::MAX, 0, -1, 1, i64::MAX, i64::MIN];
+        let timestamps = [i64::MAX, i64::MIN, 1_700_000_000_000, 0, -5];
+        let points: Vec<MetricPoint> = (0..200)
+            .map(|i| MetricPoint {
+                step: steps[i % steps.len()],
+                timestamp_ms: timestamps[i % timestamps.len()],
+                value: values[i % values.len()],
+            })
+            .collect();
+        let mut decoded = Vec::new();
+        decode_chunk(1, &encode_chunk(&points), (i64::MIN, i64::MAX), &mut decoded).unwrap();
+        assert_eq!(decoded.len(), points.len());
+        for (index, (point, read)) in points.iter().zip(&decoded).enumerate() {
+            assert_eq!(read.place, (point.step, point.timestamp_ms, 1, index as u32));
+            assert_eq!(read.value.to_bits(), point.value.to_bits(), "point {index}");
+        }
+    }
+
+    #[test]
+    fn a_training_curve_takes_about_ten_bytes_a_point() {
+        // Steps counting up, a timestamp every few points, values of a noisy loss in f64.
+        let points: Vec<MetricPoint> = (0..1_000i64)
+            .map(|step| MetricPoint {
+                step,
+                timestamp_ms: 1_764_000_000_000 + step / 4,
+                value: 1.0 / (step as f64 + 1.0) + (step as f64 * 0.37).sin() * 1e-3,
+            })
+            .collect();
+        let per_point = encode_chunk(&points).len() as f64 / points.len() as f64;
+        assert!(per_point <= 11.0, "{per_point} bytes per point");
+        let repeated = vec![MetricPoint { step: 7, timestamp_ms: 7, value: 0.25 }; 1_000];
+        // Three bytes a point: two zero deltas and a tag saying the value did not change.
+        assert!(encode_chunk(&repeated).len() <= HEADER_LEN + 16 + 1_000 * 3);
+    }
+
+    /// A schema-2 chunk: the header, then 24 bytes per point.
+    fn schema2_chunk(points: &[MetricPoint]) -> Vec<u8> {
+        let min = points.iter().map(|point| point.step).min().unwrap_or(0);
+        let max = points.iter().map(|point| point.step).max().unwrap_or(0);
+        let mut value = [min.to_be_bytes(), max.to_be_bytes()].concat();
+        for point in points {
+            value.extend_from_slice(&point.step.to_be_bytes());
+            value.extend_from_slice(&point.timestamp_ms.to_be_bytes());
+            value.extend_from_slice(&point.value.to_bits().to_be_bytes());
+        }
+        value
+    }
+
+    #[tokio::test]
+    async fn a_schema2_store_keeps_every_point_and_attempt_when_rewritten_even_across_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let curve = |attempt: i64, steps: std::ops::Range<i64>| -> Vec<MetricPoint> {
+            steps
+                .map(|step| MetricPoint {
+                    step,
+                    timestamp_ms: 100 + step,
+                    value: attempt as f64 * 1_000.0 + step as f64 / 3.0,
+                })
+                .collect()
+        };
+        let run_id = {
+            let store = Store::open(dir.path()).unwrap();
+            let run_id = new_run(&store).await;
+            let db = store.db();
+            db.insert(keys::SCHEMA, &2u32.to_be_bytes()).unwrap();
+            // 2,500 chunks of "loss" (over two rewrite writes), one of "acc", and an earlier
+            // attempt's chunk under `ha/`.
+            for chunk in 0..2_500u64 {
+                let step = chunk as i64 * 2;
+                let mut key = keys::history(run_id, "loss");
+                key.extend_from_slice(&(10 + chunk).to_be_bytes());
+                db.insert(key, schema2_chunk(&curve(2, step..step + 2))).unwrap();
+            }
+            let mut key = keys::history(run_id, "acc");
+            key.extend_from_slice(&5u64.to_be_bytes());
+            db.insert(key, schema2_chunk(&curve(2, -3..-1))).unwrap();
+            let mut key = keys::attempt_histories(run_id, 1);
+            key.extend_from_slice(b"loss\0");
+            key.extend_from_slice(&1u64.to_be_bytes());
+            db.insert(key, schema2_chunk(&curve(1, 0..4))).unwrap();
+            // A rewrite cut short by a crash: the first write landed, the rest did not.
+            let progress = {
+                let mut key = keys::history(run_id, "acc");
+                key.extend_from_slice(&5u64.to_be_bytes());
+                key
+            };
+            let first = db.get(&progress).unwrap().unwrap();
+            db.insert(&progress, encode_chunk(&decode_schema2_chunk(&first).unwrap())).unwrap();
+            db.insert(keys::MIGRATION_PROGRESS, progress).unwrap();
+            store.close();
+            run_id
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.db().get(keys::SCHEMA).unwrap().as_deref(),
+            Some(&super::super::SCHEMA_VERSION.to_be_bytes()[..])
+        );
+        assert_eq!(store.db().get(keys::MIGRATION_PROGRESS).unwrap(), None);
+        let series = |key: &str, attempt| {
+            store.metric_series(run_id, key, attempt, (i64::MIN, i64::MAX)).unwrap()
+        };
+        let expected = |points: Vec<MetricPoint>| -> Vec<(i64, i64, f64)> {
+            points.iter().map(|point| (point.step, point.timestamp_ms, point.value)).collect()
+        };
+        assert_eq!(series("loss", None), expected(curve(2, 0..5_000)));
+        assert_eq!(series("acc", None), expected(curve(2, -3..-1)));
+        let earlier = store.attempt_latest_metrics(run_id, 1).unwrap();
+        assert_eq!(earlier.len(), 1);
+        assert_eq!((earlier[0].step, earlier[0].value), (3, 1_001.0));
     }
 }

@@ -5,6 +5,7 @@
 //! |-------------|--------------------------------------------------------|------------------------|
 //! | `m/schema`  |                                                        | schema version, u32 BE |
 //! | `m/next_exp`|                                                        | next experiment id, u64 BE |
+//! | `m/migrating`|                                                       | last key a schema rewrite rewrote |
 //! | `e/`        | experiment id u64 BE                                   | Experiment, JSON       |
 //! | `n/`        | experiment name                                        | experiment id u64 BE   |
 //! | `r/`        | run id (16 bytes)                                      | RunInfo, JSON          |
@@ -14,7 +15,9 @@
 //! | `h/`        | run id, metric key, 0, chunk id u64 BE                 | points (history.rs)    |
 //! | `ha/`       | run id, attempt u32 BE, metric key, 0, chunk id u64 BE | an earlier attempt's points |
 //! | `l/`        | run id, metric key                                     | value, timestamp, step |
-//! | `q/`        | run id                                                 | ExecutionRecord, JSON  |
+//! | `q/`        | run id                                                 | ExecutionRecord but its spec, JSON |
+//! | `qs/`       | run id                                                 | RunSpec, JSON (written once) |
+//! | `qp/`       | run id of an execution not done                        | empty                  |
 //! | `o/`        | run id, start cursor u64 BE                            | stream byte, log bytes |
 //! | `oz/`       | run id                                                 | log length, u64 BE     |
 //! | `oa/`       | run id, attempt u32 BE                                 | bytes received, u64 BE |
@@ -27,13 +30,16 @@
 //!
 //! Metric keys never contain a NUL byte (validation refuses them), so the 0 after the key ends
 //! it unambiguously. Schema-1 stores kept one `h/` key per point (step and timestamp with the
-//! sign bit flipped, batch, index); opening one rewrites its history as chunks.
+//! sign bit flipped, batch, index); opening one rewrites its history as chunks. Schema-2
+//! stores kept 24 bytes per point in their chunks; opening one rewrites them compactly.
 
 use drover_proto::domain::{ExperimentId, RunId};
 use drover_proto::execution::MetricPoint;
 
 pub const SCHEMA: &[u8] = b"m/schema";
 pub const NEXT_EXPERIMENT_ID: &[u8] = b"m/next_exp";
+/// While a schema rewrite is under way: the last key it rewrote.
+pub const MIGRATION_PROGRESS: &[u8] = b"m/migrating";
 pub const EXPERIMENT: &[u8] = b"e/";
 pub const EXPERIMENT_NAME: &[u8] = b"n/";
 pub const RUN: &[u8] = b"r/";
@@ -44,6 +50,8 @@ pub const HISTORY: &[u8] = b"h/";
 pub const ATTEMPT_HISTORY: &[u8] = b"ha/";
 pub const LATEST: &[u8] = b"l/";
 pub const EXECUTION: &[u8] = b"q/";
+pub const PENDING_EXECUTION: &[u8] = b"qp/";
+pub const RUN_SPEC: &[u8] = b"qs/";
 pub const LOG: &[u8] = b"o/";
 pub const LOG_LENGTH: &[u8] = b"oz/";
 pub const ATTEMPT_LOG_LENGTH: &[u8] = b"oa/";
@@ -154,6 +162,14 @@ pub fn drained_worker(worker_id: &str) -> Vec<u8> {
 
 pub fn execution(run: RunId) -> Vec<u8> {
     key(EXECUTION, &[run.as_bytes()])
+}
+
+pub fn run_spec(run: RunId) -> Vec<u8> {
+    key(RUN_SPEC, &[run.as_bytes()])
+}
+
+pub fn pending_execution(run: RunId) -> Vec<u8> {
+    key(PENDING_EXECUTION, &[run.as_bytes()])
 }
 
 pub fn log_chunks(run: RunId) -> Vec<u8> {

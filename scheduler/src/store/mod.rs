@@ -42,8 +42,10 @@ use self::lock::{DirLock, LockError};
 const MAX_CACHED_RUNS: usize = 500_000;
 
 /// The newest store layout this build reads and writes. Schema 1 kept one key per metric
-/// point; schema 2 keeps chunks (see `history.rs`), and opening a schema-1 store rewrites it.
-pub const SCHEMA_VERSION: u32 = 2;
+/// point; schema 2 kept chunks of 24 bytes per point; schema 3 keeps chunks of compactly
+/// encoded points (see `history.rs`) and an index of the executions not done. Opening an
+/// older store builds the index, then rewrites its history.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Why a data directory could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -191,11 +193,25 @@ impl Store {
                 if version > SCHEMA_VERSION {
                     return Err(InitError::Newer(version));
                 }
+                if version < 3 {
+                    let indexed = Store::index_pending_executions(db)?;
+                    tracing::info!(indexed, "indexed the executions not done (schema 3)");
+                }
                 if version < 2 {
                     let points =
                         Store::migrate_history_to_chunks(db, history::MIGRATION_BATCH_POINTS)?;
                     db.flush()?;
-                    tracing::info!(points, "rewrote the metric history in chunks (schema 2)");
+                    tracing::info!(points, "rewrote the metric history in chunks (schema 3)");
+                } else if version < 3 {
+                    let started = std::time::Instant::now();
+                    let points =
+                        Store::migrate_chunks_to_compact(db, history::MIGRATION_BATCH_CHUNKS)?;
+                    db.flush()?;
+                    tracing::info!(
+                        points,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "rewrote the metric history compactly (schema 3)"
+                    );
                 }
                 Ok(())
             }

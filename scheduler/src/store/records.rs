@@ -31,8 +31,10 @@ impl Placement {
     }
 }
 
-/// The scheduler's durable record of a submitted run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The scheduler's record of a submitted run. The store keeps its spec once, when the run is
+/// submitted, and the rest (a few hundred bytes) each time it changes: see
+/// [`ExecutionState`].
+#[derive(Clone, Debug, PartialEq)]
 pub struct ExecutionRecord {
     pub run_id: RunId,
     pub experiment_id: ExperimentId,
@@ -48,8 +50,77 @@ pub struct ExecutionRecord {
     /// Why the run failed or was killed, when drover knows.
     pub message: String,
     /// Every attempt so far, oldest first (empty in records stored before attempts were kept).
-    #[serde(default)]
     pub attempts: Vec<AttemptRecord>,
+}
+
+/// An execution record as stored under `q/`: all but the spec, which is under `qs/`.
+#[derive(Serialize)]
+pub(super) struct ExecutionState<'a> {
+    run_id: RunId,
+    experiment_id: ExperimentId,
+    attempt: u32,
+    placement: &'a Placement,
+    retries_used: u32,
+    cancel_requested: bool,
+    submitted_ms: i64,
+    exit_code: Option<i32>,
+    message: &'a str,
+    attempts: &'a [AttemptRecord],
+}
+
+impl<'a> From<&'a ExecutionRecord> for ExecutionState<'a> {
+    fn from(record: &'a ExecutionRecord) -> Self {
+        ExecutionState {
+            run_id: record.run_id,
+            experiment_id: record.experiment_id,
+            attempt: record.attempt,
+            placement: &record.placement,
+            retries_used: record.retries_used,
+            cancel_requested: record.cancel_requested,
+            submitted_ms: record.submitted_ms,
+            exit_code: record.exit_code,
+            message: &record.message,
+            attempts: &record.attempts,
+        }
+    }
+}
+
+/// An execution record as read from `q/`. Records written before the spec had its own key
+/// hold it inline.
+#[derive(Deserialize)]
+pub(super) struct StoredExecution {
+    run_id: RunId,
+    experiment_id: ExperimentId,
+    /// Taken out by the reader, who completes the record with it or with the spec's own key.
+    #[serde(default)]
+    pub spec: Option<RunSpec>,
+    attempt: u32,
+    placement: Placement,
+    retries_used: u32,
+    cancel_requested: bool,
+    submitted_ms: i64,
+    exit_code: Option<i32>,
+    message: String,
+    #[serde(default)]
+    attempts: Vec<AttemptRecord>,
+}
+
+impl StoredExecution {
+    pub(super) fn into_record(self, spec: RunSpec) -> ExecutionRecord {
+        ExecutionRecord {
+            run_id: self.run_id,
+            experiment_id: self.experiment_id,
+            spec,
+            attempt: self.attempt,
+            placement: self.placement,
+            retries_used: self.retries_used,
+            cancel_requested: self.cancel_requested,
+            submitted_ms: self.submitted_ms,
+            exit_code: self.exit_code,
+            message: self.message,
+            attempts: self.attempts,
+        }
+    }
 }
 
 /// One attempt at a run: where it ran, when, and how it ended.
