@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use drover_project::snapshot;
 use drover_proto::domain::{CreateExperiment, ExperimentId, ExperimentName};
 use drover_proto::execution::{
-    BoxStream, EnvManager, RunSpec, SchedulerMessage, WorkerEvent, WorkerMessage,
-    WorkerRegistration,
+    BoxStream, RunSpec, SchedulerMessage, WorkerEvent, WorkerMessage, WorkerRegistration,
 };
 use drover_proto::{ApiError, Client};
 use tokio::sync::mpsc;
@@ -96,21 +95,7 @@ impl LocalCluster {
         client
             .upload_snapshot(&packed.digest, packed.size, tokio_stream::iter(vec![bytes]))
             .await?;
-        Ok(RunSpec {
-            project_name: name.to_string(),
-            snapshot: packed.digest.clone(),
-            snapshot_size: packed.size,
-            entry_point: "main".into(),
-            parameters: Vec::new(),
-            env_manager: EnvManager::Local,
-            image: None,
-            volumes: Vec::new(),
-            environment: Vec::new(),
-            docker: Default::default(),
-            max_retries: 0,
-            priority: 0,
-            labels: Vec::new(),
-        })
+        Ok(RunSpec::local(name, packed.digest.clone(), packed.size))
     }
 
     /// CPU time the scheduler process has used so far (user + system).

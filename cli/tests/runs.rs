@@ -673,7 +673,7 @@ fn status_shows_workers_and_the_queue() {
 async fn hostile_snapshots_fail_the_run_and_write_nothing_outside() {
     use drover_proto::Client;
     use drover_proto::domain::DEFAULT_EXPERIMENT_ID;
-    use drover_proto::execution::{EnvManager, RunSpec, SubmitRun};
+    use drover_proto::execution::{RunSpec, SubmitRun};
     use sha2::{Digest, Sha256};
 
     let cluster = Cluster::start();
@@ -703,21 +703,7 @@ async fn hostile_snapshots_fail_the_run_and_write_nothing_outside() {
             .upload_snapshot(&digest, bytes.len() as u64, tokio_stream::iter(vec![bytes.clone()]))
             .await
             .unwrap();
-        let spec = RunSpec {
-            project_name: "hostile".into(),
-            snapshot: digest,
-            snapshot_size: bytes.len() as u64,
-            entry_point: "main".into(),
-            parameters: Vec::new(),
-            env_manager: EnvManager::Local,
-            image: None,
-            volumes: Vec::new(),
-            environment: Vec::new(),
-            docker: Default::default(),
-            max_retries: 0,
-            priority: 0,
-            labels: Vec::new(),
-        };
+        let spec = RunSpec::local("hostile", digest, bytes.len() as u64);
         let request = SubmitRun {
             experiment_id: DEFAULT_EXPERIMENT_ID,
             run_name: None,

@@ -57,6 +57,28 @@ pub struct RunSpec {
     pub labels: Vec<(String, String)>,
 }
 
+impl RunSpec {
+    /// A local-process run of the `main` entry point of a snapshot, with no parameters,
+    /// resources, retries or labels: the start the callers that build specs by hand share.
+    pub fn local(project_name: &str, snapshot: SnapshotDigest, snapshot_size: u64) -> RunSpec {
+        RunSpec {
+            project_name: project_name.to_string(),
+            snapshot,
+            snapshot_size,
+            entry_point: "main".into(),
+            parameters: Vec::new(),
+            env_manager: EnvManager::Local,
+            image: None,
+            volumes: Vec::new(),
+            environment: Vec::new(),
+            docker: DockerOptions::default(),
+            max_retries: 0,
+            priority: 0,
+            labels: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SubmitRun {
     pub experiment_id: ExperimentId,

@@ -25,7 +25,7 @@ use drover_proto::domain::{
     CreateExperiment, CreateRun, ExperimentId, ExperimentName, Metric, MetricHistoryQuery, Param,
     RunStatus, ViewType,
 };
-use drover_proto::execution::{EnvManager, RunSpec, SubmitRun};
+use drover_proto::execution::{RunSpec, SubmitRun};
 use drover_scheduler::Store;
 use drover_scheduler::store::{AttemptRecord, Placement, RunChange};
 
@@ -136,21 +136,7 @@ fn run_spec(dir: &Path) -> anyhow::Result<RunSpec> {
     std::fs::create_dir_all(&project)?;
     std::fs::write(project.join("MLproject"), "entry_points: {main: {command: 'true'}}\n")?;
     let packed = snapshot::pack(&project, snapshot::DEFAULT_SIZE_LIMIT)?;
-    Ok(RunSpec {
-        project_name: "scale".into(),
-        snapshot: packed.digest.clone(),
-        snapshot_size: packed.size,
-        entry_point: "main".into(),
-        parameters: Vec::new(),
-        env_manager: EnvManager::Local,
-        image: None,
-        volumes: Vec::new(),
-        environment: Vec::new(),
-        docker: Default::default(),
-        max_retries: 0,
-        priority: 0,
-        labels: Vec::new(),
-    })
+    Ok(RunSpec::local("scale", packed.digest.clone(), packed.size))
 }
 
 /// Submits `runs` runs, each with two parameters, and ends each as the scheduler does for a

@@ -340,22 +340,7 @@ mod tests {
     }
 
     pub(super) fn spec() -> RunSpec {
-        RunSpec {
-            project_name: "p".into(),
-            snapshot: "sha256:0000000000000000000000000000000000000000000000000000000000000000"
-                .parse()
-                .unwrap(),
-            snapshot_size: 0,
-            entry_point: "main".into(),
-            parameters: Vec::new(),
-            env_manager: EnvManager::Local,
-            image: None,
-            volumes: Vec::new(),
-            environment: Vec::new(),
-            docker: Default::default(),
-            max_retries: 0,
-            priority: 0,
-            labels: Vec::new(),
-        }
+        let digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
+        RunSpec::local("p", digest, 0)
     }
 }

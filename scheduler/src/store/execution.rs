@@ -435,26 +435,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use drover_proto::domain::DEFAULT_EXPERIMENT_ID;
-    use drover_proto::execution::{EnvManager, RunSpec};
+    use drover_proto::execution::RunSpec;
 
     use super::*;
 
     async fn submit(store: &Store) -> ExecutionRecord {
-        let spec = RunSpec {
-            project_name: "p".into(),
-            snapshot: format!("sha256:{}", "cd".repeat(32)).parse().expect("a digest"),
-            snapshot_size: 1,
-            entry_point: "main".into(),
-            parameters: Vec::new(),
-            env_manager: EnvManager::Local,
-            image: None,
-            volumes: Vec::new(),
-            environment: Vec::new(),
-            docker: Default::default(),
-            max_retries: 0,
-            priority: 0,
-            labels: Vec::new(),
-        };
+        let digest = format!("sha256:{}", "cd".repeat(32)).parse().expect("a digest");
+        let spec = RunSpec::local("p", digest, 1);
         let request = SubmitRun {
             experiment_id: DEFAULT_EXPERIMENT_ID,
             run_name: None,
