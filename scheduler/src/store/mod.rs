@@ -4,6 +4,7 @@
 //! Every mutation applies one atomic sled batch under the store's write lock, then waits for
 //! group commit, so nothing is acknowledged before it is on disk.
 
+mod chunk;
 mod commit;
 mod execution;
 mod experiments;
