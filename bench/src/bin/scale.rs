@@ -121,6 +121,20 @@ struct Figures {
     rss_after_query: u64,
 }
 
+impl Restarted {
+    /// The figures of its store, with the scheduler's peak RSS so far.
+    fn figures(&self, fill_rate: f64, disk: u64, query_ms: f64) -> anyhow::Result<Figures> {
+        Ok(Figures {
+            fill_rate,
+            disk,
+            restart_seconds: self.seconds,
+            rss_ready: self.rss,
+            query_ms,
+            rss_after_query: memory(self.process.0.id(), "VmHWM:")?,
+        })
+    }
+}
+
 async fn new_experiment(store: &Store, name: &str) -> anyhow::Result<ExperimentId> {
     let request = CreateExperiment {
         name: ExperimentName::parse(name)?,
@@ -229,15 +243,7 @@ async fn finished_runs(runs: usize) -> anyhow::Result<Figures> {
     let matches = response["runs"].as_array().map_or(0, Vec::len);
     let expected = (0..runs).filter(|i| i % 100_000 < 10).count().min(1000);
     anyhow::ensure!(matches == expected, "the search found {matches} runs, not {expected}");
-    let rss_after_query = memory(restarted.process.0.id(), "VmHWM:")?;
-    Ok(Figures {
-        fill_rate,
-        disk,
-        restart_seconds: restarted.seconds,
-        rss_ready: restarted.rss,
-        query_ms,
-        rss_after_query,
-    })
+    restarted.figures(fill_rate, disk, query_ms)
 }
 
 /// The points of one write: `STEPS_PER_WRITE` steps from `first` of each of `KEYS` keys,
@@ -328,16 +334,7 @@ async fn metric_points(points: usize) -> anyhow::Result<(Figures, usize)> {
     }
     let query_ms = started.elapsed().as_secs_f64() * 1000.0;
     anyhow::ensure!(read == steps * KEYS, "read {read} points of one run, not {}", steps * KEYS);
-    let rss_after_query = memory(restarted.process.0.id(), "VmHWM:")?;
-    let figures = Figures {
-        fill_rate,
-        disk,
-        restart_seconds: restarted.seconds,
-        rss_ready: restarted.rss,
-        query_ms,
-        rss_after_query,
-    };
-    Ok((figures, steps * KEYS))
+    Ok((restarted.figures(fill_rate, disk, query_ms)?, steps * KEYS))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -348,42 +345,32 @@ fn main() -> anyhow::Result<()> {
         let finished = finished_runs(runs).await?;
         let (curves, run_points) = metric_points(points).await?;
         println!("\nScale of one scheduler (this machine)\n");
+        // A measure both stores report alike, and one each reports its own way.
+        let same = |label: &str, show: fn(&Figures) -> String| {
+            vec![label.to_string(), show(&finished), show(&curves)]
+        };
         let rows = vec![
             vec![
                 "store filled (in-process, durable writes)".to_string(),
                 format!("{:.0} runs/s", finished.fill_rate),
                 format!("{:.0} points/s", curves.fill_rate),
             ],
-            vec![
-                "store on disk".to_string(),
-                mib(finished.disk),
-                mib(curves.disk),
-            ],
+            same("store on disk", |figures| mib(figures.disk)),
             vec![
                 "  per run / per point".to_string(),
                 format!("{:.0} bytes", finished.disk as f64 / runs as f64),
                 format!("{:.1} bytes", curves.disk as f64 / points as f64),
             ],
-            vec![
-                "restart: start to first answer".to_string(),
-                format!("{:.2} s", finished.restart_seconds),
-                format!("{:.2} s", curves.restart_seconds),
-            ],
-            vec![
-                "RSS once answering".to_string(),
-                mib(finished.rss_ready),
-                mib(curves.rss_ready),
-            ],
+            same("restart: start to first answer", |figures| {
+                format!("{:.2} s", figures.restart_seconds)
+            }),
+            same("RSS once answering", |figures| mib(figures.rss_ready)),
             vec![
                 "first query after restart".to_string(),
                 format!("{:.0} ms (search, all runs)", finished.query_ms),
                 format!("{:.0} ms ({run_points} points, one run)", curves.query_ms),
             ],
-            vec![
-                "peak RSS after it".to_string(),
-                mib(finished.rss_after_query),
-                mib(curves.rss_after_query),
-            ],
+            same("peak RSS after it", |figures| mib(figures.rss_after_query)),
         ];
         print_table(
             &[

@@ -355,9 +355,7 @@ impl Store {
         db.apply_batch(batch)?;
         Ok(migrated)
     }
-}
 
-impl Store {
     /// Rewrites a schema-2 store's chunks (24 bytes per point) in the compact encoding, in
     /// writes of `batch_chunks` chunks. Each write also records the last chunk it rewrote, so
     /// a rewrite cut short by a crash resumes after it; the last sets schema 3. Runs before
@@ -366,7 +364,7 @@ impl Store {
         db: &sled::Db,
         batch_chunks: usize,
     ) -> sled::Result<u64> {
-        // `h/` and `ha/` are the only prefixes that start with `h`.
+        // Of a schema-2 store's prefixes, only `h/` and `ha/` (the chunks) start with `h`.
         let start = match db.get(keys::MIGRATION_PROGRESS)? {
             Some(done) => std::ops::Bound::Excluded(done.to_vec()),
             None => std::ops::Bound::Included(b"h".to_vec()),
@@ -428,6 +426,11 @@ mod tests {
         store.create_run(request).await.unwrap().info.run_id
     }
 
+    fn assert_current_schema(store: &Store) {
+        let schema = store.db().get(keys::SCHEMA).unwrap();
+        assert_eq!(schema.as_deref(), Some(&super::super::SCHEMA_VERSION.to_be_bytes()[..]));
+    }
+
     /// A schema-1 point key: h/, run id, metric key, 0, then sign-flipped step and timestamp,
     /// batch and index.
     fn schema1_point(run: RunId, key: &str, step: i64, timestamp: i64, batch: u64) -> Vec<u8> {
@@ -467,10 +470,7 @@ mod tests {
             run_id
         };
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(
-            store.db().get(keys::SCHEMA).unwrap().as_deref(),
-            Some(&super::super::SCHEMA_VERSION.to_be_bytes()[..])
-        );
+        assert_current_schema(&store);
         let query = |key: &str, page_token| MetricHistoryQuery {
             run_id,
             key: key.to_string(),
@@ -644,10 +644,7 @@ mod tests {
             run_id
         };
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(
-            store.db().get(keys::SCHEMA).unwrap().as_deref(),
-            Some(&super::super::SCHEMA_VERSION.to_be_bytes()[..])
-        );
+        assert_current_schema(&store);
         assert_eq!(store.db().get(keys::MIGRATION_PROGRESS).unwrap(), None);
         let series = |key: &str, attempt| {
             store.metric_series(run_id, key, attempt, (i64::MIN, i64::MAX)).unwrap()
