@@ -1,12 +1,19 @@
-//! Group commit: writers apply their change to sled, then wait until a flush that began after
-//! their write has reached the disk. One flusher thread serves every waiter, so concurrent
-//! writers share each fsync instead of queueing for their own.
+//! Group commit: writers hand their change to the store's [`Kv`], then wait until a flush
+//! that began after their write has reached the disk. One flusher thread serves every
+//! waiter, so concurrent writers share each sled batch and each fsync instead of queueing for
+//! their own. It also applies writes nobody waits for, every [`APPLY_EVERY`], so they do not
+//! pile up in memory.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use drover_proto::ApiError;
 use tokio::sync::watch;
+
+use super::kv::Kv;
+
+/// How long writes nobody waits for may stay unapplied.
+const APPLY_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[derive(Clone, Debug, Default)]
 struct Flushed {
@@ -38,7 +45,7 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub fn start(db: sled::Db) -> std::io::Result<GroupCommit> {
+    pub fn start(kv: Arc<Kv>) -> std::io::Result<GroupCommit> {
         let shared = Arc::new(Shared {
             requests: Mutex::new(Requests::default()),
             wake: Condvar::new(),
@@ -46,7 +53,7 @@ impl GroupCommit {
         });
         let flusher = std::thread::Builder::new().name("drover-flusher".to_string()).spawn({
             let shared = shared.clone();
-            move || flush_loop(&db, &shared)
+            move || flush_loop(&kv, &shared)
         })?;
         Ok(GroupCommit { shared, flusher: Mutex::new(Some(flusher)) })
     }
@@ -106,24 +113,35 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn flush_loop(db: &sled::Db, shared: &Shared) {
+fn flush_loop(kv: &Kv, shared: &Shared) {
     let mut through = 0;
     loop {
         let (target, closing) = {
             let mut requests = lock(&shared.requests);
             while requests.issued == through && !requests.closing {
-                requests =
-                    shared.wake.wait(requests).unwrap_or_else(|poisoned| poisoned.into_inner());
+                let (next, waited) = shared
+                    .wake
+                    .wait_timeout(requests, APPLY_EVERY)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                requests = next;
+                if waited.timed_out() && requests.issued == through && kv.has_unapplied() {
+                    break;
+                }
             }
             (requests.issued, requests.closing)
         };
-        match db.flush() {
-            Ok(_) => {
-                through = target;
-                shared.flushed.send_modify(|state| state.through = target);
+        // Writes covered by a ticket up to `target` were taken in before it was issued, so
+        // this pass applies them.
+        let result = if target == through { kv.apply_unapplied() } else { kv.flush() };
+        match result {
+            Ok(()) => {
+                if target != through {
+                    through = target;
+                    shared.flushed.send_modify(|state| state.through = target);
+                }
             }
             Err(error) => {
-                tracing::error!(%error, "flushing the store failed");
+                tracing::error!(%error, "writing the store failed");
                 let failure: Arc<str> =
                     format!("the store could not write to disk: {error}").into();
                 shared.flushed.send_modify(|state| state.failure = Some(failure));
@@ -131,6 +149,10 @@ fn flush_loop(db: &sled::Db, shared: &Shared) {
             }
         }
         if closing && lock(&shared.requests).issued == through {
+            // Whatever was written after the last ticket reaches the disk too.
+            if let Err(error) = kv.flush() {
+                tracing::error!(%error, "writing the store's last changes failed");
+            }
             return;
         }
     }

@@ -15,7 +15,7 @@ use super::records::{
     StoredExecution,
 };
 use super::staging::{stage_tags, validate_param, validate_tag};
-use super::{Store, decode, encode, keys, now_ms, storage_error};
+use super::{Batch, Store, decode, encode, keys, now_ms, storage_error};
 
 fn stream_byte(stream: LogStream) -> u8 {
     match stream {
@@ -54,7 +54,7 @@ impl Store {
     /// its log, in one write.
     pub async fn submit_run(&self, request: SubmitRun) -> Result<(Run, ExecutionRecord), ApiError> {
         let (run, record, batch) = self.stage_submission(request)?;
-        self.write_new_run(run.info.run_id, batch)?;
+        self.write_submission(run.info.run_id, batch)?;
         self.durable().await?;
         Ok((run, record))
     }
@@ -64,7 +64,7 @@ impl Store {
     pub(super) fn stage_submission(
         &self,
         request: SubmitRun,
-    ) -> Result<(Run, ExecutionRecord, sled::Batch), ApiError> {
+    ) -> Result<(Run, ExecutionRecord, Batch), ApiError> {
         for (key, value) in &request.spec.parameters {
             validate::key("param", key)?;
             validate::value("param", key, value, MAX_PARAM_VALUE_LEN)?;
@@ -108,8 +108,15 @@ impl Store {
             keys::log_chunk(run.info.run_id, 0),
             log_value(LogStream::System, line.as_bytes()),
         );
-        batch.insert(keys::log_length(run.info.run_id), &(line.len() as u64).to_be_bytes());
         Ok((run, record, batch))
+    }
+
+    /// Writes a batch from [`Store::stage_submission`], extended or not.
+    pub(super) fn write_submission(&self, run_id: RunId, batch: Batch) -> Result<(), ApiError> {
+        self.write_new_run(run_id, batch)?;
+        // The queued line is all of the new run's log.
+        self.logged_to(run_id, system_line(QUEUED_LINE).len() as u64);
+        Ok(())
     }
 
     pub fn execution(&self, run_id: RunId) -> Result<Option<ExecutionRecord>, ApiError> {
@@ -217,10 +224,7 @@ impl Store {
         change: RunChange,
     ) -> Result<(), ApiError> {
         let _guard = self.write_guard();
-        let mut batch = match &change.log_line {
-            Some(line) => self.system_log_batch(record.run_id, line)?,
-            None => sled::Batch::default(),
-        };
+        let mut batch = Batch::default();
         // A new attempt starts with no history: the last one's points are set aside.
         let stored_attempt = self.stored_attempt(record.run_id)?;
         if record.attempt > stored_attempt && stored_attempt >= 1 {
@@ -245,7 +249,19 @@ impl Store {
         if record.placement == Placement::Done {
             batch.remove(keys::pending_execution(record.run_id));
         }
-        self.write_run(record.run_id, batch)
+        let log_end = match &change.log_line {
+            Some(line) => Some(self.stage_system_line(record.run_id, line, &mut batch)?),
+            None => None,
+        };
+        self.write_run(record.run_id, batch)?;
+        if let Some(end) = log_end {
+            self.logged_to(record.run_id, end);
+        }
+        if record.placement == Placement::Done {
+            // Its drover lines are written; a late one reads the end from the store.
+            self.forget_log_end(record.run_id);
+        }
+        Ok(())
     }
 
     /// The attempt number of a run's stored execution record (0 if none), read without
@@ -287,9 +303,11 @@ impl Store {
         // Keep only the part not stored yet (a resend may overlap what arrived).
         let skip =
             usize::try_from(received.saturating_sub(offset)).unwrap_or(usize::MAX).min(data.len());
-        let mut batch = self.log_append_batch(attempt.run_id, stream, &data[skip..])?;
+        let mut batch = Batch::default();
         batch.insert(received_key, &end.to_be_bytes());
+        let log_end = self.stage_log_append(attempt.run_id, stream, &data[skip..], &mut batch)?;
         self.db().apply_batch(batch).map_err(storage_error)?;
+        self.logged_to(attempt.run_id, log_end);
         Ok(true)
     }
 
@@ -335,7 +353,7 @@ impl Store {
                 return Ok(false);
             }
             let info = self.run_info(run_id)?;
-            let mut writes = sled::Batch::default();
+            let mut writes = Batch::default();
             self.stage_metrics(run_id, &batch.series, &mut writes)?;
             let conflicts = self.stage_params(run_id, &batch.params, &mut writes)?;
             stage_tags(info, &batch.tags, &mut writes);
@@ -357,35 +375,52 @@ impl Store {
 
     fn write_system_log(&self, run_id: RunId, line: &str) -> Result<(), ApiError> {
         let _guard = self.write_guard();
-        let batch = self.system_log_batch(run_id, line)?;
-        self.db().apply_batch(batch).map_err(storage_error)
+        let mut batch = Batch::default();
+        let end = self.stage_system_line(run_id, line, &mut batch)?;
+        self.db().apply_batch(batch).map_err(storage_error)?;
+        self.logged_to(run_id, end);
+        Ok(())
     }
 
-    /// A batch appending a line drover writes at the end of the run's log. Call under the
-    /// write lock.
-    fn system_log_batch(&self, run_id: RunId, line: &str) -> Result<sled::Batch, ApiError> {
-        self.log_append_batch(run_id, LogStream::System, system_line(line).as_bytes())
+    /// Adds to `batch` a line drover writes at the end of the run's log, returning where the
+    /// log then ends. Call under the write lock, as the last staging before the write.
+    fn stage_system_line(
+        &self,
+        run_id: RunId,
+        line: &str,
+        batch: &mut Batch,
+    ) -> Result<u64, ApiError> {
+        self.stage_log_append(run_id, LogStream::System, system_line(line).as_bytes(), batch)
     }
 
-    /// A batch appending `data` at the end of the run's log. Call under the write lock.
-    fn log_append_batch(
+    /// Adds to `batch` the append of `data` at the end of the run's log, returning where the
+    /// log then ends. Call under the write lock, and [`Store::logged_to`] once the batch is
+    /// written.
+    fn stage_log_append(
         &self,
         run_id: RunId,
         stream: LogStream,
         data: &[u8],
-    ) -> Result<sled::Batch, ApiError> {
-        let length_key = keys::log_length(run_id);
-        let start = self
-            .db()
-            .get(&length_key)
-            .map_err(storage_error)?
-            .as_deref()
-            .and_then(keys::decode_u64)
-            .unwrap_or(0);
-        let mut batch = sled::Batch::default();
+        batch: &mut Batch,
+    ) -> Result<u64, ApiError> {
+        let start = match self.known_log_end(run_id) {
+            Some(end) => end,
+            None => self.stored_log_end(run_id)?,
+        };
         batch.insert(keys::log_chunk(run_id, start), log_value(stream, data));
-        batch.insert(length_key, &(start + data.len() as u64).to_be_bytes());
-        Ok(batch)
+        Ok(start + data.len() as u64)
+    }
+
+    /// Where a run's log ends, from its last chunk.
+    fn stored_log_end(&self, run_id: RunId) -> Result<u64, ApiError> {
+        let prefix = keys::log_chunks(run_id);
+        let Some((key, value)) = self.db().last_in_prefix(&prefix).map_err(storage_error)? else {
+            return Ok(0);
+        };
+        let start = keys::decode_u64(&key[prefix.len()..])
+            .ok_or_else(|| ApiError::Internal("a log chunk's key is unreadable".to_string()))?;
+        // The chunk's value is its stream byte, then its bytes.
+        Ok(start.saturating_add(value.len().saturating_sub(1) as u64))
     }
 
     /// Log chunks from `after_cursor` on, up to about `max_bytes`.
@@ -398,7 +433,7 @@ impl Store {
         let prefix = keys::log_chunks(run_id);
         let mut chunks = Vec::new();
         let mut bytes = 0;
-        for entry in self.db().range(keys::log_chunk(run_id, after_cursor)..) {
+        for entry in self.db().range_from(keys::log_chunk(run_id, after_cursor)) {
             let (key, value) = entry.map_err(storage_error)?;
             if !key.starts_with(&prefix) || bytes >= max_bytes {
                 break;
@@ -482,15 +517,51 @@ mod tests {
             expected.sort();
             assert_eq!(pending(&store), expected);
             // As a schema-2 store has it: no index.
-            for key in store.db().scan_prefix(keys::PENDING_EXECUTION).keys() {
-                store.db().remove(key.expect("readable")).expect("removed");
+            let db = store.db().sled();
+            for key in db.scan_prefix(keys::PENDING_EXECUTION).keys() {
+                db.remove(key.expect("readable")).expect("removed");
             }
-            store.db().insert(keys::SCHEMA, &2u32.to_be_bytes()).expect("written");
+            db.insert(keys::SCHEMA, &2u32.to_be_bytes()).expect("written");
             assert_eq!(pending(&store), Vec::new());
             store.close();
         }
         let store = Store::open(dir.path()).expect("the store opens");
         assert_eq!(pending(&store), expected);
+    }
+
+    #[tokio::test]
+    async fn a_log_continues_where_it_ended_across_writers_and_restarts() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let log = |store: &Store, run_id| {
+            let chunks = store.read_log(run_id, 0, usize::MAX).expect("readable");
+            let mut cursor = 0;
+            let mut text = String::new();
+            for chunk in chunks {
+                // No gap and no overlap between chunks.
+                assert_eq!(chunk.end_cursor, cursor + chunk.data.len() as u64);
+                cursor = chunk.end_cursor;
+                text.push_str(std::str::from_utf8(&chunk.data).expect("text"));
+            }
+            text
+        };
+        let run_id = {
+            let store = Store::open(dir.path()).expect("the store opens");
+            let record = submit(&store).await;
+            let attempt = AttemptId { run_id: record.run_id, attempt: 1 };
+            store.append_system_log(record.run_id, "first").await.expect("written");
+            assert!(store.write_attempt_log(attempt, LogStream::Stdout, 0, b"out\n").unwrap());
+            store.append_system_log(record.run_id, "second").await.expect("written");
+            store.close();
+            record.run_id
+        };
+        let store = Store::open(dir.path()).expect("the store opens again");
+        let attempt = AttemptId { run_id, attempt: 1 };
+        assert!(store.write_attempt_log(attempt, LogStream::Stderr, 4, b"err\n").unwrap());
+        store.append_system_log(run_id, "third").await.expect("written");
+        assert_eq!(
+            log(&store, run_id),
+            "drover: run queued\ndrover: first\nout\ndrover: second\nerr\ndrover: third\n"
+        );
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use drover_proto::domain::{
 };
 use drover_proto::validate;
 
-use super::{Store, decode, default_artifact_location, encode, keys, now_ms, storage_error};
+use super::{Batch, Store, decode, default_artifact_location, encode, keys, now_ms, storage_error};
 
 impl Store {
     pub async fn create_experiment(
@@ -44,7 +44,7 @@ impl Store {
                 last_update_time_ms: now,
                 tags: request.tags,
             };
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             batch.insert(keys::experiment(id), encode(&experiment));
             batch.insert(keys::experiment_name(name), &id.0.to_be_bytes());
             batch.insert(keys::NEXT_EXPERIMENT_ID, &(id.0 + 1).to_be_bytes());
@@ -101,7 +101,7 @@ impl Store {
                     "experiment '{new_name}' already exists (ID {other})"
                 )));
             }
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             batch.remove(keys::experiment_name(&experiment.name));
             batch.insert(keys::experiment_name(new_name), &experiment.id.0.to_be_bytes());
             experiment.name = new_name.to_string();

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::history::{latest_of, supersedes};
 use super::staging::stage_tags;
-use super::{Store, Ticket, keys, storage_error};
+use super::{Batch, Store, Ticket, keys, storage_error};
 use drover_proto::tags;
 
 /// Calls waiting to be written, and whether a leader is writing.
@@ -197,7 +197,7 @@ impl Store {
     /// search views are cached get their views brought up to date rather than dropped, so
     /// searches between writes never read a logging run afresh.
     fn apply_changes(&self, runs: HashMap<RunId, RunChanges>) -> Result<Ticket, ApiError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         let mut views = Vec::new();
         for (run_id, changes) in runs {
             if let Some(view) = self.cached_run(run_id) {

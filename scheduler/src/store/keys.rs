@@ -19,7 +19,7 @@
 //! | `qs/`       | run id                                                 | RunSpec, JSON (written once) |
 //! | `qp/`       | run id of an execution not done                        | empty                  |
 //! | `o/`        | run id, start cursor u64 BE                            | stream byte, log bytes |
-//! | `oz/`       | run id                                                 | log length, u64 BE     |
+//! | `oz/`       | run id; written by older builds, now unused: the last `o/` chunk ends the log | log length, u64 BE |
 //! | `oa/`       | run id, attempt u32 BE                                 | bytes received, u64 BE |
 //! | `s/`        | snapshot digest                                        | SnapshotRecord, JSON   |
 //! | `mb/`       | run id, attempt u32 BE                                 | last metric batch, u64 |
@@ -53,7 +53,6 @@ pub const EXECUTION: &[u8] = b"q/";
 pub const PENDING_EXECUTION: &[u8] = b"qp/";
 pub const RUN_SPEC: &[u8] = b"qs/";
 pub const LOG: &[u8] = b"o/";
-pub const LOG_LENGTH: &[u8] = b"oz/";
 pub const ATTEMPT_LOG_LENGTH: &[u8] = b"oa/";
 pub const SNAPSHOT: &[u8] = b"s/";
 pub const APPLIED_METRIC_BATCH: &[u8] = b"mb/";
@@ -178,10 +177,6 @@ pub fn log_chunks(run: RunId) -> Vec<u8> {
 
 pub fn log_chunk(run: RunId, start: u64) -> Vec<u8> {
     key(LOG, &[run.as_bytes(), &start.to_be_bytes()])
-}
-
-pub fn log_length(run: RunId) -> Vec<u8> {
-    key(LOG_LENGTH, &[run.as_bytes()])
 }
 
 pub fn attempt_log_length(run: RunId, attempt: u32) -> Vec<u8> {

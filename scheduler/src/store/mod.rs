@@ -1,8 +1,9 @@
 //! The durable store: experiments, runs, params, tags and metric history in one sled
 //! database under the data directory.
 //!
-//! Every mutation applies one atomic sled batch under the store's write lock, then waits for
-//! group commit, so nothing is acknowledged before it is on disk.
+//! Every mutation hands one atomic batch to the key-value layer (`kv.rs`) under the store's
+//! write lock, readable at once, then waits for group commit, which applies the batches of a
+//! pass to sled together and flushes: nothing is acknowledged before it is on disk.
 
 mod chunk;
 mod commit;
@@ -11,6 +12,7 @@ mod experiments;
 mod history;
 mod ingest;
 mod keys;
+mod kv;
 mod lock;
 mod records;
 mod runs;
@@ -37,7 +39,12 @@ pub use records::{
 
 use self::commit::GroupCommit;
 pub use self::commit::Ticket;
+use self::kv::{Batch, Kv};
 use self::lock::{DirLock, LockError};
+
+/// Runs whose log ends are kept in memory, at most (about 32 bytes each): past it the
+/// memory starts over.
+const MAX_KNOWN_LOG_ENDS: usize = 1_000_000;
 
 /// Runs whose search views are kept in memory, at most (about 1 KiB each).
 const MAX_CACHED_RUNS: usize = 500_000;
@@ -91,7 +98,7 @@ pub struct Store {
 // lock is released, so the next holder never sees a half-closed store.
 struct Inner {
     commit: GroupCommit,
-    db: sled::Db,
+    kv: Arc<Kv>,
     /// Serializes read-check-write sequences (write-once params, unique names, id allocation).
     write_lock: Mutex<()>,
     /// Metric, param and tag logging waiting to be written together.
@@ -103,6 +110,9 @@ struct Inner {
     /// the store (the runs tables) to catch up with. `None` until first called, so a store
     /// nobody browses keeps nothing.
     changed: Mutex<Option<std::collections::HashSet<RunId>>>,
+    /// Where the logs of runs being executed end, so an append need not look for the last
+    /// chunk. Written under the write lock after the append; a run is forgotten once done.
+    log_ends: Mutex<std::collections::HashMap<RunId, u64>>,
     /// Metric points staged for writing since the store opened.
     points_written: std::sync::atomic::AtomicU64,
     dir: PathBuf,
@@ -129,15 +139,17 @@ impl Store {
             sled::Error::Io(source) => io_error(source),
             other => corrupt(other),
         })?;
-        let commit = GroupCommit::start(db.clone()).map_err(io_error)?;
+        let kv = Arc::new(Kv::new(db));
+        let commit = GroupCommit::start(kv.clone()).map_err(io_error)?;
         let store = Store {
             inner: Arc::new(Inner {
                 commit,
-                db,
+                kv,
                 write_lock: Mutex::new(()),
                 ingest: Default::default(),
                 runs: Default::default(),
                 changed: Mutex::new(None),
+                log_ends: Mutex::default(),
                 points_written: std::sync::atomic::AtomicU64::new(0),
                 dir: dir.to_path_buf(),
                 lock,
@@ -185,7 +197,7 @@ impl Store {
     /// Writes the schema version and the default experiment into a new store, and refuses
     /// stores from a newer build.
     fn initialize(&self) -> Result<(), InitError> {
-        let db = &self.inner.db;
+        let db = self.inner.kv.sled();
         match db.get(keys::SCHEMA)? {
             Some(version) => {
                 let version = <[u8; 4]>::try_from(version.as_ref())
@@ -248,13 +260,13 @@ impl Store {
         self.inner.write_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn db(&self) -> &sled::Db {
-        &self.inner.db
+    fn db(&self) -> &Kv {
+        &self.inner.kv
     }
 
     /// Applies a batch that changes `run_id`, and forgets the run's cached view. Call under
     /// the write lock.
-    fn write_run(&self, run_id: RunId, batch: sled::Batch) -> Result<(), ApiError> {
+    fn write_run(&self, run_id: RunId, batch: Batch) -> Result<(), ApiError> {
         self.db().apply_batch(batch).map_err(storage_error)?;
         self.inner.runs.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&run_id);
         self.note_changed([run_id]);
@@ -263,10 +275,32 @@ impl Store {
 
     /// Applies a batch that creates `run_id`. Call under the write lock, or where no other
     /// write can name the new run yet.
-    fn write_new_run(&self, run_id: RunId, batch: sled::Batch) -> Result<(), ApiError> {
+    fn write_new_run(&self, run_id: RunId, batch: Batch) -> Result<(), ApiError> {
         self.db().apply_batch(batch).map_err(storage_error)?;
         self.note_changed([run_id]);
         Ok(())
+    }
+
+    fn log_ends(&self) -> MutexGuard<'_, std::collections::HashMap<RunId, u64>> {
+        self.inner.log_ends.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Where the run's log ends, if known without reading the store.
+    fn known_log_end(&self, run_id: RunId) -> Option<u64> {
+        self.log_ends().get(&run_id).copied()
+    }
+
+    /// Notes where the run's log ends after a write. Call under the write lock.
+    fn logged_to(&self, run_id: RunId, end: u64) {
+        let mut ends = self.log_ends();
+        if ends.len() >= MAX_KNOWN_LOG_ENDS && !ends.contains_key(&run_id) {
+            ends.clear();
+        }
+        ends.insert(run_id, end);
+    }
+
+    fn forget_log_end(&self, run_id: RunId) {
+        self.log_ends().remove(&run_id);
     }
 
     /// Records that runs changed; call after the write and the cache reflect the change, so

@@ -12,7 +12,7 @@ use drover_proto::execution::MetricSeries;
 
 use super::ingest::Logged;
 use super::staging::{tag_value, validate_param, validate_run_name, validate_tag, validate_user};
-use super::{Store, decode, encode, keys, now_ms, storage_error};
+use super::{Batch, Store, decode, encode, keys, now_ms, storage_error};
 use crate::names::random_run_name;
 use drover_proto::tags;
 use drover_proto::validate;
@@ -34,7 +34,7 @@ impl Store {
     }
 
     /// A new run and the batch that stores it, for the caller to extend and apply.
-    pub(super) fn new_run(&self, request: CreateRun) -> Result<(Run, sled::Batch), ApiError> {
+    pub(super) fn new_run(&self, request: CreateRun) -> Result<(Run, Batch), ApiError> {
         let experiment = self.experiment_by_id(request.experiment_id)?;
         if experiment.lifecycle_stage != LifecycleStage::Active {
             return Err(ApiError::FailedPrecondition(format!(
@@ -76,7 +76,7 @@ impl Store {
         if !user_id.is_empty() && tag_value(&run_tags, tags::USER).is_none() {
             run_tags.push(Tag::new(tags::USER, user_id));
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         batch.insert(keys::run(run_id), encode(&info));
         batch.insert(keys::experiment_run(experiment.id, run_id), &[]);
         for tag in &run_tags {
@@ -108,7 +108,7 @@ impl Store {
                     info.start_time_ms
                 )));
             }
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             if let Some(status) = request.status {
                 info.status = status;
                 info.end_time_ms = if status.is_terminal() {
@@ -148,7 +148,7 @@ impl Store {
             let _guard = self.write_guard();
             let mut info = self.run_info(run_id)?;
             info.lifecycle_stage = stage;
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             batch.insert(keys::run(run_id), encode(&info));
             self.write_run(run_id, batch)?;
             info
@@ -232,7 +232,7 @@ impl Store {
             if removed.is_none() {
                 return Err(ApiError::NotFound(format!("run {run_id} has no tag '{key}'")));
             }
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             batch.remove(keys::tag(run_id, key));
             self.write_run(run_id, batch)?;
         }

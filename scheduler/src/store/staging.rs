@@ -9,7 +9,7 @@ use drover_proto::domain::{LifecycleStage, Metric, Param, RunData, RunId, RunInf
 use drover_proto::tags;
 use drover_proto::validate::{self, MAX_PARAM_VALUE_LEN, MAX_TAG_VALUE_LEN};
 
-use super::{Store, decode, encode, keys, storage_error};
+use super::{Batch, Store, decode, encode, keys, storage_error};
 
 impl Store {
     /// Sorts `params` into those new to the run and those that would change a value logged
@@ -57,7 +57,7 @@ impl Store {
         &self,
         run_id: RunId,
         params: &[Param],
-        batch: &mut sled::Batch,
+        batch: &mut Batch,
     ) -> Result<Vec<ParamConflict>, ApiError> {
         let (fresh, conflicts) = self.check_params(run_id, params, &HashMap::new())?;
         for param in fresh {
@@ -133,7 +133,7 @@ impl std::fmt::Display for ParamConflict {
 }
 
 /// Adds tags to `batch`; the run name lives in the run record too, so they stay the same.
-pub(super) fn stage_tags(mut info: RunInfo, tags: &[Tag], batch: &mut sled::Batch) {
+pub(super) fn stage_tags(mut info: RunInfo, tags: &[Tag], batch: &mut Batch) {
     for tag in tags {
         batch.insert(keys::tag(info.run_id, &tag.key), tag.value.as_bytes());
     }

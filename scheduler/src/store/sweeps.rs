@@ -8,7 +8,7 @@ use drover_proto::execution::SubmitRun;
 use drover_proto::sweep::Trial;
 
 use super::records::{ExecutionRecord, SweepRecord, TrialRecord};
-use super::{Store, decode, encode, keys, now_ms, storage_error};
+use super::{Batch, Store, decode, encode, keys, now_ms, storage_error};
 
 impl Store {
     /// Creates the parent run and the sweep record in one write; `record.id` is set to the
@@ -39,7 +39,7 @@ impl Store {
             TrialRecord { trial: Trial { run_id: run.info.run_id, ..trial }, rungs: Vec::new() };
         batch.insert(keys::sweep_trial(sweep.id, trial.trial.index), encode(&trial));
         batch.insert(keys::sweep(sweep.id), encode(sweep));
-        self.write_new_run(run.info.run_id, batch)?;
+        self.write_submission(run.info.run_id, batch)?;
         self.durable().await?;
         Ok((run, execution, trial))
     }
@@ -50,7 +50,7 @@ impl Store {
         sweep: &SweepRecord,
         trials: &[&TrialRecord],
     ) -> Result<(), ApiError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = Batch::default();
         batch.insert(keys::sweep(sweep.id), encode(sweep));
         for trial in trials {
             batch.insert(keys::sweep_trial(sweep.id, trial.trial.index), encode(trial));
@@ -64,7 +64,7 @@ impl Store {
     pub async fn end_sweep(&self, sweep: &SweepRecord, status: RunStatus) -> Result<(), ApiError> {
         {
             let _guard = self.write_guard();
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             batch.insert(keys::sweep(sweep.id), encode(sweep));
             match self.run_info(sweep.id) {
                 Ok(mut info) if !info.status.is_terminal() => {
