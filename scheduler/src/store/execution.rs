@@ -114,8 +114,9 @@ impl Store {
     /// Writes a batch from [`Store::stage_submission`], extended or not.
     pub(super) fn write_submission(&self, run_id: RunId, batch: Batch) -> Result<(), ApiError> {
         self.write_new_run(run_id, batch)?;
-        // The queued line is all of the new run's log.
-        self.logged_to(run_id, system_line(QUEUED_LINE).len() as u64);
+        // The queued line is all of the new run's log, unless a writer that found the run
+        // since (outside the write lock this takes) has appended already.
+        self.log_begun(run_id, system_line(QUEUED_LINE).len() as u64);
         Ok(())
     }
 
@@ -433,7 +434,7 @@ impl Store {
         let prefix = keys::log_chunks(run_id);
         let mut chunks = Vec::new();
         let mut bytes = 0;
-        for entry in self.db().range_from(keys::log_chunk(run_id, after_cursor)) {
+        for entry in self.db().scan_prefix_from(&prefix, keys::log_chunk(run_id, after_cursor)) {
             let (key, value) = entry.map_err(storage_error)?;
             if !key.starts_with(&prefix) || bytes >= max_bytes {
                 break;
@@ -517,7 +518,7 @@ mod tests {
             expected.sort();
             assert_eq!(pending(&store), expected);
             // As a schema-2 store has it: no index.
-            let db = store.db().sled();
+            let db = store.db().sled().expect("applied");
             for key in db.scan_prefix(keys::PENDING_EXECUTION).keys() {
                 db.remove(key.expect("readable")).expect("removed");
             }
@@ -551,10 +552,17 @@ mod tests {
             store.append_system_log(record.run_id, "first").await.expect("written");
             assert!(store.write_attempt_log(attempt, LogStream::Stdout, 0, b"out\n").unwrap());
             store.append_system_log(record.run_id, "second").await.expect("written");
+            // As a schema-3 store has it: a length key, which no longer counts.
+            let db = store.db().sled().expect("applied");
+            let stale_length = [b"oz/".as_slice(), record.run_id.as_bytes()].concat();
+            db.insert(stale_length, &0u64.to_be_bytes()).expect("written");
+            db.insert(keys::SCHEMA, &3u32.to_be_bytes()).expect("written");
             store.close();
             record.run_id
         };
         let store = Store::open(dir.path()).expect("the store opens again");
+        let schema = store.db().get(keys::SCHEMA).expect("readable");
+        assert_eq!(schema.as_deref(), Some(&super::super::SCHEMA_VERSION.to_be_bytes()[..]));
         let attempt = AttemptId { run_id, attempt: 1 };
         assert!(store.write_attempt_log(attempt, LogStream::Stderr, 4, b"err\n").unwrap());
         store.append_system_log(run_id, "third").await.expect("written");

@@ -449,7 +449,7 @@ mod tests {
         let run_id = {
             let store = Store::open(dir.path()).unwrap();
             let run_id = new_run(&store).await;
-            let db = store.db().sled();
+            let db = store.db().sled().expect("applied");
             db.insert(keys::SCHEMA, &1u32.to_be_bytes()).unwrap();
             // 25,003 points of "loss" (more than two migration chunks) and one of "acc",
             // written out of step order.
@@ -501,7 +501,7 @@ mod tests {
         assert_eq!((acc.items[0].step, acc.items[0].value), (-1, 0.75));
         // Every point is in a chunk now, none is left under its own key.
         let prefix = keys::history(run_id, "loss").len();
-        assert!(store.db().sled().scan_prefix(keys::HISTORY).keys().all(|key| {
+        assert!(store.db().sled().unwrap().scan_prefix(keys::HISTORY).keys().all(|key| {
             let key = key.unwrap();
             key.len() == prefix + 8 || key.starts_with(&keys::history(run_id, "acc"))
         }));
@@ -614,7 +614,7 @@ mod tests {
         let run_id = {
             let store = Store::open(dir.path()).unwrap();
             let run_id = new_run(&store).await;
-            let db = store.db().sled();
+            let db = store.db().sled().expect("applied");
             db.insert(keys::SCHEMA, &2u32.to_be_bytes()).unwrap();
             // 2,500 chunks of "loss" (over two rewrite writes), one of "acc", and an earlier
             // attempt's chunk under `ha/`.

@@ -19,7 +19,7 @@
 //! | `qs/`       | run id                                                 | RunSpec, JSON (written once) |
 //! | `qp/`       | run id of an execution not done                        | empty                  |
 //! | `o/`        | run id, start cursor u64 BE                            | stream byte, log bytes |
-//! | `oz/`       | run id; written by older builds, now unused: the last `o/` chunk ends the log | log length, u64 BE |
+//! | `oz/`       | run id; schema 3 and older only, unread since: the last `o/` chunk ends the log | log length, u64 BE |
 //! | `oa/`       | run id, attempt u32 BE                                 | bytes received, u64 BE |
 //! | `s/`        | snapshot digest                                        | SnapshotRecord, JSON   |
 //! | `mb/`       | run id, attempt u32 BE                                 | last metric batch, u64 |

@@ -47,16 +47,30 @@ impl Unapplied {
         self.open.get(key).or_else(|| self.applying.get(key)).cloned()
     }
 
-    /// The unapplied changes in a key range, in key order, the newer winning.
-    fn range(&self, start: &Bound<IVec>, end: &Bound<IVec>) -> Vec<(IVec, Option<IVec>)> {
+    /// The first unapplied change after `after` and before `end`, the newer winning.
+    fn first_after(&self, after: &Bound<IVec>, end: &Bound<IVec>) -> Option<(IVec, Option<IVec>)> {
+        let bounds = (after.clone(), end.clone());
+        let open = self.open.range(bounds.clone()).next();
+        let applying = self.applying.range(bounds).next();
+        let first = match (open, applying) {
+            (Some(open), Some(applying)) if applying.0 < open.0 => applying,
+            (Some(open), _) => open,
+            (None, applying) => applying?,
+        };
+        Some((first.0.clone(), first.1.clone()))
+    }
+
+    /// The last unapplied change after `start` and before `end`, the newer winning.
+    fn last_before(&self, start: &Bound<IVec>, end: &Bound<IVec>) -> Option<(IVec, Option<IVec>)> {
         let bounds = (start.clone(), end.clone());
-        if self.applying.is_empty() {
-            return self.open.range(bounds).map(|(k, v)| (k.clone(), v.clone())).collect();
-        }
-        let mut merged: Writes =
-            self.applying.range(bounds.clone()).map(|(k, v)| (k.clone(), v.clone())).collect();
-        merged.extend(self.open.range(bounds).map(|(k, v)| (k.clone(), v.clone())));
-        merged.into_iter().collect()
+        let open = self.open.range(bounds.clone()).next_back();
+        let applying = self.applying.range(bounds).next_back();
+        let last = match (open, applying) {
+            (Some(open), Some(applying)) if applying.0 > open.0 => applying,
+            (Some(open), _) => open,
+            (None, applying) => applying?,
+        };
+        Some((last.0.clone(), last.1.clone()))
     }
 }
 
@@ -66,23 +80,38 @@ pub struct Kv {
     unapplied: RwLock<Unapplied>,
     /// Serializes passes of [`Kv::apply_unapplied`].
     applier: Mutex<()>,
+    /// Why sled refused a pass, once it has: from then on every write and flush fails, so
+    /// no later write reaches the disk without the ones before it.
+    failure: std::sync::OnceLock<String>,
 }
 
 impl Kv {
     pub fn new(db: sled::Db) -> Kv {
-        Kv { db, unapplied: RwLock::default(), applier: Mutex::new(()) }
+        Kv {
+            db,
+            unapplied: RwLock::default(),
+            applier: Mutex::new(()),
+            failure: std::sync::OnceLock::new(),
+        }
     }
 
     /// sled itself, everything written so far applied to it: for schema migrations and
     /// tests that write around the store.
-    pub fn sled(&self) -> &sled::Db {
-        // An error here reaches whoever next waits for durability, from the flush.
-        let _ = self.apply_unapplied();
-        &self.db
+    pub fn sled(&self) -> sled::Result<&sled::Db> {
+        self.apply_unapplied()?;
+        Ok(&self.db)
+    }
+
+    fn failed(&self) -> sled::Result<()> {
+        match self.failure.get() {
+            Some(failure) => Err(sled::Error::Io(std::io::Error::other(failure.clone()))),
+            None => Ok(()),
+        }
     }
 
     /// Takes `batch` in, readable at once, durable once a flush after this returns.
     pub fn apply_batch(&self, batch: Batch) -> sled::Result<()> {
+        self.failed()?;
         let mut unapplied = write(&self.unapplied);
         if unapplied.open.is_empty() {
             unapplied.open = batch.writes;
@@ -117,47 +146,46 @@ impl Kv {
         self.db.get(key)
     }
 
-    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Scan {
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Scan<'_> {
         let (start, end) = prefix_bounds(prefix.as_ref());
         self.range(start, end)
     }
 
+    /// The entries starting with `prefix`, from `start` on, in key order.
+    pub fn scan_prefix_from(&self, prefix: impl AsRef<[u8]>, start: impl AsRef<[u8]>) -> Scan<'_> {
+        let (_, end) = prefix_bounds(prefix.as_ref());
+        self.range(Bound::Included(IVec::from(start.as_ref())), end)
+    }
+
     /// The entry with the greatest key starting with `prefix`, if there is one.
     pub fn last_in_prefix(&self, prefix: impl AsRef<[u8]>) -> sled::Result<Option<(IVec, IVec)>> {
-        let (start, end) = prefix_bounds(prefix.as_ref());
-        let mut unapplied = read(&self.unapplied).range(&start, &end).into_iter().rev().peekable();
-        let mut sled = self.db.range::<IVec, _>((start, end)).rev();
-        let mut sled_last = sled.next().transpose()?;
-        while let Some((key, change)) = unapplied.peek() {
-            if sled_last.as_ref().is_some_and(|(sled_key, _)| sled_key > key) {
-                break;
+        let (start, mut end) = prefix_bounds(prefix.as_ref());
+        loop {
+            let unapplied = read(&self.unapplied).last_before(&start, &end);
+            let stored = self.db.range::<IVec, _>((start.clone(), end.clone())).next_back();
+            let stored = stored.transpose()?;
+            let newer = match (&unapplied, &stored) {
+                (None, _) => return Ok(stored),
+                (Some((key, _)), Some((stored_key, _))) if stored_key > key => return Ok(stored),
+                (Some(change), _) => change.clone(),
+            };
+            match newer {
+                (key, Some(value)) => return Ok(Some((key, value))),
+                // Removed: the last entry comes before it.
+                (key, None) => end = Bound::Excluded(key),
             }
-            if sled_last.as_ref().is_some_and(|(sled_key, _)| sled_key == key) {
-                // Shadowed by the unapplied change.
-                sled_last = sled.next().transpose()?;
-            }
-            if let Some(value) = change {
-                return Ok(Some((key.clone(), value.clone())));
-            }
-            unapplied.next();
         }
-        Ok(sled_last)
     }
 
-    /// Entries from `start` on, in key order.
-    pub fn range_from(&self, start: impl AsRef<[u8]>) -> Scan {
-        self.range(Bound::Included(IVec::from(start.as_ref())), Bound::Unbounded)
-    }
-
-    fn range(&self, start: Bound<IVec>, end: Bound<IVec>) -> Scan {
-        // The unapplied changes are copied first: one the flusher applies meanwhile is then
-        // seen twice, once here and once in sled, and the merge keeps one.
-        let unapplied = read(&self.unapplied).range(&start, &end);
+    /// Entries in a key range, in key order, each read as it is reached.
+    fn range(&self, start: Bound<IVec>, end: Bound<IVec>) -> Scan<'_> {
         Scan {
-            sled: self.db.range::<IVec, _>((start, end)),
+            kv: self,
+            sled: self.db.range::<IVec, _>((start.clone(), end.clone())),
             sled_next: None,
             sled_done: false,
-            unapplied: unapplied.into_iter().peekable(),
+            after: start,
+            end,
         }
     }
 
@@ -173,6 +201,7 @@ impl Kv {
     /// here until sled has them.
     pub fn apply_unapplied(&self) -> sled::Result<()> {
         let _pass = self.applier.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.failed()?;
         let writes = {
             let mut unapplied = write(&self.unapplied);
             if unapplied.open.is_empty() {
@@ -189,9 +218,12 @@ impl Kv {
                 None => batch.remove(key.clone()),
             }
         }
-        // On failure the writes stay readable; sled's error fails every later flush, so none
-        // of them is acknowledged.
-        self.db.apply_batch(batch)?;
+        // On failure the writes stay readable, and none of them, nor any later, is
+        // acknowledged: every later write and flush fails.
+        if let Err(error) = self.db.apply_batch(batch) {
+            let _ = self.failure.set(error.to_string());
+            return Err(error);
+        }
         write(&self.unapplied).applying = Arc::default();
         Ok(())
     }
@@ -217,39 +249,62 @@ impl Drop for Kv {
 }
 
 /// Entries of sled and of the unapplied writes, merged in key order; removals hide sled's.
-pub struct Scan {
+/// Each step looks the unapplied writes up afresh, so a pass the flusher applies meanwhile is
+/// seen once, in one place or the other, never as a stale copy beside newer keys.
+pub struct Scan<'a> {
+    kv: &'a Kv,
     sled: sled::Iter,
     sled_next: Option<(IVec, IVec)>,
     sled_done: bool,
-    unapplied: std::iter::Peekable<std::vec::IntoIter<(IVec, Option<IVec>)>>,
+    /// Entries come after this: the scan's start, then the last key it passed.
+    after: Bound<IVec>,
+    end: Bound<IVec>,
 }
 
-impl Iterator for Scan {
+impl Scan<'_> {
+    fn is_after(&self, key: &IVec) -> bool {
+        match &self.after {
+            Bound::Included(after) => key >= after,
+            Bound::Excluded(after) => key > after,
+            Bound::Unbounded => true,
+        }
+    }
+}
+
+impl Iterator for Scan<'_> {
     type Item = sled::Result<(IVec, IVec)>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if self.sled_next.is_none() && !self.sled_done {
+            while self.sled_next.is_none() && !self.sled_done {
                 match self.sled.next() {
-                    Some(Ok(entry)) => self.sled_next = Some(entry),
+                    // sled may show a key the scan already passed, applied since.
+                    Some(Ok(entry)) if self.is_after(&entry.0) => self.sled_next = Some(entry),
+                    Some(Ok(_)) => {}
                     Some(Err(error)) => return Some(Err(error)),
                     None => self.sled_done = true,
                 }
             }
-            let (take_unapplied, shadowed) = match (&self.sled_next, self.unapplied.peek()) {
+            let unapplied = read(&self.kv.unapplied).first_after(&self.after, &self.end);
+            let (key, value) = match (self.sled_next.take(), unapplied) {
                 (None, None) => return None,
-                (Some(_), None) => (false, false),
-                (None, Some(_)) => (true, false),
-                (Some((sled_key, _)), Some((key, _))) => (key <= sled_key, key == sled_key),
+                (Some((key, value)), None) => (key, Some(value)),
+                (None, Some(change)) => change,
+                (Some(stored), Some(change)) => match change.0.cmp(&stored.0) {
+                    std::cmp::Ordering::Greater => {
+                        let (key, value) = stored;
+                        (key, Some(value))
+                    }
+                    // The unapplied change is newer than what sled holds.
+                    std::cmp::Ordering::Equal => change,
+                    std::cmp::Ordering::Less => {
+                        self.sled_next = Some(stored);
+                        change
+                    }
+                },
             };
-            if shadowed {
-                // The unapplied change is newer than what sled holds.
-                self.sled_next = None;
-            }
-            if !take_unapplied {
-                return self.sled_next.take().map(Ok);
-            }
-            if let Some((key, Some(value))) = self.unapplied.next() {
+            self.after = Bound::Excluded(key.clone());
+            if let Some(value) = value {
                 return Some(Ok((key, value)));
             }
             // A removal: nothing to yield for it.
@@ -297,7 +352,7 @@ mod tests {
         (dir, Kv::new(db))
     }
 
-    fn keys(scan: Scan) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn keys(scan: Scan<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
         scan.map(|entry| {
             let (key, value) = entry.expect("readable");
             (key.to_vec(), value.to_vec())
@@ -325,8 +380,8 @@ mod tests {
         assert_eq!(kv.get(b"a/1").unwrap().as_deref(), Some(b"uno".as_slice()));
         kv.apply_unapplied().unwrap();
         assert_eq!(keys(kv.scan_prefix(b"a/")), expected);
-        assert_eq!(keys(kv.range_from(b"a/2")).len(), 2);
-        assert_eq!(kv.sled().get(b"a/3").unwrap(), None);
+        assert_eq!(keys(kv.scan_prefix_from(b"a/", b"a/2")).len(), 1);
+        assert_eq!(kv.sled().unwrap().get(b"a/3").unwrap(), None);
     }
 
     #[test]
@@ -351,6 +406,19 @@ mod tests {
         }
         let db = super::super::open_database(dir.path()).expect("sled");
         assert_eq!(db.get(b"kept").unwrap().as_deref(), Some(b"yes".as_slice()));
+    }
+
+    #[test]
+    fn a_scan_never_shows_a_stale_copy_beside_a_newer_write() {
+        let (_dir, kv) = kv();
+        kv.insert(b"n/b", b"1").unwrap();
+        let scan = kv.scan_prefix(b"n/");
+        let mut rename = Batch::default();
+        rename.remove(b"n/b".as_slice());
+        rename.insert(b"n/c".as_slice(), b"1".as_slice());
+        kv.apply_batch(rename).unwrap();
+        kv.apply_unapplied().unwrap();
+        assert_eq!(keys(scan), vec![(b"n/c".to_vec(), b"1".to_vec())]);
     }
 
     #[test]

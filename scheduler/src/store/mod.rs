@@ -52,8 +52,10 @@ const MAX_CACHED_RUNS: usize = 500_000;
 /// The newest store layout this build reads and writes. Schema 1 kept one key per metric
 /// point; schema 2 kept chunks of 24 bytes per point; schema 3 keeps chunks of compactly
 /// encoded points (see `history.rs`) and an index of the executions not done. Opening an
-/// older store builds the index, then rewrites its history.
-pub const SCHEMA_VERSION: u32 = 3;
+/// older store builds the index, then rewrites its history. Schema 4 no longer keeps a log's
+/// length (`oz/`): its last chunk ends it. Builds before it would append after a stale
+/// length, so they must refuse the store, and the version says so.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Why a data directory could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +199,7 @@ impl Store {
     /// Writes the schema version and the default experiment into a new store, and refuses
     /// stores from a newer build.
     fn initialize(&self) -> Result<(), InitError> {
-        let db = self.inner.kv.sled();
+        let db = self.inner.kv.sled()?;
         match db.get(keys::SCHEMA)? {
             Some(version) => {
                 let version = <[u8; 4]>::try_from(version.as_ref())
@@ -225,6 +227,10 @@ impl Store {
                         seconds = started.elapsed().as_secs_f64(),
                         "rewrote the metric history compactly (schema 3)"
                     );
+                }
+                if db.get(keys::SCHEMA)?.as_deref() != Some(&SCHEMA_VERSION.to_be_bytes()[..]) {
+                    db.insert(keys::SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
+                    db.flush()?;
                 }
                 Ok(())
             }
@@ -297,6 +303,14 @@ impl Store {
             ends.clear();
         }
         ends.insert(run_id, end);
+    }
+
+    /// Notes where a new run's log ends, unless an append has noted it since.
+    fn log_begun(&self, run_id: RunId, end: u64) {
+        let mut ends = self.log_ends();
+        if ends.len() < MAX_KNOWN_LOG_ENDS {
+            ends.entry(run_id).or_insert(end);
+        }
     }
 
     fn forget_log_end(&self, run_id: RunId) {
