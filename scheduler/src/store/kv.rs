@@ -8,6 +8,7 @@
 //! then flushes. A write is still atomic (it joins a pass whole), and still acknowledged
 //! only once durable; what a crash loses was never acknowledged.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock};
@@ -49,30 +50,34 @@ impl Unapplied {
 
     /// The first unapplied change after `after` and before `end`, the newer winning.
     fn first_after(&self, after: &Bound<IVec>, end: &Bound<IVec>) -> Option<(IVec, Option<IVec>)> {
-        let bounds = (after.clone(), end.clone());
-        let open = self.open.range(bounds.clone()).next();
-        let applying = self.applying.range(bounds).next();
-        let first = match (open, applying) {
-            (Some(open), Some(applying)) if applying.0 < open.0 => applying,
-            (Some(open), _) => open,
-            (None, applying) => applying?,
-        };
-        Some((first.0.clone(), first.1.clone()))
+        self.edge((after.clone(), end.clone()), |mut range| range.next(), Ordering::Less)
     }
 
     /// The last unapplied change after `start` and before `end`, the newer winning.
     fn last_before(&self, start: &Bound<IVec>, end: &Bound<IVec>) -> Option<(IVec, Option<IVec>)> {
-        let bounds = (start.clone(), end.clone());
-        let open = self.open.range(bounds.clone()).next_back();
-        let applying = self.applying.range(bounds).next_back();
-        let last = match (open, applying) {
-            (Some(open), Some(applying)) if applying.0 > open.0 => applying,
+        self.edge((start.clone(), end.clone()), |mut range| range.next_back(), Ordering::Greater)
+    }
+
+    /// The change `pick` takes from each map's part of `bounds`: the one being applied if its
+    /// key compares to the open one's as `applying_wins`, else the open one (newer).
+    fn edge<'a>(
+        &'a self,
+        bounds: (Bound<IVec>, Bound<IVec>),
+        pick: impl Fn(Range<'a>) -> Option<(&'a IVec, &'a Option<IVec>)>,
+        applying_wins: Ordering,
+    ) -> Option<(IVec, Option<IVec>)> {
+        let open = pick(self.open.range(bounds.clone()));
+        let applying = pick(self.applying.range(bounds));
+        let (key, change) = match (open, applying) {
+            (Some(open), Some(applying)) if applying.0.cmp(open.0) == applying_wins => applying,
             (Some(open), _) => open,
             (None, applying) => applying?,
         };
-        Some((last.0.clone(), last.1.clone()))
+        Some((key.clone(), change.clone()))
     }
 }
+
+type Range<'a> = std::collections::btree_map::Range<'a, IVec, Option<IVec>>;
 
 /// The store's database: sled, and the writes it has not been given yet.
 pub struct Kv {
@@ -291,13 +296,13 @@ impl Iterator for Scan<'_> {
                 (Some((key, value)), None) => (key, Some(value)),
                 (None, Some(change)) => change,
                 (Some(stored), Some(change)) => match change.0.cmp(&stored.0) {
-                    std::cmp::Ordering::Greater => {
+                    Ordering::Greater => {
                         let (key, value) = stored;
                         (key, Some(value))
                     }
                     // The unapplied change is newer than what sled holds.
-                    std::cmp::Ordering::Equal => change,
-                    std::cmp::Ordering::Less => {
+                    Ordering::Equal => change,
+                    Ordering::Less => {
                         self.sled_next = Some(stored);
                         change
                     }
