@@ -20,7 +20,9 @@ with mlflow.start_run() as run:
 print("logged", run.info.run_id)
 "#;
 
-const MLFLOW_CLIENT: &str = "mlflow-skinny==3.17.2";
+/// The full client, so models log and load through its scikit-learn flavour.
+const MLFLOW_CLIENT: &str = "mlflow==3.17.2";
+const SCIKIT_LEARN: &str = "scikit-learn==1.9.1";
 
 /// A virtualenv with the pinned client and pytest, made once per target directory (and once
 /// at a time, for the tests of this file run side by side).
@@ -32,7 +34,7 @@ fn virtualenv() -> PathBuf {
 fn make_virtualenv() -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mlflow-venv");
     let marker = venv.join(".drover-installed");
-    let wanted = format!("{MLFLOW_CLIENT} pytest");
+    let wanted = format!("{MLFLOW_CLIENT} {SCIKIT_LEARN} pytest");
     if std::fs::read_to_string(&marker).is_ok_and(|installed| installed == wanted) {
         return venv;
     }
@@ -41,7 +43,8 @@ fn make_virtualenv() -> PathBuf {
         Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 -m venv");
     assert!(status.success(), "cannot create a virtualenv (python3 -m venv)");
     let status = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", MLFLOW_CLIENT, "pytest"])
+        .args(["install", "--quiet", "--disable-pip-version-check", MLFLOW_CLIENT, SCIKIT_LEARN])
+        .arg("pytest")
         .status()
         .expect("pip install");
     assert!(status.success(), "cannot install {MLFLOW_CLIENT} from PyPI");

@@ -9,6 +9,7 @@ mod convert;
 pub mod domain;
 pub mod error;
 pub mod execution;
+pub mod models;
 pub mod service;
 pub mod sweep;
 pub mod tags;

@@ -72,6 +72,11 @@ pub fn write_f64<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::
     }
 }
 
+/// A metric value as a JSON value, written as [`write_f64`] writes it.
+pub fn finite_or_text(value: f64) -> Value {
+    write_f64(&value, serde_json::value::Serializer).unwrap_or(Value::Null)
+}
+
 /// The value of a required field, or MLflow's error for a missing one.
 pub fn required<T>(value: Option<T>, name: &str) -> Result<T, ApiError> {
     value.ok_or_else(|| {
@@ -154,9 +159,28 @@ pub struct MetricJson {
     pub timestamp: Option<i64>,
     #[serde(default, deserialize_with = "lenient_i64")]
     pub step: Option<i64>,
+    /// The logged model the point is about (MLflow 3), and the dataset it was computed on.
+    pub model_id: Option<String>,
+    pub dataset_name: Option<String>,
+    pub dataset_digest: Option<String>,
 }
 
 impl MetricJson {
+    /// Whether the point names a logged model.
+    pub fn is_linked(&self) -> bool {
+        self.model_id.as_deref().is_some_and(|id| !id.is_empty())
+    }
+
+    pub fn into_linked(self) -> Result<crate::service::models::LinkedMetric, ApiError> {
+        let model_id = self.model_id.clone().filter(|id| !id.is_empty()).map(|id| id.parse());
+        Ok(crate::service::models::LinkedMetric {
+            model_id: model_id.transpose()?,
+            dataset_name: self.dataset_name.clone().filter(|name| !name.is_empty()),
+            dataset_digest: self.dataset_digest.clone().filter(|digest| !digest.is_empty()),
+            metric: self.into_metric()?,
+        })
+    }
+
     pub fn into_metric(self) -> Result<Metric, ApiError> {
         Ok(Metric {
             key: required(self.key, "key")?,

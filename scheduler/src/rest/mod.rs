@@ -5,8 +5,10 @@
 
 mod artifacts;
 mod json;
+mod models;
 #[cfg(test)]
 mod props;
+mod registry;
 mod tracking;
 mod views;
 
@@ -14,7 +16,7 @@ use axum::Router;
 use axum::extract::{FromRequest, Request};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, patch, post};
 use drover_proto::ApiError;
 use serde_json::Value;
 
@@ -39,7 +41,17 @@ impl<S: Send + Sync> FromRequest<S> for MlflowRequest {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
-        if request.method() == Method::GET || request.method() == Method::DELETE {
+        if request.method() == Method::GET {
+            return Ok(MlflowRequest::Query(query_object(request.uri().query().unwrap_or(""))));
+        }
+        // A DELETE carries its parameters in the query or, from the official client, in a
+        // JSON body.
+        let bodiless = request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_none_or(|length| length == "0")
+            && !request.headers().contains_key(axum::http::header::TRANSFER_ENCODING);
+        if request.method() == Method::DELETE && bodiless {
             return Ok(MlflowRequest::Query(query_object(request.uri().query().unwrap_or(""))));
         }
         // A page on another site can send a form or plain text to any address without asking;
@@ -140,7 +152,42 @@ pub fn router(scheduler: Scheduler) -> Router {
         .route("/metrics/get-history", get(tracking::get_metric_history))
         .route("/metrics/get-history-bulk-interval", get(tracking::get_history_bulk_interval))
         .route("/artifacts/list", get(artifacts::list_run_artifacts))
-        .route("/logged-models/search", post(tracking::search_logged_models));
+        .route("/runs/outputs", post(models::log_outputs))
+        .route("/logged-models", post(models::create))
+        .route("/logged-models/search", post(models::search))
+        .route(
+            "/logged-models/{model_id}",
+            get(models::get).patch(models::finalize).delete(models::delete),
+        )
+        .route("/logged-models/{model_id}/tags", patch(models::set_tags))
+        .route("/logged-models/{model_id}/tags/{*key}", delete(models::delete_tag))
+        .route("/logged-models/{model_id}/params", post(models::log_params))
+        .route("/logged-models/{model_id}/artifacts/directories", get(models::list_artifacts))
+        .route("/registered-models/create", post(registry::create_model))
+        .route("/registered-models/get", get(registry::get_model))
+        .route("/registered-models/rename", post(registry::rename_model))
+        .route("/registered-models/update", patch(registry::update_model))
+        .route("/registered-models/delete", delete(registry::delete_model))
+        .route("/registered-models/search", get(registry::search_models))
+        .route(
+            "/registered-models/get-latest-versions",
+            get(registry::latest_versions).post(registry::latest_versions),
+        )
+        .route("/registered-models/set-tag", post(registry::set_model_tag))
+        .route("/registered-models/delete-tag", delete(registry::delete_model_tag))
+        .route(
+            "/registered-models/alias",
+            get(registry::get_by_alias).post(registry::set_alias).delete(registry::delete_alias),
+        )
+        .route("/model-versions/create", post(registry::create_version))
+        .route("/model-versions/get", get(registry::get_version))
+        .route("/model-versions/update", patch(registry::update_version))
+        .route("/model-versions/transition-stage", post(registry::transition_stage))
+        .route("/model-versions/delete", delete(registry::delete_version))
+        .route("/model-versions/get-download-uri", get(registry::download_uri))
+        .route("/model-versions/search", get(registry::search_versions))
+        .route("/model-versions/set-tag", post(registry::set_version_tag))
+        .route("/model-versions/delete-tag", delete(registry::delete_version_tag));
     let artifacts = Router::new()
         .route("/artifacts", get(artifacts::list))
         .route(

@@ -208,7 +208,9 @@ pub async fn get_run(State(scheduler): State<Scheduler>, request: MlflowRequest)
     let run_id = request.parse::<RunRef>()?.resolve()?;
     let run = scheduler.get_run(run_id).await?;
     let inputs = scheduler.run_inputs(run_id)?;
-    Ok(Json(json!({ "run": json::run(&run, inputs) })))
+    let mut run = json::run(&run, inputs);
+    run["outputs"] = super::models::outputs_json(&scheduler.models().run_outputs(run_id)?);
+    Ok(Json(json!({ "run": run })))
 }
 
 #[derive(Deserialize)]
@@ -299,7 +301,14 @@ impl LogMetricBody {
 }
 
 pub async fn log_metric(State(scheduler): State<Scheduler>, request: MlflowRequest) -> RestResult {
-    let (run_id, metric) = request.parse::<LogMetricBody>()?.into_point()?;
+    let body = request.parse::<LogMetricBody>()?;
+    if body.metric.is_linked() {
+        let run_id = body.run.resolve()?;
+        let linked = vec![body.metric.into_linked()?];
+        scheduler.log_linked_batch(run_id, linked, Vec::new(), Vec::new()).await?;
+        return ok();
+    }
+    let (run_id, metric) = body.into_point()?;
     scheduler.log_metrics(run_id, vec![metric]).await?;
     ok()
 }
@@ -362,7 +371,17 @@ impl LogBatchBody {
 }
 
 pub async fn log_batch(State(scheduler): State<Scheduler>, request: MlflowRequest) -> RestResult {
-    let (run_id, metrics, params, tags) = request.parse::<LogBatchBody>()?.into_batch()?;
+    let body = request.parse::<LogBatchBody>()?;
+    if body.metrics.iter().any(MetricJson::is_linked) {
+        let run_id = body.run.resolve()?;
+        let metrics =
+            body.metrics.into_iter().map(MetricJson::into_linked).collect::<Result<_, _>>()?;
+        let params = body.params.into_iter().map(TagJson::into_param).collect::<Result<_, _>>()?;
+        let tags = body.tags.into_iter().map(TagJson::into_tag).collect::<Result<_, _>>()?;
+        scheduler.log_linked_batch(run_id, metrics, params, tags).await?;
+        return ok();
+    }
+    let (run_id, metrics, params, tags) = body.into_batch()?;
     scheduler.log_batch(run_id, metrics, params, tags).await?;
     ok()
 }
@@ -379,25 +398,6 @@ pub async fn log_inputs(State(scheduler): State<Scheduler>, request: MlflowReque
     let body: LogInputsBody = request.parse()?;
     scheduler.log_inputs(body.run.resolve()?, body.datasets).await?;
     ok()
-}
-
-/// MLflow 3's logged models are not stored by drover (creating one is not served), so a
-/// search finds none. Clients ask before listing a run's artifacts, to tell model
-/// directories from plain ones.
-pub async fn search_logged_models(
-    State(scheduler): State<Scheduler>,
-    request: MlflowRequest,
-) -> RestResult {
-    #[derive(Deserialize)]
-    struct Body {
-        #[serde(default)]
-        experiment_ids: OneOrMany,
-    }
-    let body: Body = request.parse()?;
-    for id in body.experiment_ids.parse_each()? {
-        scheduler.get_experiment(ExperimentRef::Id(id)).await?;
-    }
-    Ok(Json(json!({ "models": [] })))
 }
 
 // ---------------------------------------------------------------------------

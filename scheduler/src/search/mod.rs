@@ -15,6 +15,7 @@ use drover_proto::domain::Run;
 mod clause;
 mod experiments;
 mod like;
+mod models;
 mod order;
 mod parser;
 #[cfg(test)]
@@ -25,6 +26,9 @@ mod table;
 mod test_support;
 
 pub(crate) use experiments::ExperimentFilter;
+pub use models::{
+    DatasetRef, LoggedModelOrder, LoggedModelSearch, ModelVersionSearch, RegisteredModelSearch,
+};
 pub use table::RunTable;
 
 use clause::Clause;

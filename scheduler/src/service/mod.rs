@@ -6,6 +6,7 @@
 
 mod execution;
 mod follow;
+pub mod models;
 pub mod paging;
 mod sweeps;
 mod tables;

@@ -27,6 +27,13 @@
 //! | `w/`        | sweep id (its parent run's id)                         | SweepRecord, JSON      |
 //! | `wd/`       | worker id                                              | empty: drained         |
 //! | `wt/`       | sweep id, trial index u64 BE                           | TrialRecord, JSON      |
+//! | `lm/`       | logged model id                                        | LoggedModel, JSON      |
+//! | `lx/`       | experiment id u64 BE, logged model id                  | empty                  |
+//! | `lmm/`      | logged model id, 0, metric id u64 BE                   | ModelMetric, JSON      |
+//! | `m/next_model_metric` |                                              | next metric id, u64 BE |
+//! | `ro/`       | run id, logged model id                                | step, i64 BE (run outputs) |
+//! | `rm/`       | registered model name                                  | RegisteredModel, JSON  |
+//! | `mv/`       | registered model name, 0, version u64 BE               | ModelVersion, JSON     |
 //!
 //! Metric keys never contain a NUL byte (validation refuses them), so the 0 after the key ends
 //! it unambiguously. Schema-1 stores kept one `h/` key per point (step and timestamp with the
@@ -35,6 +42,7 @@
 
 use drover_proto::domain::{ExperimentId, RunId};
 use drover_proto::execution::MetricPoint;
+use drover_proto::models::ModelId;
 
 pub const SCHEMA: &[u8] = b"m/schema";
 pub const NEXT_EXPERIMENT_ID: &[u8] = b"m/next_exp";
@@ -60,6 +68,13 @@ pub const INPUTS: &[u8] = b"in/";
 pub const SWEEP: &[u8] = b"w/";
 pub const SWEEP_TRIAL: &[u8] = b"wt/";
 pub const DRAINED_WORKER: &[u8] = b"wd/";
+pub const LOGGED_MODEL: &[u8] = b"lm/";
+pub const EXPERIMENT_MODEL: &[u8] = b"lx/";
+pub const MODEL_METRIC: &[u8] = b"lmm/";
+pub const NEXT_MODEL_METRIC: &[u8] = b"m/next_model_metric";
+pub const RUN_OUTPUT: &[u8] = b"ro/";
+pub const REGISTERED_MODEL: &[u8] = b"rm/";
+pub const MODEL_VERSION: &[u8] = b"mv/";
 
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let length = prefix.len() + parts.iter().map(|part| part.len()).sum::<usize>();
@@ -233,6 +248,48 @@ pub fn decode_f64(value: &[u8]) -> Option<f64> {
 
 pub fn decode_u64(value: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(value.try_into().ok()?))
+}
+
+pub fn logged_model(id: &ModelId) -> Vec<u8> {
+    key(LOGGED_MODEL, &[id.as_str().as_bytes()])
+}
+
+pub fn experiment_models(experiment: ExperimentId) -> Vec<u8> {
+    key(EXPERIMENT_MODEL, &[&experiment.0.to_be_bytes()])
+}
+
+pub fn experiment_model(experiment: ExperimentId, id: &ModelId) -> Vec<u8> {
+    key(EXPERIMENT_MODEL, &[&experiment.0.to_be_bytes(), id.as_str().as_bytes()])
+}
+
+/// The prefix of every metric linked to one logged model.
+pub fn model_metrics(id: &ModelId) -> Vec<u8> {
+    key(MODEL_METRIC, &[id.as_str().as_bytes(), &[0]])
+}
+
+pub fn model_metric(id: &ModelId, metric: u64) -> Vec<u8> {
+    key(MODEL_METRIC, &[id.as_str().as_bytes(), &[0], &metric.to_be_bytes()])
+}
+
+pub fn run_outputs(run: RunId) -> Vec<u8> {
+    key(RUN_OUTPUT, &[run.as_bytes()])
+}
+
+pub fn run_output(run: RunId, model: &ModelId) -> Vec<u8> {
+    key(RUN_OUTPUT, &[run.as_bytes(), model.as_str().as_bytes()])
+}
+
+pub fn registered_model(name: &str) -> Vec<u8> {
+    key(REGISTERED_MODEL, &[name.as_bytes()])
+}
+
+/// The prefix of every version of one registered model (names hold no NUL).
+pub fn model_versions(name: &str) -> Vec<u8> {
+    key(MODEL_VERSION, &[name.as_bytes(), &[0]])
+}
+
+pub fn model_version(name: &str, version: u64) -> Vec<u8> {
+    key(MODEL_VERSION, &[name.as_bytes(), &[0], &version.to_be_bytes()])
 }
 
 #[cfg(test)]

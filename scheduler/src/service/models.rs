@@ -1,0 +1,163 @@
+//! Models as every face serves them: logged models and the registry. Single records are the
+//! store's (`Scheduler::models`); searches, pages and a run's model-linked metrics are here.
+
+use drover_proto::ApiError;
+use drover_proto::domain::{ExperimentId, Metric, Page, Param, RunId, Tag};
+use drover_proto::models::{LoggedModel, ModelId, ModelMetric, ModelVersion, RegisteredModel};
+
+use super::Scheduler;
+use super::paging::{self, PageLimits};
+use crate::Store;
+use crate::search::{
+    DatasetRef, LoggedModelOrder, LoggedModelSearch, ModelVersionSearch, RegisteredModelSearch,
+};
+
+/// MLflow's page sizes: registered models 100 (at most 1,000), versions up to 200,000,
+/// logged models 50 (drover caps them at 10,000 a page).
+pub const REGISTERED_MODELS: PageLimits = PageLimits { default: 100, max: 1_000 };
+pub const MODEL_VERSIONS: PageLimits = PageLimits { default: 10_000, max: 200_000 };
+pub const LOGGED_MODELS: PageLimits = PageLimits { default: 50, max: 10_000 };
+
+/// A search request: filter, orderings, page size and token.
+pub struct ModelQuery {
+    pub filter: String,
+    pub order_by: Vec<String>,
+    pub max_results: Option<i64>,
+    pub page_token: Option<String>,
+}
+
+/// A logged model search request.
+pub struct LoggedModelQuery {
+    pub experiment_ids: Vec<ExperimentId>,
+    pub filter: String,
+    pub datasets: Vec<DatasetRef>,
+    pub order_by: Vec<LoggedModelOrder>,
+    pub max_results: Option<i64>,
+    pub page_token: Option<String>,
+}
+
+/// A metric point as a run logs it, with the model and dataset it is linked to, if any.
+pub struct LinkedMetric {
+    pub metric: Metric,
+    pub model_id: Option<ModelId>,
+    pub dataset_name: Option<String>,
+    pub dataset_digest: Option<String>,
+}
+
+impl Scheduler {
+    /// The store's model records: logged models, registered models and versions.
+    pub fn models(&self) -> &Store {
+        &self.store
+    }
+
+    pub async fn search_registered_models(
+        &self,
+        query: ModelQuery,
+    ) -> Result<Page<(RegisteredModel, Vec<ModelVersion>)>, ApiError> {
+        let search = RegisteredModelSearch::parse(&query.filter, &query.order_by)?;
+        let limit = REGISTERED_MODELS.check(query.max_results)?;
+        let offset = paging::offset(query.page_token.as_deref())?;
+        let store = self.store.clone();
+        let models = self
+            .run_heavy(move || {
+                let mut models = store.registered_models()?;
+                models.retain(|model| search.matches(model));
+                search.sort(&mut models);
+                Ok::<_, ApiError>(models)
+            })
+            .await?;
+        let page = paging::page(&models, offset, limit, Clone::clone);
+        let mut items = Vec::with_capacity(page.items.len());
+        for model in page.items {
+            let latest = self.store.latest_versions(&model.name, &[])?;
+            items.push((model, latest));
+        }
+        Ok(Page { items, next_page_token: page.next_page_token })
+    }
+
+    pub async fn search_model_versions(
+        &self,
+        query: ModelQuery,
+    ) -> Result<Page<ModelVersion>, ApiError> {
+        let search = ModelVersionSearch::parse(&query.filter, &query.order_by)?;
+        let limit = MODEL_VERSIONS.check(query.max_results)?;
+        let offset = paging::offset(query.page_token.as_deref())?;
+        let store = self.store.clone();
+        let versions = self
+            .run_heavy(move || {
+                let mut versions = match search.exact_name() {
+                    Some(name) if drover_proto::models::validate_model_name(name).is_ok() => {
+                        store.model_versions(Some(name))?
+                    }
+                    _ => store.model_versions(None)?,
+                };
+                versions.retain(|version| search.matches(version));
+                search.sort(&mut versions);
+                Ok::<_, ApiError>(versions)
+            })
+            .await?;
+        Ok(paging::page(&versions, offset, limit, Clone::clone))
+    }
+
+    pub async fn search_logged_models(
+        &self,
+        query: LoggedModelQuery,
+    ) -> Result<Page<(LoggedModel, Vec<ModelMetric>)>, ApiError> {
+        if query.experiment_ids.is_empty() {
+            return Err(ApiError::InvalidArgument(
+                "experiment_ids is required: name the experiments to search".to_string(),
+            ));
+        }
+        let search = LoggedModelSearch::parse(&query.filter, query.datasets, query.order_by)?;
+        let limit = LOGGED_MODELS.check(query.max_results)?;
+        let offset = paging::offset(query.page_token.as_deref())?;
+        let store = self.store.clone();
+        let models = self
+            .run_heavy(move || {
+                let mut models = Vec::new();
+                for model in store.logged_models(&query.experiment_ids)? {
+                    let metrics = store.logged_model_metrics(&model.model_id)?;
+                    if search.matches(&model, &metrics) {
+                        models.push((model, metrics));
+                    }
+                }
+                search.sort(&mut models);
+                Ok::<_, ApiError>(models)
+            })
+            .await?;
+        Ok(paging::page(&models, offset, limit, Clone::clone))
+    }
+
+    /// Logs a batch whose metrics may be linked to logged models: a model that does not
+    /// exist refuses the whole batch before anything is written.
+    pub async fn log_linked_batch(
+        &self,
+        run_id: RunId,
+        metrics: Vec<LinkedMetric>,
+        params: Vec<Param>,
+        tags: Vec<Tag>,
+    ) -> Result<(), ApiError> {
+        self.store.check_models_exist(metrics.iter().filter_map(|m| m.model_id.as_ref()))?;
+        let links: Vec<(ModelId, ModelMetric)> = metrics
+            .iter()
+            .filter_map(|linked| {
+                let id = linked.model_id.clone()?;
+                Some((
+                    id,
+                    ModelMetric {
+                        key: linked.metric.key.clone(),
+                        value: linked.metric.value,
+                        timestamp_ms: linked.metric.timestamp_ms,
+                        step: linked.metric.step,
+                        run_id,
+                        dataset_name: linked.dataset_name.clone(),
+                        dataset_digest: linked.dataset_digest.clone(),
+                    },
+                ))
+            })
+            .collect();
+        let metrics = metrics.into_iter().map(|linked| linked.metric).collect();
+        self.log_batch(run_id, metrics, params, tags).await?;
+        self.store.log_model_metrics(links).await
+    }
+}
