@@ -82,6 +82,31 @@ fn order_clause(clause: &str) -> Result<(String, bool), ApiError> {
     Ok((field, descending))
 }
 
+/// Reads `order_by` clauses over the fields `fields` names (each name with the field it
+/// orders by), refusing a field named twice; `hint` lists them in the error.
+fn parse_order(
+    order_by: &[String],
+    fields: &[(&str, &'static str)],
+    hint: &str,
+) -> Result<Vec<(&'static str, bool)>, ApiError> {
+    check_order_by_size(order_by)?;
+    let mut order = Vec::new();
+    for clause in order_by {
+        let (name, descending) = order_clause(clause)?;
+        let field = fields.iter().find(|(known, _)| *known == name).map(|(_, field)| *field);
+        let field = field.ok_or_else(|| {
+            ApiError::InvalidArgument(format!(
+                "invalid order_by clause '{clause}': order by {hint}"
+            ))
+        })?;
+        if order.iter().any(|(earlier, _)| *earlier == field) {
+            return Err(ApiError::InvalidArgument(format!("order_by names '{field}' twice")));
+        }
+        order.push((field, descending));
+    }
+    Ok(order)
+}
+
 fn directed(order: Ordering, descending: bool) -> Ordering {
     if descending { order.reverse() } else { order }
 }
@@ -106,25 +131,16 @@ impl RegisteredModelSearch {
                 "registered models are searched by name and tags, not '{other}'"
             ))),
         })?;
-        check_order_by_size(order_by)?;
-        let mut order = Vec::new();
-        for clause in order_by {
-            let (field, descending) = order_clause(clause)?;
-            let field = match field.as_str() {
-                "name" => "name",
-                "timestamp" | "last_updated_timestamp" => "last_updated_timestamp",
-                "creation_timestamp" => "creation_timestamp",
-                _ => {
-                    return Err(ApiError::InvalidArgument(format!(
-                        "invalid order_by clause '{clause}': order by name, creation_timestamp or last_updated_timestamp"
-                    )));
-                }
-            };
-            if order.iter().any(|(earlier, _)| *earlier == field) {
-                return Err(ApiError::InvalidArgument(format!("order_by names '{field}' twice")));
-            }
-            order.push((field, descending));
-        }
+        let order = parse_order(
+            order_by,
+            &[
+                ("name", "name"),
+                ("timestamp", "last_updated_timestamp"),
+                ("last_updated_timestamp", "last_updated_timestamp"),
+                ("creation_timestamp", "creation_timestamp"),
+            ],
+            "name, creation_timestamp or last_updated_timestamp",
+        )?;
         Ok(RegisteredModelSearch { clauses, order })
     }
 
@@ -180,23 +196,17 @@ impl ModelVersionSearch {
                 "model versions are searched by name, run_id, source_path, version_number and tags, not '{other}'"
             ))),
         })?;
-        check_order_by_size(order_by)?;
-        let mut order = Vec::new();
-        for clause in order_by {
-            let (field, descending) = order_clause(clause)?;
-            let field = match field.as_str() {
-                "name" => "name",
-                "version_number" => "version_number",
-                "creation_timestamp" => "creation_timestamp",
-                "last_updated_timestamp" | "timestamp" => "last_updated_timestamp",
-                _ => {
-                    return Err(ApiError::InvalidArgument(format!(
-                        "invalid order_by clause '{clause}': order by name, version_number, creation_timestamp or last_updated_timestamp"
-                    )));
-                }
-            };
-            order.push((field, descending));
-        }
+        let mut order = parse_order(
+            order_by,
+            &[
+                ("name", "name"),
+                ("version_number", "version_number"),
+                ("creation_timestamp", "creation_timestamp"),
+                ("timestamp", "last_updated_timestamp"),
+                ("last_updated_timestamp", "last_updated_timestamp"),
+            ],
+            "name, version_number, creation_timestamp or last_updated_timestamp",
+        )?;
         if order.is_empty() {
             order.push(("last_updated_timestamp", true));
         }
