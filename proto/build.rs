@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "proto/drover/v1/tracking.proto",
             "proto/drover/v1/execution.proto",
             "proto/drover/v1/sweeps.proto",
+            "proto/drover/v1/models.proto",
         ],
         &["proto"],
     )?;

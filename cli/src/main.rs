@@ -14,7 +14,9 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::commands::{experiments, run, runs, scheduler, status, sweep, ui, worker, workers};
+use crate::commands::{
+    experiments, models, run, runs, scheduler, status, sweep, ui, worker, workers,
+};
 
 /// Queue, run, sweep and track machine-learning runs across machines.
 #[derive(Parser, Debug)]
@@ -109,6 +111,10 @@ enum Command {
     Workers(workers::Command),
     /// Show the cluster: workers, their capacity, and the queue.
     Status(status::Options),
+    /// The model registry: list models, describe a version and where it came from, move
+    /// aliases, delete.
+    #[command(subcommand)]
+    Models(models::Command),
     /// Serve the web UI: experiments, runs, charts, sweeps and the cluster, in a browser.
     Ui(ui::Options),
 }
@@ -164,6 +170,7 @@ fn main() -> ExitCode {
             Command::Worker(options) => done(worker::run(&cli.global, options).await),
             Command::Workers(command) => done(workers::run(&cli.global, command).await),
             Command::Status(options) => done(status::run(&cli.global, options).await),
+            Command::Models(command) => done(models::run(&cli.global, command).await),
             Command::Ui(options) => done(ui::run(&cli.global, options).await),
         }
     });

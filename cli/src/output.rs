@@ -74,6 +74,11 @@ pub fn terminal_safe(text: &str) -> String {
         .collect()
 }
 
+/// Indents every line of `text` by two spaces, for a section under its title.
+pub fn indent(text: &str) -> String {
+    text.lines().map(|line| format!("  {line}\n")).collect()
+}
+
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())

@@ -21,6 +21,7 @@ use crate::execution::{
     AttemptView, BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SubmitRun,
     UploadedSnapshot, WorkerMessage, WorkerStatus,
 };
+use crate::models::{LoggedModelView, ModelId, ModelVersion, RegisteredModelView, VersionRef};
 use crate::pb;
 use crate::service::MAX_MESSAGE_BYTES;
 use crate::sweep::{CreateSweep, Sweep};
@@ -89,6 +90,7 @@ pub struct Client {
     execution: pb::execution_client::ExecutionClient<Transport>,
     workers: pb::workers_client::WorkersClient<Transport>,
     sweeps: pb::sweeps_client::SweepsClient<Transport>,
+    models: pb::models_client::ModelsClient<Transport>,
 }
 
 impl Client {
@@ -182,6 +184,7 @@ impl Client {
             )
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
             sweeps: pb::sweeps_client::SweepsClient::with_interceptor(channel.clone(), auth()),
+            models: pb::models_client::ModelsClient::with_interceptor(channel.clone(), auth()),
             workers: pb::workers_client::WorkersClient::with_interceptor(channel, auth())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
@@ -434,6 +437,79 @@ impl Client {
         self.sweeps.clone().cancel_sweep(request).await?.into_inner().try_into()
     }
 
+    pub async fn search_registered_models(
+        &self,
+        filter: &str,
+        max_results: Option<i64>,
+        page_token: Option<String>,
+    ) -> ApiResult<Page<RegisteredModelView>> {
+        let request = pb::SearchRegisteredModelsRequest {
+            filter: filter.to_string(),
+            max_results,
+            page_token: page_token.unwrap_or_default(),
+        };
+        let reply = self.models.clone().search_registered_models(request).await?.into_inner();
+        let items = reply
+            .models
+            .into_iter()
+            .map(RegisteredModelView::try_from)
+            .collect::<Result<_, _>>()?;
+        let next_page_token = Some(reply.next_page_token).filter(|token| !token.is_empty());
+        Ok(Page { items, next_page_token })
+    }
+
+    pub async fn get_registered_model(&self, name: &str) -> ApiResult<RegisteredModelView> {
+        let request = pb::RegisteredModelRequest { name: name.to_string() };
+        self.models.clone().get_registered_model(request).await?.into_inner().try_into()
+    }
+
+    pub async fn get_model_version(
+        &self,
+        name: &str,
+        version: VersionRef,
+    ) -> ApiResult<ModelVersion> {
+        let request = version_request(name, version);
+        self.models.clone().get_model_version(request).await?.into_inner().try_into()
+    }
+
+    pub async fn list_model_versions(&self, name: &str) -> ApiResult<Vec<ModelVersion>> {
+        let request = pb::RegisteredModelRequest { name: name.to_string() };
+        let reply = self.models.clone().list_model_versions(request).await?.into_inner();
+        reply.versions.into_iter().map(ModelVersion::try_from).collect()
+    }
+
+    pub async fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: u64,
+    ) -> ApiResult<RegisteredModelView> {
+        let request =
+            pb::SetAliasRequest { name: name.to_string(), alias: alias.to_string(), version };
+        self.models.clone().set_alias(request).await?.into_inner().try_into()
+    }
+
+    pub async fn delete_alias(&self, name: &str, alias: &str) -> ApiResult<RegisteredModelView> {
+        let request = pb::AliasRequest { name: name.to_string(), alias: alias.to_string() };
+        self.models.clone().delete_alias(request).await?.into_inner().try_into()
+    }
+
+    pub async fn delete_registered_model(&self, name: &str) -> ApiResult<()> {
+        let request = pb::RegisteredModelRequest { name: name.to_string() };
+        self.models.clone().delete_registered_model(request).await?;
+        Ok(())
+    }
+
+    pub async fn delete_model_version(&self, name: &str, version: VersionRef) -> ApiResult<()> {
+        self.models.clone().delete_model_version(version_request(name, version)).await?;
+        Ok(())
+    }
+
+    pub async fn get_logged_model(&self, model_id: &ModelId) -> ApiResult<LoggedModelView> {
+        let request = pb::LoggedModelRequest { model_id: model_id.to_string() };
+        self.models.clone().get_logged_model(request).await?.into_inner().try_into()
+    }
+
     // -- Workers -----------------------------------------------------------------------
 
     /// Opens a worker's stream: `outgoing` goes to the scheduler, its messages come back.
@@ -449,6 +525,15 @@ impl Client {
             }),
         ))
     }
+}
+
+fn version_request(name: &str, version: VersionRef) -> pb::ModelVersionRequest {
+    use pb::model_version_request::Which;
+    let which = match version {
+        VersionRef::Number(number) => Which::Version(number),
+        VersionRef::Alias(alias) => Which::Alias(alias),
+    };
+    pb::ModelVersionRequest { name: name.to_string(), which: Some(which) }
 }
 
 #[cfg(test)]

@@ -223,6 +223,29 @@ pub struct CreateModelVersion {
     pub description: String,
 }
 
+/// A registered model with its newest version in each stage, as listings show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredModelView {
+    #[serde(flatten)]
+    pub model: RegisteredModel,
+    pub latest_versions: Vec<ModelVersion>,
+}
+
+/// A logged model with the metric points linked to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoggedModelView {
+    #[serde(flatten)]
+    pub model: LoggedModel,
+    pub metrics: Vec<ModelMetric>,
+}
+
+/// A version named by its number or by an alias.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VersionRef {
+    Number(u64),
+    Alias(String),
+}
+
 /// Checks a registered model's name as MLflow does (not blank, no `/` or `:`, a normalized
 /// path that does not climb out), and refuses control characters besides.
 pub fn validate_model_name(name: &str) -> Result<(), ApiError> {

@@ -21,6 +21,7 @@ use crate::execution::{
     AttemptView, BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SnapshotChunk,
     SubmitRun, UploadedSnapshot, WorkerMessage, WorkerStatus,
 };
+use crate::models::{LoggedModelView, ModelId, ModelVersion, RegisteredModelView, VersionRef};
 use crate::pb;
 use crate::sweep::{CreateSweep, Sweep};
 
@@ -131,11 +132,57 @@ pub trait Sweeps: Send + Sync + 'static {
     fn cancel_sweep(&self, sweep_id: RunId) -> impl Future<Output = ApiResult<Sweep>> + Send;
 }
 
+/// Logged models and the model registry.
+pub trait Models: Send + Sync + 'static {
+    fn search_registered_models(
+        &self,
+        filter: String,
+        max_results: Option<i64>,
+        page_token: Option<String>,
+    ) -> impl Future<Output = ApiResult<Page<RegisteredModelView>>> + Send;
+    fn get_registered_model(
+        &self,
+        name: String,
+    ) -> impl Future<Output = ApiResult<RegisteredModelView>> + Send;
+    fn get_model_version(
+        &self,
+        name: String,
+        version: VersionRef,
+    ) -> impl Future<Output = ApiResult<ModelVersion>> + Send;
+    fn list_model_versions(
+        &self,
+        name: String,
+    ) -> impl Future<Output = ApiResult<Vec<ModelVersion>>> + Send;
+    fn set_alias(
+        &self,
+        name: String,
+        alias: String,
+        version: u64,
+    ) -> impl Future<Output = ApiResult<RegisteredModelView>> + Send;
+    fn delete_alias(
+        &self,
+        name: String,
+        alias: String,
+    ) -> impl Future<Output = ApiResult<RegisteredModelView>> + Send;
+    fn delete_registered_model(&self, name: String) -> impl Future<Output = ApiResult<()>> + Send;
+    fn delete_model_version(
+        &self,
+        name: String,
+        version: VersionRef,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    fn get_logged_model(
+        &self,
+        model_id: ModelId,
+    ) -> impl Future<Output = ApiResult<LoggedModelView>> + Send;
+}
+
 /// Largest gRPC message accepted: a snapshot chunk or log chunk with room to spare.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 /// The gRPC services over `api`, ready to be served beside other routes.
-pub fn grpc_routes<T: Tracking + Execution + Sweeps>(api: Arc<T>) -> tonic::service::Routes {
+pub fn grpc_routes<T: Tracking + Execution + Sweeps + Models>(
+    api: Arc<T>,
+) -> tonic::service::Routes {
     tonic::service::Routes::new(pb::experiments_server::ExperimentsServer::new(ExperimentsAdapter(
         api.clone(),
     )))
@@ -146,6 +193,7 @@ pub fn grpc_routes<T: Tracking + Execution + Sweeps>(api: Arc<T>) -> tonic::serv
     )
     .add_service(pb::execution_server::ExecutionServer::new(ExecutionAdapter(api.clone())))
     .add_service(pb::sweeps_server::SweepsServer::new(SweepsAdapter(api.clone())))
+    .add_service(pb::models_server::ModelsServer::new(ModelsAdapter(api.clone())))
     .add_service(
         pb::workers_server::WorkersServer::new(WorkersAdapter(api))
             .max_decoding_message_size(MAX_MESSAGE_BYTES),
@@ -158,6 +206,104 @@ struct SnapshotsAdapter<T>(Arc<T>);
 struct ExecutionAdapter<T>(Arc<T>);
 struct WorkersAdapter<T>(Arc<T>);
 struct SweepsAdapter<T>(Arc<T>);
+struct ModelsAdapter<T>(Arc<T>);
+
+fn version_ref(request: pb::ModelVersionRequest) -> Result<(String, VersionRef), ApiError> {
+    use pb::model_version_request::Which;
+    let version = match request.which {
+        Some(Which::Version(number)) if number > 0 => VersionRef::Number(number),
+        Some(Which::Alias(alias)) if !alias.is_empty() => VersionRef::Alias(alias),
+        _ => {
+            return Err(ApiError::InvalidArgument(
+                "name a version by its number (from 1) or by an alias".to_string(),
+            ));
+        }
+    };
+    Ok((request.name, version))
+}
+
+#[tonic::async_trait]
+impl<T: Models> pb::models_server::Models for ModelsAdapter<T> {
+    async fn search_registered_models(
+        &self,
+        request: Request<pb::SearchRegisteredModelsRequest>,
+    ) -> Result<Response<pb::SearchRegisteredModelsResponse>, Status> {
+        let request = request.into_inner();
+        let token = Some(request.page_token).filter(|token| !token.is_empty());
+        let page =
+            self.0.search_registered_models(request.filter, request.max_results, token).await?;
+        Ok(Response::new(pb::SearchRegisteredModelsResponse {
+            models: page.items.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn get_registered_model(
+        &self,
+        request: Request<pb::RegisteredModelRequest>,
+    ) -> Result<Response<pb::RegisteredModel>, Status> {
+        reply(self.0.get_registered_model(request.into_inner().name).await)
+    }
+
+    async fn get_model_version(
+        &self,
+        request: Request<pb::ModelVersionRequest>,
+    ) -> Result<Response<pb::ModelVersion>, Status> {
+        let (name, version) = version_ref(request.into_inner())?;
+        reply(self.0.get_model_version(name, version).await)
+    }
+
+    async fn list_model_versions(
+        &self,
+        request: Request<pb::RegisteredModelRequest>,
+    ) -> Result<Response<pb::ListModelVersionsResponse>, Status> {
+        let versions = self.0.list_model_versions(request.into_inner().name).await?;
+        Ok(Response::new(pb::ListModelVersionsResponse {
+            versions: versions.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn set_alias(
+        &self,
+        request: Request<pb::SetAliasRequest>,
+    ) -> Result<Response<pb::RegisteredModel>, Status> {
+        let request = request.into_inner();
+        reply(self.0.set_alias(request.name, request.alias, request.version).await)
+    }
+
+    async fn delete_alias(
+        &self,
+        request: Request<pb::AliasRequest>,
+    ) -> Result<Response<pb::RegisteredModel>, Status> {
+        let request = request.into_inner();
+        reply(self.0.delete_alias(request.name, request.alias).await)
+    }
+
+    async fn delete_registered_model(
+        &self,
+        request: Request<pb::RegisteredModelRequest>,
+    ) -> Result<Response<pb::DeleteModelResponse>, Status> {
+        self.0.delete_registered_model(request.into_inner().name).await?;
+        Ok(Response::new(pb::DeleteModelResponse {}))
+    }
+
+    async fn delete_model_version(
+        &self,
+        request: Request<pb::ModelVersionRequest>,
+    ) -> Result<Response<pb::DeleteModelResponse>, Status> {
+        let (name, version) = version_ref(request.into_inner())?;
+        self.0.delete_model_version(name, version).await?;
+        Ok(Response::new(pb::DeleteModelResponse {}))
+    }
+
+    async fn get_logged_model(
+        &self,
+        request: Request<pb::LoggedModelRequest>,
+    ) -> Result<Response<pb::LoggedModel>, Status> {
+        let model_id: ModelId = request.into_inner().model_id.parse()?;
+        reply(self.0.get_logged_model(model_id).await)
+    }
+}
 
 #[tonic::async_trait]
 impl<T: Sweeps> pb::sweeps_server::Sweeps for SweepsAdapter<T> {

@@ -74,6 +74,54 @@ struct ProxyState {
     scopes: Arc<Mutex<HashMap<String, Scope>>>,
 }
 
+impl ProxyState {
+    /// Turns a verdict into an answer: a call about a logged model passes only if the model
+    /// is the run's own, which the scheduler is asked.
+    async fn settle(
+        &self,
+        verdict: Result<Verdict, ApiError>,
+        scope: Scope,
+    ) -> Result<(), ApiError> {
+        let model_id = match verdict? {
+            Verdict::Allowed => return Ok(()),
+            Verdict::IfRunsModel(model_id) => model_id,
+        };
+        let denied = || {
+            ApiError::PermissionDenied(format!(
+                "logged model '{}' is outside run {}, the only run this address serves",
+                model_id.escape_default(),
+                scope.run_id
+            ))
+        };
+        if model_id.is_empty() || !model_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(denied());
+        }
+        let target = format!(
+            "{}/api/2.0/mlflow/logged-models/{model_id}?allow_deleted=true",
+            self.scheduler.to_string().trim_end_matches('/')
+        );
+        let mut request = axum::http::Request::get(target);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, authorization.clone());
+        }
+        let request =
+            request.body(Body::empty()).map_err(|error| ApiError::Internal(error.to_string()))?;
+        let response = self.client.request(request).await.map_err(|error| {
+            ApiError::Unavailable(format!("the scheduler did not answer: {error}"))
+        })?;
+        if !response.status().is_success() {
+            return Err(denied());
+        }
+        let body = response.into_body().collect().await.map_err(|error| {
+            ApiError::Unavailable(format!("the scheduler did not answer: {error}"))
+        })?;
+        let model: Value = serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null);
+        let source = model["model"]["info"]["source_run_id"].as_str().unwrap_or("");
+        if source.eq_ignore_ascii_case(&scope.run_id.to_string()) { Ok(()) } else { Err(denied()) }
+    }
+}
+
 impl TrackingProxy {
     /// Serves the proxy on `address` (the Docker bridge's gateway), forwarding to
     /// `scheduler` (`http://host:port`); containers reach `address` as `host`. Returns the
@@ -184,7 +232,8 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
             Ok(bytes) => {
                 let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                if let Err(refused) = allowed(&api_path, query.as_deref(), &json, scope) {
+                let verdict = allowed(&api_path, query.as_deref(), &json, scope);
+                if let Err(refused) = state.settle(verdict, scope).await {
                     return refused.into_response();
                 }
                 Body::from(bytes)
@@ -195,10 +244,11 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             }
         }
     };
-    if is_artifact_transfer
-        && let Err(refused) = allowed(&api_path, query.as_deref(), &Value::Null, scope)
-    {
-        return refused.into_response();
+    if is_artifact_transfer {
+        let verdict = allowed(&api_path, query.as_deref(), &Value::Null, scope);
+        if let Err(refused) = state.settle(verdict, scope).await {
+            return refused.into_response();
+        }
     }
     let target = format!(
         "{}{}{}",
@@ -233,14 +283,29 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     }
 }
 
-/// Whether a call stays within the run's scope; the refusal when it does not.
-fn allowed(path: &str, query: Option<&str>, body: &Value, scope: Scope) -> Result<(), ApiError> {
+/// A call the proxy may forward: at once, or once the scheduler says the logged model it is
+/// about was logged by the run.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Allowed,
+    IfRunsModel(String),
+}
+
+/// Whether a call stays within the run's scope; the refusal when it does not. A run may log
+/// models (and their files, params, tags and metrics), list its experiment's models, and
+/// register its own models; nothing about another run's models passes.
+fn allowed(
+    path: &str,
+    query: Option<&str>,
+    body: &Value,
+    scope: Scope,
+) -> Result<Verdict, ApiError> {
     let run = scope.run_id.to_string();
     let experiment = scope.experiment_id.to_string();
     let denied = |what: &str| {
-        Err(ApiError::PermissionDenied(format!(
+        ApiError::PermissionDenied(format!(
             "{what} is outside run {run}, the only run this address serves"
-        )))
+        ))
     };
     let params = query_pairs(query.unwrap_or(""));
     let field = |name: &str| -> Vec<String> {
@@ -272,19 +337,61 @@ fn allowed(path: &str, query: Option<&str>, body: &Value, scope: Scope) -> Resul
             artifact.to_string()
         };
         let prefix = format!("{experiment}/{run}/");
-        return if artifact.starts_with(&prefix) || artifact == prefix.trim_end_matches('/') {
-            Ok(())
-        } else {
-            denied("this artifact path")
-        };
+        if artifact.starts_with(&prefix) || artifact == prefix.trim_end_matches('/') {
+            return Ok(Verdict::Allowed);
+        }
+        let models = format!("{experiment}/models/");
+        if let Some(model) = artifact.strip_prefix(&models) {
+            let model_id = model.split('/').next().unwrap_or_default();
+            return Ok(Verdict::IfRunsModel(model_id.to_string()));
+        }
+        return Err(denied("this artifact path"));
     }
     let Some(endpoint) = path
         .strip_prefix("/api/2.0/mlflow/")
         .or_else(|| path.strip_prefix("/ajax-api/2.0/mlflow/"))
     else {
-        return denied("this endpoint");
+        return Err(denied("this endpoint"));
     };
-    match endpoint {
+    if let Some(model) = endpoint.strip_prefix("logged-models/")
+        && model != "search"
+    {
+        let model_id = model.split('/').next().unwrap_or_default();
+        return Ok(Verdict::IfRunsModel(model_id.to_string()));
+    }
+    let verdict = match endpoint {
+        "logged-models" => {
+            let sources = field("source_run_id");
+            let ours =
+                !sources.is_empty() && sources.iter().all(|id| id.eq_ignore_ascii_case(&run));
+            if ours && !field("experiment_id").is_empty() && names_only_this_experiment() {
+                Ok(())
+            } else {
+                Err(denied("a model not logged by this run"))
+            }
+        }
+        "registered-models/create" => Ok(()),
+        "model-versions/create" => {
+            let source = field("source").into_iter().next().unwrap_or_default();
+            let named: Vec<String> = field("model_id");
+            if let Some(model_id) = source.strip_prefix("models:/")
+                && named.iter().all(|id| id == model_id)
+            {
+                return Ok(Verdict::IfRunsModel(model_id.to_string()));
+            }
+            let from_this_run = source.strip_prefix("runs:/").is_some_and(|rest| {
+                rest.split('/').next().is_some_and(|id| id.eq_ignore_ascii_case(&run))
+            });
+            let runs = field("run_id");
+            if from_this_run
+                && named.is_empty()
+                && runs.iter().all(|id| id.eq_ignore_ascii_case(&run))
+            {
+                Ok(())
+            } else {
+                Err(denied("a version whose source is not this run's"))
+            }
+        }
         "runs/get"
         | "runs/update"
         | "runs/log-metric"
@@ -293,30 +400,32 @@ fn allowed(path: &str, query: Option<&str>, body: &Value, scope: Scope) -> Resul
         | "runs/delete-tag"
         | "runs/log-batch"
         | "runs/log-inputs"
+        | "runs/outputs"
         | "metrics/get-history"
         | "artifacts/list" => {
             if names_only_this_run(&["run_id", "run_uuid"]) {
                 Ok(())
             } else {
-                denied("that run")
+                Err(denied("that run"))
             }
         }
         "metrics/get-history-bulk-interval" => {
             if names_only_this_run(&["run_ids"]) {
                 Ok(())
             } else {
-                denied("that run")
+                Err(denied("that run"))
             }
         }
         "experiments/get" | "logged-models/search" => {
             if names_only_this_experiment() {
                 Ok(())
             } else {
-                denied("that experiment")
+                Err(denied("that experiment"))
             }
         }
-        _ => denied(&format!("'{endpoint}'")),
-    }
+        _ => Err(denied(&format!("'{endpoint}'"))),
+    };
+    verdict.map(|()| Verdict::Allowed)
 }
 
 fn query_pairs(query: &str) -> Vec<(String, String)> {
@@ -486,5 +595,47 @@ mod tests {
             Value::Null
         ));
         assert!(!ok("/api/2.0/mlflow-artifacts/artifacts", "path=7", Value::Null));
+    }
+
+    #[test]
+    fn a_run_may_log_and_register_its_own_models_only() {
+        let run = RunId([0xab; 16]).to_string();
+        let other = RunId([0xcd; 16]).to_string();
+        let model = "m-0123456789abcdef0123456789abcdef";
+        let verdict = |path: &str, body: Value| allowed(path, None, &body, scope()).ok();
+        let own = Some(Verdict::IfRunsModel(model.to_string()));
+        let create =
+            |source: &str| serde_json::json!({"experiment_id": "7", "source_run_id": source});
+        assert_eq!(verdict("/api/2.0/mlflow/logged-models", create(&run)), Some(Verdict::Allowed));
+        assert_eq!(verdict("/api/2.0/mlflow/logged-models", create(&other)), None);
+        let elsewhere = serde_json::json!({"experiment_id": "8", "source_run_id": run});
+        assert_eq!(verdict("/api/2.0/mlflow/logged-models", elsewhere), None);
+        assert_eq!(verdict("/api/2.0/mlflow/logged-models", serde_json::json!({})), None);
+        for path in [
+            format!("/api/2.0/mlflow/logged-models/{model}"),
+            format!("/api/2.0/mlflow/logged-models/{model}/tags"),
+            format!("/api/2.0/mlflow/logged-models/{model}/params"),
+            format!("/api/2.0/mlflow-artifacts/artifacts/7/models/{model}/artifacts/MLmodel"),
+        ] {
+            assert_eq!(verdict(&path, Value::Null), own, "{path}");
+        }
+        let other_experiment = format!("/api/2.0/mlflow-artifacts/artifacts/8/models/{model}/x");
+        assert_eq!(verdict(&other_experiment, Value::Null), None);
+        let register = |body: Value| verdict("/api/2.0/mlflow/model-versions/create", body);
+        let source = format!("models:/{model}");
+        assert_eq!(register(serde_json::json!({"name": "M", "source": source})), own);
+        let mismatched = serde_json::json!({"name": "M", "source": source, "model_id": "m-1"});
+        assert_eq!(register(mismatched), None);
+        let from_run = serde_json::json!({"name": "M", "source": format!("runs:/{run}/model")});
+        assert_eq!(register(from_run), Some(Verdict::Allowed));
+        let from_other = serde_json::json!({"name": "M", "source": format!("runs:/{other}/model")});
+        assert_eq!(register(from_other), None);
+        assert_eq!(register(serde_json::json!({"name": "M", "source": "s3://b/m"})), None);
+        let alias = serde_json::json!({"name": "M", "alias": "prod", "version": "1"});
+        assert_eq!(verdict("/api/2.0/mlflow/registered-models/alias", alias), None);
+        let delete = serde_json::json!({"name": "M", "version": "1"});
+        assert_eq!(verdict("/api/2.0/mlflow/model-versions/delete", delete), None);
+        let outputs = serde_json::json!({"run_id": run, "models": [{"model_id": model}]});
+        assert_eq!(verdict("/api/2.0/mlflow/runs/outputs", outputs), Some(Verdict::Allowed));
     }
 }

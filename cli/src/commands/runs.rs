@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use crate::GlobalOptions;
 use crate::backend::{Backend, with_client};
 use crate::follow::{follow_run, report_end};
-use crate::output::{OutputFormat, Table, format_duration, format_time, print_json};
+use crate::output::{OutputFormat, Table, format_duration, format_time, indent, print_json};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -495,7 +495,3 @@ const EXECUTION_FIELDS: &[(&str, &str)] = &[
     ("Git commit", tags::GIT_COMMIT),
     ("Source", tags::SOURCE_NAME),
 ];
-
-fn indent(text: &str) -> String {
-    text.lines().map(|line| format!("  {line}\n")).collect()
-}

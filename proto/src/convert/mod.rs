@@ -2,6 +2,7 @@
 //! directions. Everything arriving from the wire is validated here, once.
 
 mod execution;
+mod models;
 mod sweep;
 mod tracking;
 

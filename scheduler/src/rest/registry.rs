@@ -188,9 +188,12 @@ pub async fn search_models(
     request: MlflowRequest,
 ) -> RestResult {
     let body: RegistryBody = request.parse()?;
-    let page = scheduler.search_registered_models(body.query()).await?;
-    let models: Vec<Value> =
-        page.items.iter().map(|(model, latest)| registered_model_json(model, latest)).collect();
+    let page = scheduler.find_registered_models(body.query()).await?;
+    let models: Vec<Value> = page
+        .items
+        .iter()
+        .map(|view| registered_model_json(&view.model, &view.latest_versions))
+        .collect();
     let mut answer = json!({ "registered_models": models });
     if let Some(token) = page.next_page_token {
         answer["next_page_token"] = token.into();

@@ -3,7 +3,11 @@
 
 use drover_proto::ApiError;
 use drover_proto::domain::{ExperimentId, Metric, Page, Param, RunId, Tag};
-use drover_proto::models::{LoggedModel, ModelId, ModelMetric, ModelVersion, RegisteredModel};
+use drover_proto::models::{
+    LoggedModel, LoggedModelView, ModelId, ModelMetric, ModelVersion, RegisteredModelView,
+    VersionRef,
+};
+use drover_proto::service::Models;
 
 use super::Scheduler;
 use super::paging::{self, PageLimits};
@@ -50,10 +54,11 @@ impl Scheduler {
         &self.store
     }
 
-    pub async fn search_registered_models(
+    /// Registered models matching a query, each with its newest version per stage.
+    pub async fn find_registered_models(
         &self,
         query: ModelQuery,
-    ) -> Result<Page<(RegisteredModel, Vec<ModelVersion>)>, ApiError> {
+    ) -> Result<Page<RegisteredModelView>, ApiError> {
         let search = RegisteredModelSearch::parse(&query.filter, &query.order_by)?;
         let limit = REGISTERED_MODELS.check(query.max_results)?;
         let offset = paging::offset(query.page_token.as_deref())?;
@@ -69,8 +74,8 @@ impl Scheduler {
         let page = paging::page(&models, offset, limit, Clone::clone);
         let mut items = Vec::with_capacity(page.items.len());
         for model in page.items {
-            let latest = self.store.latest_versions(&model.name, &[])?;
-            items.push((model, latest));
+            let latest_versions = self.store.latest_versions(&model.name, &[])?;
+            items.push(RegisteredModelView { model, latest_versions });
         }
         Ok(Page { items, next_page_token: page.next_page_token })
     }
@@ -159,5 +164,97 @@ impl Scheduler {
         let metrics = metrics.into_iter().map(|linked| linked.metric).collect();
         self.log_batch(run_id, metrics, params, tags).await?;
         self.store.log_model_metrics(links).await
+    }
+}
+
+impl Scheduler {
+    fn version(&self, name: &str, version: &VersionRef) -> Result<ModelVersion, ApiError> {
+        match version {
+            VersionRef::Number(number) => self.store.model_version(name, *number),
+            VersionRef::Alias(alias) => self.store.version_by_alias(name, alias),
+        }
+    }
+
+    fn registered_model_view(&self, name: &str) -> Result<RegisteredModelView, ApiError> {
+        Ok(RegisteredModelView {
+            model: self.store.registered_model(name)?,
+            latest_versions: self.store.latest_versions(name, &[])?,
+        })
+    }
+}
+
+impl Models for Scheduler {
+    async fn search_registered_models(
+        &self,
+        filter: String,
+        max_results: Option<i64>,
+        page_token: Option<String>,
+    ) -> Result<Page<RegisteredModelView>, ApiError> {
+        let query = ModelQuery { filter, order_by: Vec::new(), max_results, page_token };
+        self.find_registered_models(query).await
+    }
+
+    async fn get_registered_model(&self, name: String) -> Result<RegisteredModelView, ApiError> {
+        self.registered_model_view(&name)
+    }
+
+    async fn get_model_version(
+        &self,
+        name: String,
+        version: VersionRef,
+    ) -> Result<ModelVersion, ApiError> {
+        self.version(&name, &version)
+    }
+
+    async fn list_model_versions(&self, name: String) -> Result<Vec<ModelVersion>, ApiError> {
+        self.store.registered_model(&name)?;
+        let mut versions = self.store.model_versions(Some(&name))?;
+        versions.reverse();
+        Ok(versions)
+    }
+
+    async fn set_alias(
+        &self,
+        name: String,
+        alias: String,
+        version: u64,
+    ) -> Result<RegisteredModelView, ApiError> {
+        self.store.set_alias(&name, &alias, version).await?;
+        self.registered_model_view(&name)
+    }
+
+    async fn delete_alias(
+        &self,
+        name: String,
+        alias: String,
+    ) -> Result<RegisteredModelView, ApiError> {
+        let model = self.store.registered_model(&name)?;
+        if !model.aliases.contains_key(&alias) {
+            return Err(ApiError::NotFound(format!(
+                "registered model {name} has no alias '{}'",
+                alias.escape_default()
+            )));
+        }
+        self.store.delete_alias(&name, &alias).await?;
+        self.registered_model_view(&name)
+    }
+
+    async fn delete_registered_model(&self, name: String) -> Result<(), ApiError> {
+        self.store.delete_registered_model(&name).await
+    }
+
+    async fn delete_model_version(
+        &self,
+        name: String,
+        version: VersionRef,
+    ) -> Result<(), ApiError> {
+        let version = self.version(&name, &version)?;
+        self.store.delete_model_version(&name, version.version).await
+    }
+
+    async fn get_logged_model(&self, model_id: ModelId) -> Result<LoggedModelView, ApiError> {
+        let model = self.store.logged_model(&model_id, true)?;
+        let metrics = self.store.logged_model_metrics(&model_id)?;
+        Ok(LoggedModelView { model, metrics })
     }
 }
