@@ -351,6 +351,106 @@ fn the_ui_in_a_real_browser() {
     shot("run-dark");
 }
 
+/// The models pages: registered models with their aliases, then one model's versions, each
+/// linked to the run that produced it with that run's snapshot and image.
+#[test]
+fn the_models_pages_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = SchedulerProcess::spawn(&dir.path().join("store"));
+    let address = scheduler.address.trim_start_matches("http://").to_string();
+    let base = format!("http://{address}");
+    let shots = screenshots();
+    let browser = Browser::start(1400, 900).unwrap_or_else(|error| panic!("{error}"));
+
+    let experiment =
+        mlflow(&address, "experiments/create", json!({ "name": "models-ui" }))["experiment_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let runs = logged_runs(&address, &experiment, &["train-a", "train-b"]);
+    let name = "wine quality é";
+    let hostile = "<img src=x onerror=\"window.__xss=1\">";
+    mlflow(
+        &address,
+        "registered-models/create",
+        json!({ "name": name, "description": hostile, "tags": [{ "key": "team", "value": "vision" }] }),
+    );
+    mlflow(&address, "registered-models/create", json!({ "name": "other-model" }));
+    for (index, run_id) in runs.iter().enumerate() {
+        mlflow(
+            &address,
+            "runs/set-tag",
+            json!({ "run_id": run_id, "key": drover_proto::tags::IMAGE, "value": format!("trainer:{index}") }),
+        );
+        let model = mlflow(
+            &address,
+            "logged-models",
+            json!({ "experiment_id": experiment, "name": "model", "source_run_id": run_id }),
+        );
+        let model_id = model["model"]["info"]["model_id"].as_str().unwrap();
+        mlflow(
+            &address,
+            "model-versions/create",
+            json!({ "name": name, "source": format!("models:/{model_id}"), "model_id": model_id }),
+        );
+    }
+    mlflow(
+        &address,
+        "registered-models/alias",
+        json!({ "name": name, "alias": "champion", "version": "2" }),
+    );
+
+    browser.goto(&format!("{base}/models")).unwrap();
+    let listed = browser
+        .wait_for("the models", "const rows = [...document.querySelectorAll('table.models tbody tr')].map(r => r.textContent); return rows.length === 2 && rows", WAIT)
+        .unwrap();
+    let row =
+        listed.as_array().unwrap().iter().find(|r| r.as_str().unwrap().contains(name)).unwrap();
+    assert!(
+        row.as_str().unwrap().contains("v2") && row.as_str().unwrap().contains("@champion → v2"),
+        "{row}"
+    );
+    assert!(row.as_str().unwrap().contains(hostile), "the description is shown as text: {row}");
+    browser.screenshot(&shots.join("models.png")).unwrap();
+
+    // The filter keeps its state in the URL.
+    browser.goto(&format!("{base}/models?q=other")).unwrap();
+    browser
+        .wait_for("one model", "const rows = [...document.querySelectorAll('table.models tbody tr')]; return rows.length === 1 && rows[0].textContent.includes('other-model')", WAIT)
+        .unwrap();
+
+    browser.goto(&format!("{base}/models")).unwrap();
+    browser.wait_for("the link", "return document.querySelector('table.models a')", WAIT).unwrap();
+    browser.click("table.models tbody tr:first-child a").unwrap();
+    let versions = browser
+        .wait_for("two versions", "const rows = [...document.querySelectorAll('table.versions tbody tr')].map(r => r.textContent); return rows.length === 2 && rows", WAIT)
+        .unwrap();
+    let versions: Vec<&str> =
+        versions.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(versions[0].starts_with("v2") && versions[0].contains("@champion"), "{versions:?}");
+    assert!(
+        versions[0].contains("train-b") && versions[0].contains("image trainer:1"),
+        "{versions:?}"
+    );
+    assert!(versions[1].contains("train-a") && versions[1].contains("FINISHED"), "{versions:?}");
+    assert_eq!(
+        browser.eval("return document.querySelector('h1').textContent").unwrap(),
+        json!(name)
+    );
+    assert_eq!(browser.eval("return window.__xss === undefined").unwrap(), json!(true));
+    browser.screenshot(&shots.join("model.png")).unwrap();
+
+    // A version links to its run.
+    browser.click("table.versions tbody tr:first-child a").unwrap();
+    browser
+        .wait_for(
+            "the run page",
+            &format!("return window.location.pathname === '/runs/{}'", runs[1]),
+            WAIT,
+        )
+        .unwrap();
+}
+
 /// A scheduler that requires its token: a page asks to sign in, a wrong token is refused,
 /// the right one returns to the page asked for, which then works as usual.
 #[test]

@@ -32,13 +32,24 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("pages/sweeps.js", "text/javascript", include_str!("../ui/pages/sweeps.js")),
     ("pages/sweep.js", "text/javascript", include_str!("../ui/pages/sweep.js")),
     ("pages/cluster.js", "text/javascript", include_str!("../ui/pages/cluster.js")),
+    ("pages/models.js", "text/javascript", include_str!("../ui/pages/models.js")),
+    ("pages/model.js", "text/javascript", include_str!("../ui/pages/model.js")),
 ];
 
 const SHELL: &str = include_str!("../ui/index.html");
 
 /// The page paths, each answered with the shell.
-const PAGES: &[&str] =
-    &["/", "/runs", "/runs/{run_id}", "/compare", "/sweeps", "/sweeps/{sweep_id}", "/cluster"];
+const PAGES: &[&str] = &[
+    "/",
+    "/runs",
+    "/runs/{run_id}",
+    "/compare",
+    "/sweeps",
+    "/sweeps/{sweep_id}",
+    "/models",
+    "/models/{name}",
+    "/cluster",
+];
 
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     let mut router = Router::new().route("/static/{*name}", get(asset));

@@ -10,6 +10,8 @@ const routes = [
   [/^\/compare$/, 'experiments', () => import('./pages/compare.js')],
   [/^\/sweeps$/, 'sweeps', () => import('./pages/sweeps.js')],
   [/^\/sweeps\/([0-9a-f]{32})$/, 'sweeps', () => import('./pages/sweep.js')],
+  [/^\/models$/, 'models', () => import('./pages/models.js')],
+  [/^\/models\/([^/]+)$/, 'models', () => import('./pages/model.js')],
   [/^\/cluster$/, 'cluster', () => import('./pages/cluster.js')],
 ];
 

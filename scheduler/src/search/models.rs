@@ -428,3 +428,86 @@ impl LoggedModelSearch {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn model(name: &str, tags: &[(&str, &str)], updated: i64) -> RegisteredModel {
+        RegisteredModel {
+            name: name.to_string(),
+            creation_time_ms: 0,
+            last_updated_time_ms: updated,
+            description: String::new(),
+            tags: tags.iter().map(|(k, v)| Tag::new(*k, *v)).collect(),
+            aliases: BTreeMap::new(),
+            next_version: 1,
+        }
+    }
+
+    fn names(search: &RegisteredModelSearch, models: &[RegisteredModel]) -> Vec<String> {
+        let mut kept: Vec<RegisteredModel> =
+            models.iter().filter(|m| search.matches(m)).cloned().collect();
+        search.sort(&mut kept);
+        kept.into_iter().map(|m| m.name).collect()
+    }
+
+    #[test]
+    fn registered_model_filters_and_orders() {
+        let models = [
+            model("wine-b", &[("team", "a")], 3),
+            model("wine-a", &[("team", "b")], 1),
+            model("prompt", &[("mlflow.prompt.is_prompt", "true")], 2),
+        ];
+        let parse = |filter: &str, order: &[&str]| {
+            let order: Vec<String> = order.iter().map(|o| o.to_string()).collect();
+            RegisteredModelSearch::parse(filter, &order).expect(filter)
+        };
+        // What the official client sends: models without the tag are not prompts.
+        let client = parse("tag.`mlflow.prompt.is_prompt` != 'true'", &[]);
+        assert_eq!(names(&client, &models), ["wine-a", "wine-b"]);
+        let like = parse("name LIKE 'wine%' AND tags.team = 'a'", &[]);
+        assert_eq!(names(&like, &models), ["wine-b"]);
+        let newest = parse("", &["last_updated_timestamp DESC"]);
+        assert_eq!(names(&newest, &models), ["wine-b", "prompt", "wine-a"]);
+        for (filter, order) in [
+            ("description = 'x'", &[][..]),
+            ("name = 'a' OR name = 'b'", &[]),
+            ("name > 3", &[]),
+            ("", &["bogus"]),
+            ("", &["name", "name DESC"]),
+            ("", &["name SIDEWAYS"]),
+        ] {
+            let order: Vec<String> = order.iter().map(|o: &&str| o.to_string()).collect();
+            assert!(RegisteredModelSearch::parse(filter, &order).is_err(), "{filter} {order:?}");
+        }
+    }
+
+    #[test]
+    fn version_searches_read_numbers_and_pin_a_name() {
+        let search =
+            ModelVersionSearch::parse("name = 'wine' AND version_number >= 2", &[]).expect("valid");
+        assert_eq!(search.exact_name(), Some("wine"));
+        assert!(ModelVersionSearch::parse("version_number = '2'", &[]).is_err());
+        assert!(ModelVersionSearch::parse("run_id > 3", &[]).is_err());
+    }
+
+    #[test]
+    fn logged_model_fields_and_orderings_are_checked() {
+        assert!(
+            LoggedModelSearch::parse("metrics.acc > 0.5 AND params.C = '1'", vec![], vec![])
+                .is_ok()
+        );
+        assert!(
+            LoggedModelSearch::parse("creation_time > 5 AND name = 'm'", vec![], vec![]).is_ok()
+        );
+        assert!(LoggedModelSearch::parse("bogus = 'x'", vec![], vec![]).is_err());
+        assert!(LoggedModelSearch::parse("metrics.acc = 'high'", vec![], vec![]).is_err());
+        let order =
+            |field: &str| LoggedModelOrder { field: field.into(), ascending: true, dataset: None };
+        assert!(LoggedModelSearch::parse("", vec![], vec![order("metrics.acc")]).is_ok());
+        assert!(LoggedModelSearch::parse("", vec![], vec![order("bogus")]).is_err());
+    }
+}
