@@ -38,3 +38,5 @@ OPTUNA_PYTHON="$venvs/optuna/bin/python" ./target/release/sweeps
 MLFLOW_BIN="$venvs/mlflow/bin/mlflow" ./target/release/ui
 MLFLOW_SERVER_BIN="$venvs/mlflow/bin/mlflow" FML_BIN="$venvs/fasttrackml/bin/fml" \
     "$venvs/mlflow/bin/python" bench/peers.py
+MLFLOW_SERVER_BIN="$venvs/mlflow/bin/mlflow" FML_BIN="$venvs/fasttrackml/bin/fml" \
+    "$venvs/mlflow/bin/python" bench/models.py

@@ -126,13 +126,13 @@ def test_versions_aliases_and_deletion(tracking_uri, client, experiment_id):
 
 def test_concurrent_registrations_get_distinct_versions(tracking_uri, client, experiment_id):
     name = unique("concurrent")
-    client.create_registered_model(name)
     model, _ = fitted_model()
     with mlflow.start_run(experiment_id=experiment_id):
         info = mlflow.sklearn.log_model(model, name="model")
 
+    # Each call also creates the registered model unless another got there first.
     def register(_):
-        return client.create_model_version(name, info.model_uri, model_id=info.model_id).version
+        return mlflow.register_model(info.model_uri, name).version
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         versions = list(pool.map(register, range(8)))
