@@ -421,7 +421,11 @@ fn the_models_pages_in_a_real_browser() {
 
     browser.goto(&format!("{base}/models")).unwrap();
     browser.wait_for("the link", "return document.querySelector('table.models a')", WAIT).unwrap();
-    browser.click("table.models tbody tr:first-child a").unwrap();
+    let open = format!(
+        "[...document.querySelectorAll('table.models a')].find(a => a.textContent === {}).click(); return true",
+        json!(name)
+    );
+    browser.eval(&open).unwrap();
     let versions = browser
         .wait_for("two versions", "const rows = [...document.querySelectorAll('table.versions tbody tr')].map(r => r.textContent); return rows.length === 2 && rows", WAIT)
         .unwrap();
@@ -432,7 +436,7 @@ fn the_models_pages_in_a_real_browser() {
         versions[0].contains("train-b") && versions[0].contains("image trainer:1"),
         "{versions:?}"
     );
-    assert!(versions[1].contains("train-a") && versions[1].contains("FINISHED"), "{versions:?}");
+    assert!(versions[1].contains("train-a") && versions[1].contains("finished"), "{versions:?}");
     assert_eq!(
         browser.eval("return document.querySelector('h1').textContent").unwrap(),
         json!(name)

@@ -37,7 +37,7 @@ export async function render(main, [encoded]) {
     model.description ? ` · ${model.description}` : '');
   const tags = (model.tags || []).length ? h('p', {}, model.tags.map((t) => h('span', { class: 'tag' }, `${t.key}=${t.value}`))) : null;
   const table = versions.length ? h('table', { class: 'grid versions' },
-    h('thead', {}, h('tr', {}, ['Version', 'Aliases', 'Stage', 'Produced by', 'Status', 'Code, data, image', 'Registered', 'Source'].map((t) => h('th', {}, t)))),
+    h('thead', {}, h('tr', {}, ['Version', 'Aliases', 'Stage', 'Produced by', 'Status', 'Snapshot, commit, image', 'Registered', 'Source'].map((t) => h('th', {}, t)))),
     h('tbody', {}, versions.map((v) => {
       const run = runs.get(v.run_id);
       return h('tr', { 'data-version': v.version },
