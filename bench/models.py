@@ -1,6 +1,8 @@
 """Models through the official client: drover beside MLflow's own server and FastTrackML.
 
-Each server runs alone on loopback (sqlite for the peers, as `peers.py` starts them), then,
+Each server runs alone on loopback (sqlite for the peers, as `peers.py` starts them; MLflow's
+server keeps artifacts behind its artifact proxy, so every server moves model files over
+HTTP), then,
 with the official `mlflow` client and scikit-learn:
 - `log_model` round trip: a fitted LogisticRegression logged with `mlflow.sklearn.log_model`
   in a run, then loaded back from `models:/<id>` (median of ten, milliseconds);
@@ -14,6 +16,7 @@ Run by bench/run.sh, with the python of the virtualenv that holds mlflow==3.17.2
 """
 
 import concurrent.futures
+import logging
 import os
 import shutil
 import statistics
@@ -30,6 +33,9 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
+
+# The client notes every registration it waits for; the tables are what matters here.
+logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 SEARCH_MODELS = 10_000
 REGISTRATIONS = 400
@@ -137,7 +143,7 @@ def main():
     results = {}
     for name in servers:
         work = tempfile.mkdtemp(prefix=f"bench-models-{name}-")
-        process, url = start(name, work)
+        process, url = start(name, work, proxied_artifacts=True)
         try:
             print(f"measuring {name} at {url}", file=sys.stderr, flush=True)
             results[name] = measure(url)

@@ -89,7 +89,10 @@ def wait_until_up(url, process, seconds=120):
     raise RuntimeError(f"{url} did not come up")
 
 
-def start(name, work):
+def start(name, work, proxied_artifacts=False):
+    """Starts one server on a free port. With `proxied_artifacts`, MLflow's server keeps
+    artifacts behind its own artifact proxy (`mlflow-artifacts:` URIs over HTTP, as drover
+    does) rather than handing clients a local path to write to."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(os.path.join(work, f"{name}.log"), "w")
@@ -100,8 +103,11 @@ def start(name, work):
             os.environ.get("MLFLOW_SERVER_BIN", os.path.join(VENV_BIN, "mlflow")), "server",
             "--host", "127.0.0.1", "--port", str(port),
             "--backend-store-uri", f"sqlite:///{work}/mlflow.db",
-            "--default-artifact-root", os.path.join(work, "mlflow-artifacts"),
-        ]
+        ] + (
+            ["--artifacts-destination", os.path.join(work, "mlflow-artifacts")]
+            if proxied_artifacts
+            else ["--default-artifact-root", os.path.join(work, "mlflow-artifacts")]
+        )
     else:
         command = [
             os.environ.get("FML_BIN", shutil.which("fml") or "fml"), "server",

@@ -247,7 +247,8 @@ pub enum VersionRef {
 }
 
 /// Checks a registered model's name as MLflow does (not blank, no `/` or `:`, a normalized
-/// path that does not climb out), and refuses control characters besides.
+/// path that does not climb out), and refuses control characters and `@` (which names an
+/// alias in `models:/NAME@ALIAS`) besides.
 pub fn validate_model_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() {
         return Err(ApiError::InvalidArgument(
@@ -262,7 +263,8 @@ pub fn validate_model_name(name: &str) -> Result<(), ApiError> {
             name.escape_default()
         ))
     };
-    if let Some(bad) = name.chars().find(|c| matches!(c, '/' | ':')) {
+    // `@` would make `models:/NAME@ALIAS` ambiguous.
+    if let Some(bad) = name.chars().find(|c| matches!(c, '/' | ':' | '@')) {
         return Err(invalid(&format!("'{bad}' is not allowed")));
     }
     if name == "." || name == ".." || name.starts_with("..") {
@@ -329,7 +331,8 @@ mod tests {
         for good in ["ElasticnetWineModel", "with space.and-dash_ü", "a..b"] {
             assert!(validate_model_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "  ", "a/b", "s3:x", ".", "..", "../up", "nul\0", "esc\u{1b}[2J"] {
+        for bad in ["", "  ", "a/b", "s3:x", "team@x", ".", "..", "../up", "nul\0", "esc\u{1b}[2J"]
+        {
             assert!(validate_model_name(bad).is_err(), "{bad:?}");
         }
         assert!(validate_model_name(&"n".repeat(MAX_NAME_LEN + 1)).is_err());

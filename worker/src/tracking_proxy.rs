@@ -76,14 +76,16 @@ struct ProxyState {
 
 impl ProxyState {
     /// Turns a verdict into an answer: a call about a logged model passes only if the model
-    /// is the run's own, which the scheduler is asked.
+    /// is the run's own, which the scheduler is asked. True when the answer must be cut down
+    /// to the run's own models.
     async fn settle(
         &self,
         verdict: Result<Verdict, ApiError>,
         scope: Scope,
-    ) -> Result<(), ApiError> {
+    ) -> Result<bool, ApiError> {
         let model_id = match verdict? {
-            Verdict::Allowed => return Ok(()),
+            Verdict::Allowed => return Ok(false),
+            Verdict::OwnModelsOnly => return Ok(true),
             Verdict::IfRunsModel(model_id) => model_id,
         };
         let denied = || {
@@ -118,7 +120,11 @@ impl ProxyState {
         })?;
         let model: Value = serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null);
         let source = model["model"]["info"]["source_run_id"].as_str().unwrap_or("");
-        if source.eq_ignore_ascii_case(&scope.run_id.to_string()) { Ok(()) } else { Err(denied()) }
+        if source.eq_ignore_ascii_case(&scope.run_id.to_string()) {
+            Ok(false)
+        } else {
+            Err(denied())
+        }
     }
 }
 
@@ -226,6 +232,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     let is_artifact_transfer = api_path.starts_with("/api/2.0/mlflow-artifacts/artifacts/");
     // Tracking calls are small: read them to check which run they name. Artifact transfers
     // are checked by their path and streamed.
+    let mut own_models_only = false;
     let body = if is_artifact_transfer {
         body
     } else {
@@ -233,8 +240,9 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
             Ok(bytes) => {
                 let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 let verdict = allowed(&api_path, query.as_deref(), &json, scope);
-                if let Err(refused) = state.settle(verdict, scope).await {
-                    return refused.into_response();
+                match state.settle(verdict, scope).await {
+                    Ok(filter) => own_models_only = filter,
+                    Err(refused) => return refused.into_response(),
                 }
                 Body::from(bytes)
             }
@@ -271,9 +279,22 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     };
     match state.client.request(upstream).await {
         Ok(response) => {
-            let (parts, body) = response.into_parts();
-            let mut response =
-                Response::from_parts(parts, Body::new(body.map_err(axum::Error::new)));
+            let (mut parts, body) = response.into_parts();
+            let body = if own_models_only && parts.status.is_success() {
+                match body.collect().await {
+                    Ok(collected) => {
+                        parts.headers.remove(header::CONTENT_LENGTH);
+                        Body::from(own_models(&collected.to_bytes(), scope.run_id))
+                    }
+                    Err(error) => {
+                        let message = format!("the scheduler did not answer: {error}");
+                        return ApiError::Unavailable(message).into_response();
+                    }
+                }
+            } else {
+                Body::new(body.map_err(axum::Error::new))
+            };
+            let mut response = Response::from_parts(parts, body);
             response.headers_mut().insert("x-drover-proxy", HeaderValue::from_static("1"));
             response
         }
@@ -283,12 +304,28 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     }
 }
 
+/// A logged-model search answer cut down to the models `run` logged: a run sees its own
+/// models' params and metrics, never its neighbours'.
+fn own_models(answer: &[u8], run: RunId) -> Vec<u8> {
+    let mut answer: Value =
+        serde_json::from_slice(answer).unwrap_or_else(|_| serde_json::json!({}));
+    let run = run.to_string();
+    if let Some(models) = answer.get_mut("models").and_then(Value::as_array_mut) {
+        models.retain(|model| {
+            model["info"]["source_run_id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(&run))
+        });
+    }
+    answer.to_string().into_bytes()
+}
+
 /// A call the proxy may forward: at once, or once the scheduler says the logged model it is
 /// about was logged by the run.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
     Allowed,
     IfRunsModel(String),
+    /// Forwarded, and the answer's logged models cut down to the run's own.
+    OwnModelsOnly,
 }
 
 /// Whether a call stays within the run's scope; the refusal when it does not. A run may log
@@ -320,6 +357,12 @@ fn allowed(
         }
         values
     };
+    // A field the check rests on must be given once: a value in the query and another in the
+    // body would leave the check reading one and the scheduler the other.
+    let single = |name: &str| -> Option<String> {
+        let mut values = field(name);
+        if values.len() == 1 { values.pop() } else { None }
+    };
     let names_only_this_run = |names: &[&str]| {
         let ids: Vec<String> = names.iter().flat_map(|name| field(name)).collect();
         !ids.is_empty() && ids.iter().all(|id| id.eq_ignore_ascii_case(&run))
@@ -332,7 +375,7 @@ fn allowed(
     if let Some(artifact) = path.strip_prefix("/api/2.0/mlflow-artifacts/artifacts") {
         let artifact = artifact.trim_start_matches('/');
         let artifact = if artifact.is_empty() {
-            field("path").into_iter().next().unwrap_or_default()
+            single("path").unwrap_or_default()
         } else {
             artifact.to_string()
         };
@@ -372,21 +415,26 @@ fn allowed(
         }
         "registered-models/create" => Ok(()),
         "model-versions/create" => {
-            let source = field("source").into_iter().next().unwrap_or_default();
+            let source = single("source").unwrap_or_default();
             let named: Vec<String> = field("model_id");
-            if let Some(model_id) = source.strip_prefix("models:/")
+            let runs_are_ours = field("run_id").iter().all(|id| id.eq_ignore_ascii_case(&run));
+            let own_files = format!("mlflow-artifacts:/{experiment}/{run}/artifacts");
+            let model_files = format!("mlflow-artifacts:/{experiment}/models/");
+            let model_id = source
+                .strip_prefix("models:/")
+                .or_else(|| source.strip_prefix(&model_files))
+                .and_then(|rest| rest.split('/').next());
+            if let Some(model_id) = model_id
+                && runs_are_ours
                 && named.iter().all(|id| id == model_id)
             {
                 return Ok(Verdict::IfRunsModel(model_id.to_string()));
             }
             let from_this_run = source.strip_prefix("runs:/").is_some_and(|rest| {
                 rest.split('/').next().is_some_and(|id| id.eq_ignore_ascii_case(&run))
-            });
-            let runs = field("run_id");
-            if from_this_run
-                && named.is_empty()
-                && runs.iter().all(|id| id.eq_ignore_ascii_case(&run))
-            {
+            }) || source == own_files
+                || source.starts_with(&format!("{own_files}/"));
+            if from_this_run && named.is_empty() && runs_are_ours {
                 Ok(())
             } else {
                 Err(denied("a version whose source is not this run's"))
@@ -416,12 +464,20 @@ fn allowed(
                 Err(denied("that run"))
             }
         }
-        "experiments/get" | "logged-models/search" => {
+        "experiments/get" => {
             if names_only_this_experiment() {
                 Ok(())
             } else {
                 Err(denied("that experiment"))
             }
+        }
+        // The answer keeps only the run's own models (see `own_models_only`).
+        "logged-models/search" => {
+            return if names_only_this_experiment() {
+                Ok(Verdict::OwnModelsOnly)
+            } else {
+                Err(denied("that experiment"))
+            };
         }
         _ => Err(denied(&format!("'{endpoint}'"))),
     };
@@ -637,5 +693,37 @@ mod tests {
         assert_eq!(verdict("/api/2.0/mlflow/model-versions/delete", delete), None);
         let outputs = serde_json::json!({"run_id": run, "models": [{"model_id": model}]});
         assert_eq!(verdict("/api/2.0/mlflow/runs/outputs", outputs), Some(Verdict::Allowed));
+        let files = serde_json::json!({"name": "M", "source": format!("mlflow-artifacts:/7/{run}/artifacts/model")});
+        assert_eq!(register(files), Some(Verdict::Allowed));
+        let theirs = serde_json::json!({"name": "M", "source": format!("mlflow-artifacts:/7/{other}/artifacts/model")});
+        assert_eq!(register(theirs), None);
+        let forged = serde_json::json!({"name": "M", "source": source, "run_id": other});
+        assert_eq!(register(forged), None, "a version must not claim another run");
+        // A second value in the query is refused, not read past.
+        let smuggled = serde_json::json!({"name": "M", "source": "models:/m-1"});
+        let query = format!("source=models:/{model}");
+        let path = "/api/2.0/mlflow/model-versions/create";
+        assert!(allowed(path, Some(&query), &smuggled, scope()).is_err());
+        let twice = format!("path=7/{run}/artifacts&path=");
+        assert!(
+            allowed("/api/2.0/mlflow-artifacts/artifacts", Some(&twice), &Value::Null, scope())
+                .is_err()
+        );
+        let search = serde_json::json!({"experiment_ids": ["7"]});
+        assert_eq!(
+            verdict("/api/2.0/mlflow/logged-models/search", search),
+            Some(Verdict::OwnModelsOnly)
+        );
+        let answer = serde_json::json!({"models": [
+            {"info": {"model_id": "m-a", "source_run_id": run}},
+            {"info": {"model_id": "m-b", "source_run_id": other}},
+            {"info": {"model_id": "m-c"}},
+        ], "next_page_token": "t"});
+        let kept: Value =
+            serde_json::from_slice(&own_models(answer.to_string().as_bytes(), RunId([0xab; 16])))
+                .unwrap();
+        assert_eq!(kept["models"].as_array().unwrap().len(), 1);
+        assert_eq!(kept["models"][0]["info"]["model_id"], "m-a");
+        assert_eq!(kept["next_page_token"], "t");
     }
 }

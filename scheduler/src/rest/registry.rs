@@ -132,8 +132,13 @@ async fn model_answer(scheduler: &Scheduler, model: &RegisteredModel) -> RestRes
 }
 
 fn version_answer(scheduler: &Scheduler, version: &ModelVersion) -> RestResult {
-    let model = scheduler.models().registered_model(&version.name)?;
-    Ok(Json(json!({ "model_version": version_json(version, Some(&model)) })))
+    // A model deleted since the version was read leaves it without aliases.
+    let model = scheduler.models().registered_model(&version.name).ok();
+    let mut answer = version_json(version, model.as_ref());
+    if model.is_none() {
+        answer["aliases"] = json!([]);
+    }
+    Ok(Json(json!({ "model_version": answer })))
 }
 
 pub async fn create_model(

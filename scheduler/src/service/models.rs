@@ -22,6 +22,9 @@ pub const REGISTERED_MODELS: PageLimits = PageLimits { default: 100, max: 1_000 
 pub const MODEL_VERSIONS: PageLimits = PageLimits { default: 10_000, max: 200_000 };
 pub const LOGGED_MODELS: PageLimits = PageLimits { default: 50, max: 10_000 };
 
+/// Longest dataset name or digest a linked metric may carry.
+const MAX_DATASET_FIELD_LEN: usize = 500;
+
 /// A search request: filter, orderings, page size and token.
 pub struct ModelQuery {
     pub filter: String,
@@ -74,8 +77,12 @@ impl Scheduler {
         let page = paging::page(&models, offset, limit, Clone::clone);
         let mut items = Vec::with_capacity(page.items.len());
         for model in page.items {
-            let latest_versions = self.store.latest_versions(&model.name, &[])?;
-            items.push(RegisteredModelView { model, latest_versions });
+            // A model deleted since the scan is left out rather than failing the page.
+            match self.store.latest_versions(&model.name, &[]) {
+                Ok(latest_versions) => items.push(RegisteredModelView { model, latest_versions }),
+                Err(ApiError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
         }
         Ok(Page { items, next_page_token: page.next_page_token })
     }
@@ -142,7 +149,17 @@ impl Scheduler {
         params: Vec<Param>,
         tags: Vec<Tag>,
     ) -> Result<(), ApiError> {
-        self.store.check_models_exist(metrics.iter().filter_map(|m| m.model_id.as_ref()))?;
+        self.store
+            .check_models_of_run(run_id, metrics.iter().filter_map(|m| m.model_id.as_ref()))?;
+        for linked in &metrics {
+            for (what, value) in
+                [("dataset name", &linked.dataset_name), ("dataset digest", &linked.dataset_digest)]
+            {
+                if let Some(value) = value {
+                    drover_proto::validate::name(what, value, MAX_DATASET_FIELD_LEN)?;
+                }
+            }
+        }
         let links: Vec<(ModelId, ModelMetric)> = metrics
             .iter()
             .filter_map(|linked| {

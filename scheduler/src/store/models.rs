@@ -187,14 +187,21 @@ impl Store {
         .map(drop)
     }
 
-    /// Checks that every model `metrics` name exists, before a run logs them: a batch naming
-    /// an unknown model changes nothing.
-    pub fn check_models_exist<'a>(
+    /// Checks that every model in `models` exists and is the run `run_id`'s (or no run's),
+    /// before the run links metrics or outputs to them: a batch naming another run's model
+    /// changes nothing.
+    pub fn check_models_of_run<'a>(
         &self,
+        run_id: RunId,
         models: impl IntoIterator<Item = &'a ModelId>,
     ) -> Result<(), ApiError> {
         for id in models {
-            self.logged_model(id, true)?;
+            let model = self.logged_model(id, true)?;
+            if model.source_run_id.is_some_and(|source| source != run_id) {
+                return Err(ApiError::InvalidArgument(format!(
+                    "logged model '{id}' was logged by another run than {run_id}"
+                )));
+            }
         }
         Ok(())
     }
@@ -209,7 +216,9 @@ impl Store {
         }
         {
             let _guard = self.write_guard();
-            self.check_models_exist(metrics.iter().map(|(id, _)| id))?;
+            for (id, metric) in &metrics {
+                self.check_models_of_run(metric.run_id, [id])?;
+            }
             let mut next = self.counter(keys::NEXT_MODEL_METRIC)?;
             let mut batch = Batch::default();
             for (id, metric) in &metrics {
@@ -263,7 +272,7 @@ impl Store {
         {
             let _guard = self.write_guard();
             self.run_info(run_id)?;
-            self.check_models_exist(outputs.iter().map(|(id, _)| id))?;
+            self.check_models_of_run(run_id, outputs.iter().map(|(id, _)| id))?;
             let mut batch = Batch::default();
             for (id, step) in &outputs {
                 batch.insert(keys::run_output(run_id, id), &step.to_be_bytes());

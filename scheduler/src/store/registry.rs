@@ -116,11 +116,11 @@ impl Store {
         new_name: &str,
     ) -> Result<RegisteredModel, ApiError> {
         validate_model_name(new_name)?;
-        let versions = self.model_versions(Some(name))?;
         self.change_registered_model(name, |model, batch| {
             if new_name == name {
                 return Ok(());
             }
+            let versions = self.model_versions(Some(name))?;
             if self.db().get(keys::registered_model(new_name)).map_err(storage_error)?.is_some() {
                 return Err(ApiError::AlreadyExists(format!(
                     "registered model (name={new_name}) already exists"
@@ -311,8 +311,38 @@ impl Store {
         Ok(())
     }
 
-    /// Finds the files a version's source names, refusing any drover does not hold.
+    /// Finds the files a version's source names, refusing any drover does not hold, and a
+    /// run or a logged model given beside the source that is not the source's.
     fn resolve_source(&self, request: &CreateModelVersion) -> Result<Resolved, ApiError> {
+        let resolved = self.locate_source(request)?;
+        let refuse = |why: String| {
+            ApiError::InvalidArgument(format!(
+                "invalid model version source '{}': {why}",
+                request.source.escape_default()
+            ))
+        };
+        if let Some(run_id) = request.run_id {
+            self.run_info(run_id)?;
+            if resolved.run_id != Some(run_id) {
+                return Err(refuse(format!("its files are not run {run_id}'s")));
+            }
+        }
+        if let Some(model_id) = &request.model_id
+            && resolved.model_id.as_ref() != Some(model_id)
+        {
+            return Err(refuse(format!("its files are not logged model {model_id}'s")));
+        }
+        if !resolved.storage_location.starts_with("mlflow-artifacts:/") {
+            return Err(refuse(format!(
+                "its files are at {}, outside drover's artifact store",
+                resolved.storage_location
+            )));
+        }
+        Ok(resolved)
+    }
+
+    /// Where a source's files are, with the run and logged model they came from.
+    fn locate_source(&self, request: &CreateModelVersion) -> Result<Resolved, ApiError> {
         let source = request.source.as_str();
         let refuse = |why: String| {
             ApiError::InvalidArgument(format!(
@@ -330,7 +360,7 @@ impl Store {
                 let model = self.logged_model(&id, false)?;
                 return Ok(Resolved {
                     storage_location: model.artifact_uri,
-                    run_id: request.run_id.or(model.source_run_id),
+                    run_id: model.source_run_id.or(request.run_id),
                     model_id: Some(id),
                 });
             }
@@ -341,7 +371,7 @@ impl Store {
             let other = self.model_version(name, version)?;
             return Ok(Resolved {
                 storage_location: other.storage_location,
-                run_id: request.run_id.or(other.run_id),
+                run_id: other.run_id.or(request.run_id),
                 model_id: other.model_id,
             });
         }
@@ -375,19 +405,21 @@ impl Store {
                             == model.artifact_uri)
                         .then_some(Resolved {
                             storage_location: format!("mlflow-artifacts:/{}", relative.display()),
-                            run_id: request.run_id.or(model.source_run_id),
+                            run_id: model.source_run_id.or(request.run_id),
                             model_id: Some(model.model_id),
                         })
                 }
-                [experiment, run, "artifacts", ..] => {
+                [_, run, "artifacts", ..] => {
                     let run = self.run_info(run.parse()?)?;
-                    (run.experiment_id.to_string() == *experiment
-                        && request.run_id.is_none_or(|given| given == run.run_id))
-                    .then_some(Resolved {
-                        storage_location: format!("mlflow-artifacts:/{}", relative.display()),
-                        run_id: Some(run.run_id),
-                        model_id: None,
-                    })
+                    let location = format!("mlflow-artifacts:/{}", relative.display());
+                    let root = run.artifact_uri.trim_end_matches('/');
+                    (location == root || location.starts_with(&format!("{root}/"))).then_some(
+                        Resolved {
+                            storage_location: location,
+                            run_id: Some(run.run_id),
+                            model_id: None,
+                        },
+                    )
                 }
                 _ => None,
             };
@@ -470,11 +502,16 @@ impl Store {
         stage: Stage,
         archive_existing: bool,
     ) -> Result<ModelVersion, ApiError> {
-        let others = self.model_versions(Some(name))?;
+        if archive_existing && !matches!(stage, Stage::Staging | Stage::Production) {
+            return Err(ApiError::InvalidArgument(format!(
+                "archive_existing_versions applies to Staging and Production, not {}",
+                stage.as_str()
+            )));
+        }
         self.change_model_version(name, version, true, |version, _, batch| {
             version.stage = stage;
-            if archive_existing && matches!(stage, Stage::Staging | Stage::Production) {
-                for mut other in others {
+            if archive_existing {
+                for mut other in self.model_versions(Some(name))? {
                     if other.version != version.version && other.stage == stage {
                         other.stage = Stage::Archived;
                         other.last_updated_time_ms = now_ms();
@@ -642,6 +679,30 @@ mod tests {
             let refused = store.create_model_version(version_of("M", source.clone())).await;
             assert!(refused.is_err(), "{source} was accepted");
         }
+        // A run or a logged model given beside the source must be the source's.
+        let (other_run, other_model) = logged_model(&store).await;
+        let forged = CreateModelVersion {
+            run_id: Some(other_run),
+            ..version_of("M", format!("models:/{model_id}"))
+        };
+        assert!(store.create_model_version(forged).await.is_err(), "a forged run was accepted");
+        let mismatched = CreateModelVersion {
+            model_id: Some(other_model.clone()),
+            ..version_of("M", format!("runs:/{run_id}/model"))
+        };
+        assert!(store.create_model_version(mismatched).await.is_err(), "a forged model");
+        // A run may link metrics and outputs to its own models only.
+        let metric = drover_proto::models::ModelMetric {
+            key: "acc".into(),
+            value: 1.0,
+            timestamp_ms: 0,
+            step: 0,
+            run_id,
+            dataset_name: None,
+            dataset_digest: None,
+        };
+        assert!(store.log_model_metrics(vec![(other_model.clone(), metric)]).await.is_err());
+        assert!(store.log_run_outputs(run_id, vec![(other_model, 0)]).await.is_err());
         assert!(store.model_versions(Some("M")).expect("read").is_empty());
         assert_eq!(store.registered_model("M").expect("there").next_version, 1);
         for source in [

@@ -3,7 +3,7 @@
 
 import { mlflow } from '../api.js';
 import { emptyState, fill, formatAgo, formatTime, h, shortId, statusBadge, tagOf } from '../dom.js';
-import { aliasChips } from './models.js';
+import { aliasChips, quoted } from './models.js';
 
 const SNAPSHOT = 'drover.snapshot.digest';
 const IMAGE = 'drover.docker.image';
@@ -27,7 +27,7 @@ function lineage(run) {
 export async function render(main, [encoded]) {
   const name = decodeURIComponent(encoded);
   const { registered_model: model } = await mlflow('/registered-models/get', { name });
-  const { model_versions: versions = [] } = await mlflow('/model-versions/search', { filter: `name = '${name.replace(/'/g, "\\'")}'`, max_results: 10000 });
+  const { model_versions: versions = [] } = await mlflow('/model-versions/search', { filter: `name = ${quoted(name)}`, max_results: 10000 });
   versions.sort((a, b) => Number(b.version) - Number(a.version));
   const runs = await runsOf(versions);
   const aliased = new Map();

@@ -9,6 +9,11 @@ function containing(text) {
   return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
+// A string literal of the filter grammar, which reads one level of backslash escapes.
+export function quoted(text) {
+  return `'${text.replace(/[\\']/g, (c) => `\\${c}`)}'`;
+}
+
 export function aliasChips(aliases) {
   return (aliases || []).map((a) => h('span', { class: 'tag', title: `alias ${a.alias} → version ${a.version}` }, `@${a.alias} → v${a.version}`));
 }
@@ -19,7 +24,7 @@ export async function render(main) {
   fill(main, h('div', { class: 'toolbar' }, h('h1', {}, 'Models'), search), holder);
   async function refresh() {
     const q = param('q');
-    const filter = q ? `name LIKE '${containing(q).replace(/'/g, "\\'")}'` : '';
+    const filter = q ? `name LIKE ${quoted(containing(q))}` : '';
     let models = [];
     let token;
     try {
