@@ -148,18 +148,22 @@ pub async fn delete(
     Ok(Json(json!({})))
 }
 
+/// The body of a call that adds tags or params to a model.
+#[derive(Deserialize)]
+pub struct PairsBody {
+    #[serde(default)]
+    tags: Vec<TagJson>,
+    #[serde(default)]
+    params: Vec<TagJson>,
+}
+
 /// `PATCH /logged-models/{id}/tags`
 pub async fn set_tags(
     State(scheduler): State<Scheduler>,
     UrlPath(id): UrlPath<String>,
     request: MlflowRequest,
 ) -> RestResult {
-    #[derive(Deserialize)]
-    struct Body {
-        #[serde(default)]
-        tags: Vec<TagJson>,
-    }
-    let body: Body = request.parse()?;
+    let body: PairsBody = request.parse()?;
     let tags = body.tags.into_iter().map(TagJson::into_tag).collect::<Result<_, _>>()?;
     scheduler.models().set_logged_model_tags(&model_id(&id)?, tags).await?;
     Ok(Json(json!({})))
@@ -180,12 +184,7 @@ pub async fn log_params(
     UrlPath(id): UrlPath<String>,
     request: MlflowRequest,
 ) -> RestResult {
-    #[derive(Deserialize)]
-    struct Body {
-        #[serde(default)]
-        params: Vec<TagJson>,
-    }
-    let body: Body = request.parse()?;
+    let body: PairsBody = request.parse()?;
     let params = body.params.into_iter().map(TagJson::into_param).collect::<Result<_, _>>()?;
     scheduler.models().log_logged_model_params(&model_id(&id)?, params).await?;
     Ok(Json(json!({})))

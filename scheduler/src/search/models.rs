@@ -371,6 +371,13 @@ impl LoggedModelSearch {
         Ok(LoggedModelSearch { clauses, datasets, order })
     }
 
+    /// Whether matching or ordering looks at the models' linked metrics.
+    pub fn reads_metrics(&self) -> bool {
+        !self.datasets.is_empty()
+            || self.clauses.iter().any(|(field, _)| matches!(field, LoggedField::Metric(_)))
+            || self.order.iter().any(|(field, _, _)| matches!(field, LoggedField::Metric(_)))
+    }
+
     /// Whether the model matches, given its linked metrics.
     pub fn matches(&self, model: &LoggedModel, metrics: &[ModelMetric]) -> bool {
         let in_datasets = |metric: &ModelMetric| {

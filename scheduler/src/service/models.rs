@@ -124,11 +124,19 @@ impl Scheduler {
         let limit = LOGGED_MODELS.check(query.max_results)?;
         let offset = paging::offset(query.page_token.as_deref())?;
         let store = self.store.clone();
+        // Metrics are read for every model only when the search looks at them; otherwise only
+        // for the page's models.
+        let reads_metrics = search.reads_metrics();
+        let reader = store.clone();
         let models = self
             .run_heavy(move || {
                 let mut models = Vec::new();
-                for model in store.logged_models(&query.experiment_ids)? {
-                    let metrics = store.logged_model_metrics(&model.model_id)?;
+                for model in reader.logged_models(&query.experiment_ids)? {
+                    let metrics = if reads_metrics {
+                        reader.logged_model_metrics(&model.model_id)?
+                    } else {
+                        Vec::new()
+                    };
                     if search.matches(&model, &metrics) {
                         models.push((model, metrics));
                     }
@@ -137,7 +145,13 @@ impl Scheduler {
                 Ok::<_, ApiError>(models)
             })
             .await?;
-        Ok(paging::page(&models, offset, limit, Clone::clone))
+        let mut page = paging::page(&models, offset, limit, Clone::clone);
+        if !reads_metrics {
+            for (model, metrics) in &mut page.items {
+                *metrics = store.logged_model_metrics(&model.model_id)?;
+            }
+        }
+        Ok(page)
     }
 
     /// Logs a batch whose metrics may be linked to logged models: a model that does not

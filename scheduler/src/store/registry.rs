@@ -314,18 +314,20 @@ impl Store {
     /// Finds the files a version's source names, refusing any drover does not hold, and a
     /// run or a logged model given beside the source that is not the source's.
     fn resolve_source(&self, request: &CreateModelVersion) -> Result<Resolved, ApiError> {
-        let resolved = self.locate_source(request)?;
         let refuse = |why: String| {
             ApiError::InvalidArgument(format!(
                 "invalid model version source '{}': {why}",
                 request.source.escape_default()
             ))
         };
-        if let Some(run_id) = request.run_id {
-            self.run_info(run_id)?;
-            if resolved.run_id != Some(run_id) {
-                return Err(refuse(format!("its files are not run {run_id}'s")));
-            }
+        let resolved = self.locate_source(&request.source).map_err(|error| match error {
+            ApiError::InvalidArgument(why) => refuse(why),
+            other => other,
+        })?;
+        if let Some(run_id) = request.run_id
+            && resolved.run_id != Some(run_id)
+        {
+            return Err(refuse(format!("its files are not run {run_id}'s")));
         }
         if let Some(model_id) = &request.model_id
             && resolved.model_id.as_ref() != Some(model_id)
@@ -342,46 +344,30 @@ impl Store {
     }
 
     /// Where a source's files are, with the run and logged model they came from.
-    fn locate_source(&self, request: &CreateModelVersion) -> Result<Resolved, ApiError> {
-        let source = request.source.as_str();
-        let refuse = |why: String| {
-            ApiError::InvalidArgument(format!(
-                "invalid model version source '{}': {why}",
-                source.escape_default()
-            ))
-        };
+    fn locate_source(&self, source: &str) -> Result<Resolved, ApiError> {
+        let refuse = |why: &str| ApiError::InvalidArgument(why.to_string());
         if let Some(rest) = source.strip_prefix("models:/") {
             if let Ok(id) = rest.parse::<ModelId>() {
-                if request.model_id.as_ref().is_some_and(|given| *given != id) {
-                    return Err(refuse(
-                        "the model_id parameter must name the logged model of the source".into(),
-                    ));
-                }
                 let model = self.logged_model(&id, false)?;
                 return Ok(Resolved {
                     storage_location: model.artifact_uri,
-                    run_id: model.source_run_id.or(request.run_id),
+                    run_id: model.source_run_id,
                     model_id: Some(id),
                 });
             }
-            let (name, version) = rest.rsplit_once('/').ok_or_else(|| {
-                refuse("expected models:/<model id> or models:/<name>/<version>".into())
-            })?;
-            let version = drover_proto::models::parse_version(version)?;
-            let other = self.model_version(name, version)?;
+            let (name, version) = rest
+                .rsplit_once('/')
+                .ok_or_else(|| refuse("expected models:/<model id> or models:/<name>/<version>"))?;
+            let other = self.model_version(name, drover_proto::models::parse_version(version)?)?;
             return Ok(Resolved {
                 storage_location: other.storage_location,
-                run_id: other.run_id.or(request.run_id),
+                run_id: other.run_id,
                 model_id: other.model_id,
             });
         }
         if let Some(rest) = source.strip_prefix("runs:/") {
             let (run, path) = rest.split_once('/').unwrap_or((rest, ""));
-            let run_id: RunId = run.parse()?;
-            if request.run_id.is_some_and(|given| given != run_id) {
-                return Err(refuse(format!("it names run {run_id}, not the run_id given")));
-            }
-            let run = self.run_info(run_id)?;
+            let run = self.run_info(run.parse()?)?;
             let path = safe_relative(path)?;
             let mut location = run.artifact_uri.trim_end_matches('/').to_string();
             if !path.as_os_str().is_empty() {
@@ -389,47 +375,43 @@ impl Store {
             }
             return Ok(Resolved {
                 storage_location: location,
-                run_id: Some(run_id),
+                run_id: Some(run.run_id),
                 model_id: None,
             });
         }
         if let Some(path) = source.strip_prefix("mlflow-artifacts:/") {
             let relative = safe_relative(path.trim_start_matches('/'))?;
+            let location = format!("mlflow-artifacts:/{}", relative.display());
+            let under = |root: &str| {
+                let root = root.trim_end_matches('/');
+                location == root || location.starts_with(&format!("{root}/"))
+            };
             let parts: Vec<&str> = relative.to_str().unwrap_or("").split('/').collect();
             let resolved = match parts.as_slice() {
                 [_, "models", id, "artifacts", ..] => {
                     let model = self.logged_model(&id.parse()?, false)?;
-                    let root = format!("{}/", model.artifact_uri);
-                    (format!("mlflow-artifacts:/{}/", relative.display()).starts_with(&root)
-                        || format!("mlflow-artifacts:/{}", relative.display())
-                            == model.artifact_uri)
-                        .then_some(Resolved {
-                            storage_location: format!("mlflow-artifacts:/{}", relative.display()),
-                            run_id: model.source_run_id.or(request.run_id),
-                            model_id: Some(model.model_id),
-                        })
+                    under(&model.artifact_uri).then(|| Resolved {
+                        storage_location: location.clone(),
+                        run_id: model.source_run_id,
+                        model_id: Some(model.model_id),
+                    })
                 }
                 [_, run, "artifacts", ..] => {
                     let run = self.run_info(run.parse()?)?;
-                    let location = format!("mlflow-artifacts:/{}", relative.display());
-                    let root = run.artifact_uri.trim_end_matches('/');
-                    (location == root || location.starts_with(&format!("{root}/"))).then_some(
-                        Resolved {
-                            storage_location: location,
-                            run_id: Some(run.run_id),
-                            model_id: None,
-                        },
-                    )
+                    under(&run.artifact_uri).then(|| Resolved {
+                        storage_location: location.clone(),
+                        run_id: Some(run.run_id),
+                        model_id: None,
+                    })
                 }
                 _ => None,
             };
             return resolved.ok_or_else(|| {
-                refuse("it is not under a run's or a logged model's artifact root".into())
+                refuse("it is not under a run's or a logged model's artifact root")
             });
         }
         Err(refuse(
-            "drover registers files it holds: give models:/<model id>, models:/<name>/<version>, runs:/<run id>/<path> or an mlflow-artifacts:/ URI"
-                .into(),
+            "drover registers files it holds: give models:/<model id>, models:/<name>/<version>, runs:/<run id>/<path> or an mlflow-artifacts:/ URI",
         ))
     }
 
