@@ -105,7 +105,13 @@ fn read_response(stream: &mut TcpStream) -> Result<(String, String), String> {
                 return Ok((head, body));
             }
         }
-        let read = stream.read(&mut buffer).map_err(|error| error.to_string())?;
+        // A socket with a read timeout is not restarted after a signal, even under
+        // SA_RESTART (signal(7)); the test process has handlers (a child's exit), so read on.
+        let read = match stream.read(&mut buffer) {
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error.to_string()),
+        };
         if read == 0 {
             let text = String::from_utf8_lossy(&data).into_owned();
             let (head, body) =
