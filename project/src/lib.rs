@@ -4,6 +4,8 @@
 //! uses the same code to render the command it executes.
 
 pub mod command;
+pub mod compare;
+pub mod digest;
 pub mod docker;
 pub mod mlproject;
 pub mod params;

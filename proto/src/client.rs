@@ -18,8 +18,8 @@ use crate::domain::{
 };
 use crate::error::ApiError;
 use crate::execution::{
-    AttemptView, BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SubmitRun,
-    UploadedSnapshot, WorkerMessage, WorkerStatus,
+    AttemptView, BoxStream, ClusterStatus, FollowRun, RunEvent, RunSpec, SchedulerMessage,
+    SubmitRun, UploadedSnapshot, WorkerMessage, WorkerStatus,
 };
 use crate::models::{LoggedModelView, ModelId, ModelVersion, RegisteredModelView, VersionRef};
 use crate::pb;
@@ -405,6 +405,12 @@ impl Client {
         let request = pb::GetRunRequest { run_id: run_id.to_string() };
         let reply = self.execution.clone().list_attempts(request).await?.into_inner();
         Ok(reply.attempts.into_iter().map(Into::into).collect())
+    }
+
+    /// What a run drover executed was submitted with.
+    pub async fn run_spec(&self, run_id: RunId) -> ApiResult<RunSpec> {
+        let request = pb::GetRunRequest { run_id: run_id.to_string() };
+        self.execution.clone().get_run_spec(request).await?.into_inner().try_into()
     }
 
     pub async fn cluster_status(&self) -> ApiResult<ClusterStatus> {

@@ -55,6 +55,23 @@ pub struct RunSpec {
     /// Labels the worker must have, as (key, value).
     #[serde(default)]
     pub labels: Vec<(String, String)>,
+    /// Variables the worker copies from its own environment as it starts the run: those
+    /// whose names look secret, whose values drover never carries or stores.
+    #[serde(default)]
+    pub inherited_environment: Vec<String>,
+    /// What a rerun expects to find again on its worker.
+    #[serde(default)]
+    pub expect: Option<Expectation>,
+}
+
+/// What a rerun expects of its worker: the image id and data digests of the run it reruns.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Expectation {
+    pub image_id: Option<String>,
+    /// (parameter, digest) for each path parameter the worker digests.
+    pub data: Vec<(String, String)>,
+    /// Refuse to start when anything differs, rather than say so in the log.
+    pub strict: bool,
 }
 
 impl RunSpec {
@@ -75,6 +92,8 @@ impl RunSpec {
             max_retries: 0,
             priority: 0,
             labels: Vec::new(),
+            inherited_environment: Vec::new(),
+            expect: None,
         }
     }
 }

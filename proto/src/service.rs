@@ -18,8 +18,8 @@ use crate::domain::{
 };
 use crate::error::ApiError;
 use crate::execution::{
-    AttemptView, BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SnapshotChunk,
-    SubmitRun, UploadedSnapshot, WorkerMessage, WorkerStatus,
+    AttemptView, BoxStream, ClusterStatus, FollowRun, RunEvent, RunSpec, SchedulerMessage,
+    SnapshotChunk, SubmitRun, UploadedSnapshot, WorkerMessage, WorkerStatus,
 };
 use crate::models::{LoggedModelView, ModelId, ModelVersion, RegisteredModelView, VersionRef};
 use crate::pb;
@@ -99,6 +99,8 @@ pub trait Execution: Send + Sync + 'static {
         &self,
         run_id: RunId,
     ) -> impl Future<Output = ApiResult<Vec<AttemptView>>> + Send;
+    /// What a run drover executed was submitted with.
+    fn run_spec(&self, run_id: RunId) -> impl Future<Output = ApiResult<RunSpec>> + Send;
 
     /// Whether the snapshot is stored, and the largest snapshot accepted.
     fn has_snapshot(
@@ -632,6 +634,14 @@ impl<T: Execution> pb::execution_server::Execution for ExecutionAdapter<T> {
     ) -> Result<Response<pb::ListAttemptsResponse>, Status> {
         let run_id = parse_run_id(&request.into_inner().run_id)?;
         reply(self.0.list_attempts(run_id).await)
+    }
+
+    async fn get_run_spec(
+        &self,
+        request: Request<pb::GetRunRequest>,
+    ) -> Result<Response<pb::RunSpec>, Status> {
+        let run_id = parse_run_id(&request.into_inner().run_id)?;
+        reply(self.0.run_spec(run_id).await)
     }
 }
 

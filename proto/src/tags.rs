@@ -34,6 +34,8 @@ pub const GPUS: &str = "drover.gpus";
 
 // What a worker records once the process has started.
 pub const COMMAND: &str = "drover.command";
+/// The drover version of the worker that ran the attempt.
+pub const VERSION: &str = "drover.version";
 pub const IMAGE_ID: &str = "drover.docker.image_id";
 pub const CONTAINER: &str = "drover.docker.container";
 
@@ -50,3 +52,45 @@ pub const SWEEP_TRIAL: &str = "drover.sweep.trial";
 pub const EARLY_STOPPED: &str = "drover.early_stopped";
 pub const EARLY_STOP_RULE: &str = "drover.early_stop.rule";
 pub const EARLY_STOP_AT: &str = "drover.early_stop.at";
+
+// Lineage.
+/// The run this one reruns.
+pub const RERUN_OF: &str = "drover.rerun_of";
+/// Where every data tag starts: `drover.data.<parameter>.digest` and `.source`.
+pub const DATA_PREFIX: &str = "drover.data.";
+/// Where every environment tag starts: `drover.env.<NAME>`.
+pub const ENV_PREFIX: &str = "drover.env.";
+/// What an environment tag holds for a variable whose name looks secret.
+pub const ENV_REDACTED: &str = "(not recorded: the name looks secret)";
+
+/// The content digest of the data a parameter named: `sha256:` and 64 hex characters.
+pub fn data_digest(parameter: &str) -> String {
+    format!("{DATA_PREFIX}{parameter}.digest")
+}
+
+/// The path or URI a parameter named, as the command got it.
+pub fn data_source(parameter: &str) -> String {
+    format!("{DATA_PREFIX}{parameter}.source")
+}
+
+/// An environment variable passed to the run, with its value or [`ENV_REDACTED`].
+pub fn env(name: &str) -> String {
+    format!("{ENV_PREFIX}{name}")
+}
+
+/// Whether an environment variable's name looks like it holds a secret, whose value is
+/// therefore never recorded.
+pub fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH"]
+        .iter()
+        .any(|word| upper.contains(word))
+}
+
+/// The parameter a data tag is about, and which of its facts (`digest` or `source`).
+pub fn parse_data_tag(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(DATA_PREFIX)?;
+    rest.strip_suffix(".digest")
+        .map(|name| (name, "digest"))
+        .or_else(|| rest.strip_suffix(".source").map(|name| (name, "source")))
+}

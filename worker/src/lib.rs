@@ -3,6 +3,7 @@
 //! output back. Everything it reports is resent until the scheduler acknowledges it.
 
 mod executor;
+mod lineage;
 mod metrics;
 mod options;
 #[cfg(test)]

@@ -154,7 +154,35 @@ impl Runner {
             ("DROVER_RUN_ID".to_string(), attempt.run_id.to_string()),
             ("DROVER_ATTEMPT".to_string(), attempt.attempt.to_string()),
         ];
-        environment.extend(spec.environment.iter().cloned());
+        // What the run is given besides drover's own variables, as the project asked for it.
+        let mut passed = spec.environment.clone();
+        if spec.env_manager == EnvManager::Docker {
+            passed.extend(spec.docker.env.iter().cloned());
+        }
+        for name in &spec.inherited_environment {
+            let value = std::env::var(name).map_err(|_| {
+                format!(
+                    "the run copies '{name}' from the environment of worker {}, where it is not set",
+                    self.context.worker_id
+                )
+            })?;
+            passed.push((name.clone(), value));
+        }
+        let lineage = {
+            let (work_dir, project, invocation, spec, passed) = (
+                options.work_dir.clone(),
+                project.clone(),
+                invocation.clone(),
+                spec.clone(),
+                passed.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                crate::lineage::record(&work_dir, &project, &invocation, &spec, &passed)
+            })
+            .await
+            .map_err(|error| format!("reading the run's data failed: {error}"))??
+        };
+        environment.extend(passed);
         // A run sees the GPU devices it holds, and no others: by id in Docker, through
         // CUDA_VISIBLE_DEVICES for a local process (empty, on a GPU worker, for a run that
         // holds none).
@@ -170,8 +198,13 @@ impl Runner {
 
         let (output, output_rx) = mpsc::channel::<(LogStream, Vec<u8>)>(64);
         let (started, started_rx) = oneshot::channel::<Vec<Tag>>();
+        for note in &lineage.notes {
+            let _ = output.send((LogStream::System, format!("{note}\n").into_bytes())).await;
+        }
+        let mut start_tags = lineage.tags;
+        start_tags.push(Tag::new(tags::COMMAND, invocation.command.clone()));
         let forward = Forwarder { attempt, events: self.events.clone(), offset: 0, batches: 0 }
-            .run(output_rx, started_rx, Tag::new(tags::COMMAND, invocation.command.clone()));
+            .run(output_rx, started_rx, start_tags);
         let cancellation = Cancellation::new(self.cancelled.clone());
         let execution = async {
             match spec.env_manager {
@@ -190,8 +223,6 @@ impl Runner {
                         }
                     })?;
                     let image = spec.image.clone().ok_or(ExecutorError::NoImage)?;
-                    let mut environment = environment;
-                    environment.extend(spec.docker.env.iter().cloned());
                     let run = DockerRun {
                         attempt,
                         image,
@@ -201,6 +232,9 @@ impl Runner {
                         environment,
                         options: docker_options,
                         pull: self.context.options.pull_images,
+                        expect_image_id: spec.expect.as_ref().and_then(|expect| {
+                            expect.image_id.clone().map(|id| (id, expect.strict))
+                        }),
                     };
                     docker.execute(run, output, cancellation, started).await
                 }
@@ -238,11 +272,11 @@ impl Forwarder {
         mut self,
         mut output: mpsc::Receiver<(LogStream, Vec<u8>)>,
         started: oneshot::Receiver<Vec<Tag>>,
-        command_tag: Tag,
+        start_tags: Vec<Tag>,
     ) {
         // The start is reported before any output, so it reaches the scheduler first.
         if let Ok(mut tags) = started.await {
-            tags.push(command_tag);
+            tags.extend(start_tags);
             let update = RunUpdate {
                 attempt: self.attempt,
                 phase: RunPhase::Started,

@@ -1,6 +1,7 @@
 //! One module per top-level command.
 
 pub mod experiments;
+pub mod lineage;
 pub mod models;
 pub mod run;
 pub mod runs;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use drover_project::digest::{DataKind, DigestCache, digest_path};
 use drover_project::docker::DockerOptions;
 use drover_project::snapshot::{self, PackedSnapshot};
 use drover_project::{EnvVar, Environment, MlProject, PathCheck, parse_param_args};
@@ -205,18 +206,31 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
             "docker arguments (-A shm-size, env, user) apply to Docker runs; this run is a local process (use --env-manager docker)"
         );
     }
+    if let Some((name, _)) = docker.env.iter().find(|(name, _)| tags::looks_secret(name)) {
+        bail!(
+            "-A env={name}=...: drover never carries or stores the value of a variable whose name looks secret; list '{name}' in the MLproject's docker_env.environment to have the worker copy it from its own environment"
+        );
+    }
+    let mut inherited_environment = Vec::new();
     let (image, volumes, environment) = match (&project.environment, env_manager) {
         (Environment::Docker(docker_env), EnvManager::Docker) => {
-            let environment = docker_env
-                .environment
-                .iter()
-                .map(|variable| match variable {
-                    EnvVar::Set(name, value) => Ok((name.clone(), value.clone())),
-                    EnvVar::Copy(name) => std::env::var(name).map(|value| (name.clone(), value)).map_err(|_| {
-                        anyhow::anyhow!("MLproject: docker_env.environment copies '{name}', which is not set in your environment")
-                    }),
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut environment = Vec::new();
+            for variable in &docker_env.environment {
+                match variable {
+                    EnvVar::Set(name, value) => environment.push((name.clone(), value.clone())),
+                    // A secret is copied where the run starts, so it is never carried or
+                    // stored; for a run on this machine that is this environment.
+                    EnvVar::Copy(name) if tags::looks_secret(name) => {
+                        inherited_environment.push(name.clone())
+                    }
+                    EnvVar::Copy(name) => match std::env::var(name) {
+                        Ok(value) => environment.push((name.clone(), value)),
+                        Err(_) => bail!(
+                            "MLproject: docker_env.environment copies '{name}', which is not set in your environment"
+                        ),
+                    },
+                }
+            }
             (Some(docker_env.image.clone()), docker_env.volumes.clone(), environment)
         }
         (_, EnvManager::Docker) => {
@@ -238,6 +252,7 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
     if let Some(run_name) = &args.run_name {
         run_tags.push(Tag::new(tags::RUN_NAME, run_name));
     }
+    run_tags.extend(data_tags(&project, &invocation, project_dir)?);
     let spec = RunSpec {
         project_name: project.name.clone(),
         snapshot: snapshot.digest.clone(),
@@ -259,8 +274,39 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
                 _ => bail!("malformed label '{label}': expected key=value"),
             })
             .collect::<anyhow::Result<_>>()?,
+        inherited_environment,
+        expect: None,
     };
     Ok(PreparedRun { spec, command: invocation.command, snapshot, tags: run_tags, git })
+}
+
+/// What the run's data parameters name: the source of each, and the digest of each path
+/// inside the project (read here, with the digest cache in the drover home; paths outside
+/// the project are digested by the worker that reads them).
+fn data_tags(
+    project: &MlProject,
+    invocation: &drover_project::Invocation,
+    project_dir: &Path,
+) -> anyhow::Result<Vec<Tag>> {
+    let data = project.data_params(&invocation.entry_point, &invocation.params);
+    if data.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut cache = DigestCache::open(&crate::drover_home().join("cache").join("digests"));
+    let mut tags = Vec::new();
+    for param in data {
+        tags.push(Tag::new(tags::data_source(&param.name), &param.value));
+        if param.kind == DataKind::ProjectPath {
+            let started = std::time::Instant::now();
+            let digest = digest_path(&project_dir.join(&param.value), &mut cache)
+                .with_context(|| format!("parameter '{}'", param.name))?;
+            eprintln!("drover: {}", digest.summary(&param.name, started.elapsed()));
+            tags.push(Tag::new(tags::data_digest(&param.name), digest.digest));
+        }
+    }
+    // A cache that cannot be written only costs a read next time.
+    let _ = cache.save();
+    Ok(tags)
 }
 
 /// The experiment to run in: by ID (must exist), by name (created when missing), or Default.

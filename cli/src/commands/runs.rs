@@ -29,6 +29,12 @@ pub enum Command {
     Delete(RunArgument),
     /// Restore a deleted run.
     Restore(RunArgument),
+    /// What differs between two runs: code, parameters, data, image, command, environment,
+    /// then final metrics.
+    Diff(super::lineage::DiffOptions),
+    /// Queue a run again: the same snapshot, entry point, parameters (but those given with
+    /// -P), image and resources; says first what differs of its data or image.
+    Rerun(super::lineage::RerunOptions),
 }
 
 #[derive(Args, Debug)]
@@ -98,6 +104,8 @@ pub async fn run(global: &GlobalOptions, command: Command) -> anyhow::Result<Exi
         Command::List(options) => list(global, options).await.map(|()| ExitCode::SUCCESS),
         Command::Describe(options) => describe(global, options).await.map(|()| ExitCode::SUCCESS),
         Command::Logs(options) => logs(global, options).await,
+        Command::Diff(options) => super::lineage::diff(global, options).await,
+        Command::Rerun(options) => super::lineage::rerun(global, options).await,
         Command::Cancel(argument) => {
             let run_id: RunId = argument.run_id.parse()?;
             let info =

@@ -72,6 +72,8 @@ pub enum Command {
     Describe(DescribeOptions),
     /// Cancel a sweep: it ends KILLED and its queued and running runs are cancelled.
     Cancel(SweepArgument),
+    /// Queue the sweep's best trial again, as `drover runs rerun` does.
+    Rerun(super::lineage::SweepRerunOptions),
 }
 
 #[derive(Args, Debug)]
@@ -357,6 +359,7 @@ fn report_sweep(sweep: &Sweep) -> ExitCode {
 
 pub async fn run(global: &GlobalOptions, command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Rerun(options) => super::lineage::rerun_best(global, options).await,
         Command::List(options) => {
             let experiment = match (&options.experiment_id, &options.experiment_name) {
                 (Some(id), _) => Some(ExperimentRef::Id(id.parse::<ExperimentId>()?)),

@@ -9,10 +9,10 @@ use super::tracking::{non_empty, run_status_from_wire};
 use crate::domain::{RunStatus, Tag};
 use crate::error::ApiError;
 use crate::execution::{
-    Assignment, AttemptId, AttemptView, ClusterStatus, EnvManager, LogAppend, LogStream,
-    LostAttempt, MetricBatch, MetricPoint, MetricSeries, RunEvent, RunPhase, RunSpec, RunUpdate,
-    SchedulerMessage, SnapshotChunk, SubmitRun, WorkerEvent, WorkerMessage, WorkerRegistration,
-    WorkerStatus,
+    Assignment, AttemptId, AttemptView, ClusterStatus, EnvManager, Expectation, LogAppend,
+    LogStream, LostAttempt, MetricBatch, MetricPoint, MetricSeries, RunEvent, RunPhase, RunSpec,
+    RunUpdate, SchedulerMessage, SnapshotChunk, SubmitRun, WorkerEvent, WorkerMessage,
+    WorkerRegistration, WorkerStatus,
 };
 use crate::pb;
 
@@ -109,6 +109,12 @@ impl From<RunSpec> for pb::RunSpec {
             max_retries: spec.max_retries,
             priority: spec.priority,
             labels: pairs_to_wire(spec.labels),
+            inherited_environment: spec.inherited_environment,
+            expect: spec.expect.map(|expect| pb::Expectation {
+                image_id: expect.image_id.unwrap_or_default(),
+                data: pairs_to_wire(expect.data),
+                strict: expect.strict,
+            }),
         }
     }
 }
@@ -139,6 +145,12 @@ impl TryFrom<pb::RunSpec> for RunSpec {
             max_retries: spec.max_retries,
             priority: spec.priority,
             labels: pairs_from_wire(spec.labels),
+            inherited_environment: spec.inherited_environment,
+            expect: spec.expect.map(|expect| Expectation {
+                image_id: non_empty(expect.image_id),
+                data: pairs_from_wire(expect.data),
+                strict: expect.strict,
+            }),
         })
     }
 }

@@ -18,26 +18,18 @@ use crate::store::Store;
 use crate::telemetry::Telemetry;
 
 fn spec(priority: i32, gpus: Option<&str>) -> RunSpec {
+    let snapshot =
+        format!("sha256:{}", "ab".repeat(32)).parse::<SnapshotDigest>().expect("a digest");
     RunSpec {
-        project_name: "p".into(),
-        snapshot: format!("sha256:{}", "ab".repeat(32))
-            .parse::<SnapshotDigest>()
-            .expect("a digest"),
-        snapshot_size: 1,
-        entry_point: "main".into(),
-        parameters: Vec::new(),
         env_manager: EnvManager::Docker,
         image: Some("busybox".into()),
-        volumes: Vec::new(),
-        environment: Vec::new(),
         docker: drover_project::docker::DockerOptions {
             gpus: gpus.map(str::to_string),
             cpus: Some(1.0),
             ..Default::default()
         },
-        max_retries: 0,
         priority,
-        labels: Vec::new(),
+        ..RunSpec::local("p", snapshot, 1)
     }
 }
 

@@ -207,7 +207,7 @@ pub async fn create_run(State(scheduler): State<Scheduler>, request: MlflowReque
 pub async fn get_run(State(scheduler): State<Scheduler>, request: MlflowRequest) -> RestResult {
     let run_id = request.parse::<RunRef>()?.resolve()?;
     let run = scheduler.get_run(run_id).await?;
-    let inputs = scheduler.run_inputs(run_id)?;
+    let inputs = scheduler.run_inputs(&run)?;
     let mut run = json::run(&run, inputs);
     run["outputs"] = super::models::outputs_json(&scheduler.models().run_outputs(run_id)?);
     Ok(Json(json!({ "run": run })))
@@ -279,7 +279,7 @@ pub async fn search_runs(State(scheduler): State<Scheduler>, request: MlflowRequ
         .run_heavy(move || {
             let mut runs = Vec::with_capacity(page.items.len());
             for run in &page.items {
-                runs.push(json::run(run, service.run_inputs(run.info.run_id)?));
+                runs.push(json::run(run, service.run_inputs(run)?));
             }
             Ok(Json(page_json("runs", runs, page.next_page_token)))
         })

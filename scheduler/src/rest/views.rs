@@ -147,7 +147,7 @@ pub async fn runs(State(scheduler): State<Scheduler>, request: Request) -> RestR
 /// `GET /api/drover/runs/{run_id}`: the run, its experiment, and how drover executed it.
 pub async fn run(State(scheduler): State<Scheduler>, Path(id): Path<String>) -> RestResult {
     let detail = scheduler.run_detail(run_id(&id)?).await?;
-    let inputs = scheduler.run_inputs(detail.run.info.run_id)?;
+    let inputs = scheduler.run_inputs(&detail.run)?;
     Ok(Json(json!({
         "run": json::run(&detail.run, inputs),
         "experiment": json::experiment(&detail.experiment),

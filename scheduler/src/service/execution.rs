@@ -4,8 +4,8 @@ use drover_project::snapshot::SnapshotDigest;
 use drover_proto::ApiError;
 use drover_proto::domain::{Run, RunId, RunInfo};
 use drover_proto::execution::{
-    AttemptView, BoxStream, ClusterStatus, FollowRun, RunEvent, SchedulerMessage, SnapshotChunk,
-    SubmitRun, UploadedSnapshot, WorkerEvent, WorkerMessage, WorkerStatus,
+    AttemptView, BoxStream, ClusterStatus, FollowRun, RunEvent, RunSpec, SchedulerMessage,
+    SnapshotChunk, SubmitRun, UploadedSnapshot, WorkerEvent, WorkerMessage, WorkerStatus,
 };
 use drover_proto::service::Execution;
 use tokio::sync::mpsc;
@@ -43,6 +43,16 @@ impl Execution for Scheduler {
 
     async fn drain_worker(&self, worker_id: String, drain: bool) -> Result<WorkerStatus, ApiError> {
         self.dispatch.drain(worker_id, drain).await
+    }
+
+    async fn run_spec(&self, run_id: RunId) -> Result<RunSpec, ApiError> {
+        self.store.run(run_id)?;
+        match self.store.execution(run_id)? {
+            Some(record) => Ok(record.spec),
+            None => Err(ApiError::FailedPrecondition(format!(
+                "run {run_id} was not executed by drover, so it has no spec to run again"
+            ))),
+        }
     }
 
     async fn list_attempts(&self, run_id: RunId) -> Result<Vec<AttemptView>, ApiError> {

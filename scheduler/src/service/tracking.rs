@@ -9,7 +9,8 @@ use drover_proto::domain::{
     UpdateRun, ViewType,
 };
 use drover_proto::service::Tracking;
-use serde_json::Value;
+use drover_proto::tags;
+use serde_json::{Value, json};
 
 use super::paging::{self, EXPERIMENTS, PageLimits, RUNS};
 use super::{BulkHistoryQuery, Scheduler, SearchExperiments};
@@ -213,9 +214,29 @@ impl Scheduler {
         self.store.log_inputs(run_id, datasets).await
     }
 
-    /// The datasets a run used, as logged.
-    pub fn run_inputs(&self, run_id: RunId) -> ApiResult<Vec<Value>> {
-        self.store.inputs(run_id)
+    /// The datasets a run used: those logged, then the data its parameters named, as drover
+    /// recorded it (`drover.data.<parameter>.*` tags), in MLflow's `DatasetInput` shape.
+    pub fn run_inputs(&self, run: &Run) -> ApiResult<Vec<Value>> {
+        let mut inputs = self.store.inputs(run.info.run_id)?;
+        let tag = |key: String| {
+            run.data.tags.iter().find(|tag| tag.key == key).map(|tag| tag.value.as_str())
+        };
+        for data in &run.data.tags {
+            let Some((parameter, "source")) = tags::parse_data_tag(&data.key) else { continue };
+            let digest = tag(tags::data_digest(parameter));
+            let source_type = if data.value.contains("://") { "uri" } else { "local" };
+            inputs.push(json!({
+                "tags": [{ "key": "mlflow.data.context", "value": format!("parameter {parameter}") }],
+                "dataset": {
+                    "name": parameter,
+                    // A source drover did not read is named by its source alone.
+                    "digest": digest.unwrap_or(""),
+                    "source_type": source_type,
+                    "source": json!({ "uri": data.value }).to_string(),
+                },
+            }));
+        }
+        Ok(inputs)
     }
 
     /// A run's artifact URI, and its artifacts under `path` (relative to the run's root).

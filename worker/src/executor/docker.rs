@@ -62,6 +62,8 @@ pub struct DockerRun {
     pub environment: Vec<(String, String)>,
     pub options: DockerOptions,
     pub pull: bool,
+    /// The image id a rerun expects, and whether a different one refuses the start.
+    pub expect_image_id: Option<(String, bool)>,
 }
 
 fn is_not_found(error: &DockerError) -> bool {
@@ -208,6 +210,22 @@ impl DockerExecutor {
         started: Started,
     ) -> Result<Outcome, ExecutorError> {
         let image_id = self.image_id(&run.image, run.pull).await?;
+        if let Some((expected, strict)) = &run.expect_image_id
+            && *expected != image_id
+        {
+            if *strict {
+                return Err(ExecutorError::ImageChanged {
+                    image: run.image.clone(),
+                    expected: expected.clone(),
+                    found: image_id,
+                });
+            }
+            let note = format!(
+                "image '{}' is now {image_id}; the run this reruns had {expected}\n",
+                run.image
+            );
+            let _ = output.send((LogStream::System, note.into_bytes())).await;
+        }
         let name = format!("drover-{}-{}", run.attempt.run_id, run.attempt.attempt);
         // A container of this name is a leftover of an earlier try at the same attempt.
         self.remove(&name).await;

@@ -56,6 +56,10 @@ pub enum ExecutorError {
     InspectContainer { source: bollard::errors::Error },
     #[error("the container ran out of memory (OOM killed); give it more with -A memory=SIZE")]
     OutOfMemory,
+    #[error(
+        "image '{image}' is now {found}, not {expected} as when the run this reruns ran; a strict rerun does not start (rebuild that image, or rerun without --strict)"
+    )]
+    ImageChanged { image: String, expected: String, found: String },
     #[error("cannot start the command: {source}; check that sh runs on the worker")]
     Spawn { source: std::io::Error },
     #[error("cannot wait for the command: {source}")]
