@@ -455,6 +455,62 @@ fn the_models_pages_in_a_real_browser() {
         .unwrap();
 }
 
+/// Two runs of one project, one line and one parameter apart: the compare page links to what
+/// differs, and the diff page shows the one changed file's hunk, the parameter and the
+/// metric's delta, as `drover runs diff` does.
+#[test]
+fn the_diff_page_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let mlproject = "name: diffed\nentry_points:\n  main:\n    parameters:\n      alpha: {type: float, default: 0.5}\n    command: \"sh train.sh {alpha}\"\n";
+    let script = "echo start\necho \"::metric loss=3\"\necho alpha $1\necho done\n";
+    let project = project(&dir.path().join("p"), mlproject, &[("train.sh", script)]);
+    let submit = |args: &[&str]| {
+        let outcome = run(drover(&home).arg("run").arg(&project).args(args));
+        assert!(outcome.success, "{}", outcome.stderr);
+        support::run_id_from(&outcome.stderr)
+    };
+    let a = submit(&[]);
+    std::fs::write(project.join("train.sh"), script.replace("loss=3", "loss=2.5")).unwrap();
+    let b = submit(&["-P", "alpha=0.7"]);
+    let ui = UiProcess::spawn(&home, &[]);
+    let base = format!("http://{}", ui.address);
+    let shots = screenshots();
+    let browser = Browser::start(1400, 1000).unwrap_or_else(|error| panic!("{error}"));
+
+    browser.goto(&format!("{base}/compare?runs={a},{b}")).unwrap();
+    browser
+        .wait_for("the diff link", "return document.querySelector('.diff-links a')", WAIT)
+        .unwrap();
+    browser.click(".diff-links a").unwrap();
+    browser.wait_for("the patch", "return document.querySelector('pre.patch')", WAIT).unwrap();
+    assert_eq!(
+        browser.eval("return location.pathname + location.search").unwrap(),
+        json!(format!("/diff?a={a}&b={b}"))
+    );
+    let patch = browser.eval("return document.querySelector('pre.patch').textContent").unwrap();
+    let patch = patch.as_str().unwrap();
+    assert!(patch.starts_with("--- a/train.sh\n+++ b/train.sh\n@@"), "{patch}");
+    assert!(patch.contains("-echo \"::metric loss=3\"\n+echo \"::metric loss=2.5\"\n"), "{patch}");
+    let lines = |selector: &str| {
+        browser.eval(&format!("return document.querySelectorAll('{selector}').length")).unwrap()
+    };
+    assert_eq!((lines("pre.patch .diff-add"), lines("pre.patch .diff-del")), (json!(1), json!(1)));
+    let text = browser.eval("return document.getElementById('page').innerText").unwrap();
+    let text = text.as_str().unwrap();
+    assert!(text.contains("The runs differ"), "{text}");
+    assert!(text.contains("alpha\t0.5\t0.7"), "{text}");
+    assert!(text.contains(&format!("drover runs diff {a} {b}")), "{text}");
+    assert!(text.contains("loss\t3\t2.5\t-0.5") || text.contains("loss\t3\t2.5\t−0.5"), "{text}");
+    browser.screenshot(&shots.join("diff.png")).unwrap();
+
+    // A run against itself matches.
+    browser.goto(&format!("{base}/diff?a={a}&b={a}")).unwrap();
+    browser
+        .wait_for("the verdict", "return document.querySelector('.verdict.match')", WAIT)
+        .unwrap();
+}
+
 /// A scheduler that requires its token: a page asks to sign in, a wrong token is refused,
 /// the right one returns to the page asked for, which then works as usual.
 #[test]

@@ -9,6 +9,7 @@ mod convert;
 pub mod domain;
 pub mod error;
 pub mod execution;
+pub mod lineage;
 pub mod models;
 pub mod service;
 pub mod sweep;

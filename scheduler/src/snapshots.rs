@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use drover_project::compare::Tree;
 use drover_project::snapshot::SnapshotDigest;
 use drover_proto::ApiError;
 use drover_proto::execution::{BoxStream, SnapshotChunk, UploadedSnapshot};
@@ -134,6 +135,22 @@ impl SnapshotStore {
             .await?;
         tracing::info!(%digest, size = declared, "snapshot stored");
         Ok(UploadedSnapshot { digest: digest.clone(), size: declared, stored: true })
+    }
+
+    /// A stored snapshot's files, read on the blocking pool, for comparing two runs' code.
+    pub async fn tree(&self, digest: &SnapshotDigest) -> Result<Tree, ApiError> {
+        if !self.has(digest)? {
+            return Err(ApiError::NotFound(format!("no snapshot {digest} on this scheduler")));
+        }
+        let path = self.path(digest);
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|e| io_error("open", &path, e))?;
+            Tree::read(std::io::BufReader::new(file)).map_err(|error| {
+                ApiError::Internal(format!("cannot read {}: {error}", path.display()))
+            })
+        })
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))?
     }
 
     /// Streams a stored snapshot in chunks, read as the receiver asks for them.

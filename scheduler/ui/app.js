@@ -8,6 +8,7 @@ const routes = [
   [/^\/runs$/, 'experiments', () => import('./pages/runs.js')],
   [/^\/runs\/([0-9a-f]{32})$/, 'experiments', () => import('./pages/run.js')],
   [/^\/compare$/, 'experiments', () => import('./pages/compare.js')],
+  [/^\/diff$/, 'experiments', () => import('./pages/diff.js')],
   [/^\/sweeps$/, 'sweeps', () => import('./pages/sweeps.js')],
   [/^\/sweeps\/([0-9a-f]{32})$/, 'sweeps', () => import('./pages/sweep.js')],
   [/^\/models$/, 'models', () => import('./pages/models.js')],

@@ -2,7 +2,6 @@
 //! environment, then final metrics) and `drover runs rerun` / `drover sweeps rerun --best`
 //! (queue a run again from the same snapshot, entry point, parameters, image and resources).
 
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -13,8 +12,8 @@ use drover_project::snapshot::{self, SnapshotDigest};
 use drover_project::{MlProject, PathCheck, parse_param_args};
 use drover_proto::domain::{Run, RunId, Tag};
 use drover_proto::execution::{EnvManager, Expectation, RunSpec, SubmitRun};
+use drover_proto::lineage::{self, CodeSection, RunDiff, tag};
 use drover_proto::{ApiError, Client, tags};
-use serde::Serialize;
 use tempfile::NamedTempFile;
 use tokio_stream::StreamExt;
 
@@ -36,54 +35,13 @@ pub struct DiffOptions {
     output: OutputFormat,
 }
 
-/// A value on each side; `None` where a run has none.
-#[derive(Debug, Serialize, PartialEq)]
-struct Change {
-    key: String,
-    a: Option<String>,
-    b: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct MetricChange {
-    key: String,
-    a: Option<f64>,
-    b: Option<f64>,
-    /// b - a, where both have the metric.
-    delta: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-struct CodeSection {
-    snapshot_a: Option<String>,
-    snapshot_b: Option<String>,
-    #[serde(flatten)]
-    files: CodeDiff,
-}
-
-/// Everything `runs diff` finds, in the order it prints it.
-#[derive(Debug, Serialize)]
-struct RunDiff {
-    run_a: String,
-    run_b: String,
-    /// Same code, parameters, data, image, command and environment.
-    matches: bool,
-    code: CodeSection,
-    parameters: Vec<Change>,
-    data: Vec<Change>,
-    image: Vec<Change>,
-    command: Vec<Change>,
-    environment: Vec<Change>,
-    metrics: Vec<MetricChange>,
-}
-
 pub async fn diff(global: &GlobalOptions, options: DiffOptions) -> anyhow::Result<ExitCode> {
     let a: RunId = options.run_a.parse()?;
     let b: RunId = options.run_b.parse()?;
     let diff = with_client(global, async |client| {
         let (run_a, run_b) = (client.get_run(a).await?, client.get_run(b).await?);
         let code = code_section(client, &run_a, &run_b).await?;
-        Ok(run_diff(&run_a, &run_b, code))
+        Ok(lineage::run_diff(&run_a, &run_b, code))
     })
     .await?;
     match options.output {
@@ -93,22 +51,16 @@ pub async fn diff(global: &GlobalOptions, options: DiffOptions) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-fn tag<'a>(run: &'a Run, key: &str) -> Option<&'a str> {
-    run.data.tags.iter().find(|tag| tag.key == key).map(|tag| tag.value.as_str())
-}
-
 /// The two snapshots compared file by file; the same snapshot has no differences to read.
 async fn code_section(client: &Client, a: &Run, b: &Run) -> anyhow::Result<CodeSection> {
-    let snapshot_a = tag(a, tags::SNAPSHOT).map(str::to_string);
-    let snapshot_b = tag(b, tags::SNAPSHOT).map(str::to_string);
-    let files = match (&snapshot_a, &snapshot_b) {
-        (Some(x), Some(y)) if x != y => {
-            let (tree_a, tree_b) = (tree(client, x).await?, tree(client, y).await?);
+    let files = match lineage::snapshots_to_compare(a, b) {
+        Some((x, y)) => {
+            let (tree_a, tree_b) = (tree(client, &x).await?, tree(client, &y).await?);
             tokio::task::spawn_blocking(move || compare(&tree_a, &tree_b)).await?
         }
-        _ => CodeDiff::default(),
+        None => CodeDiff::default(),
     };
-    Ok(CodeSection { snapshot_a, snapshot_b, files })
+    Ok(lineage::code_section(a, b, files))
 }
 
 /// A snapshot, downloaded into a temporary file.
@@ -147,88 +99,6 @@ async fn check_parameters(client: &Client, spec: &RunSpec) -> anyhow::Result<()>
         Ok(())
     })
     .await?
-}
-
-/// Every key either run has under `prefix` among its tags, with each side's value, where
-/// they differ.
-fn tag_changes(a: &Run, b: &Run, keep: impl Fn(&str) -> Option<String>) -> Vec<Change> {
-    let keys: BTreeSet<(String, String)> = a
-        .data
-        .tags
-        .iter()
-        .chain(&b.data.tags)
-        .filter_map(|tag| keep(&tag.key).map(|label| (label, tag.key.clone())))
-        .collect();
-    keys.into_iter()
-        .map(|(label, key)| Change {
-            key: label,
-            a: tag(a, &key).map(str::to_string),
-            b: tag(b, &key).map(str::to_string),
-        })
-        .filter(|change| change.a != change.b)
-        .collect()
-}
-
-fn run_diff(a: &Run, b: &Run, code: CodeSection) -> RunDiff {
-    let params: BTreeSet<&str> =
-        a.data.params.iter().chain(&b.data.params).map(|param| param.key.as_str()).collect();
-    let param = |run: &Run, key: &str| {
-        run.data.params.iter().find(|param| param.key == key).map(|param| param.value.clone())
-    };
-    let parameters: Vec<Change> = params
-        .into_iter()
-        .map(|key| Change { key: key.to_string(), a: param(a, key), b: param(b, key) })
-        .filter(|change| change.a != change.b)
-        .collect();
-    let data = tag_changes(a, b, |key| {
-        tags::parse_data_tag(key).map(|(parameter, fact)| format!("{parameter} {fact}"))
-    });
-    let image = tag_changes(a, b, |key| {
-        [(tags::IMAGE, "image"), (tags::IMAGE_ID, "image id")]
-            .iter()
-            .find(|(tag, _)| *tag == key)
-            .map(|(_, label)| label.to_string())
-    });
-    let command = tag_changes(a, b, |key| (key == tags::COMMAND).then(|| "command".to_string()));
-    let environment =
-        tag_changes(a, b, |key| key.strip_prefix(tags::ENV_PREFIX).map(str::to_string));
-    let metrics: BTreeSet<&str> = a
-        .data
-        .latest_metrics
-        .iter()
-        .chain(&b.data.latest_metrics)
-        .map(|metric| metric.key.as_str())
-        .collect();
-    let metric = |run: &Run, key: &str| {
-        run.data.latest_metrics.iter().find(|metric| metric.key == key).map(|metric| metric.value)
-    };
-    let metrics = metrics
-        .into_iter()
-        .map(|key| {
-            let (x, y) = (metric(a, key), metric(b, key));
-            let delta = x.zip(y).map(|(x, y)| y - x);
-            MetricChange { key: key.to_string(), a: x, b: y, delta }
-        })
-        .collect();
-    let same_code = code.snapshot_a.is_some() && code.snapshot_a == code.snapshot_b;
-    let matches = same_code
-        && parameters.is_empty()
-        && data.is_empty()
-        && image.is_empty()
-        && command.is_empty()
-        && environment.is_empty();
-    RunDiff {
-        run_a: a.info.run_id.to_string(),
-        run_b: b.info.run_id.to_string(),
-        matches,
-        code,
-        parameters,
-        data,
-        image,
-        command,
-        environment,
-        metrics,
-    }
 }
 
 fn side(value: &Option<String>) -> &str {

@@ -202,6 +202,7 @@ pub fn router(scheduler: Scheduler) -> Router {
         .route("/runs/{run_id}/cancel", post(views::cancel_run))
         .route("/runs/{run_id}/log", get(views::log))
         .route("/chart", get(views::chart))
+        .route("/diff", get(views::diff))
         .route("/sweeps", get(views::sweeps))
         .route("/sweeps/{sweep_id}", get(views::sweep))
         .route("/sweeps/{sweep_id}/cancel", post(views::cancel_sweep))

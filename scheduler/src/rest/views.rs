@@ -235,6 +235,19 @@ pub async fn log(
     })))
 }
 
+/// `GET /api/drover/diff?a=RUN&b=RUN`: what differs between two runs, as `drover runs diff -o
+/// json` prints it.
+pub async fn diff(State(scheduler): State<Scheduler>, request: Request) -> RestResult {
+    let query = query(&request);
+    let side = |field: &str| {
+        text(&query, field)
+            .ok_or_else(|| ApiError::InvalidArgument(format!("{field} names a run to compare")))
+            .and_then(run_id)
+    };
+    let diff = scheduler.diff_runs(side("a")?, side("b")?).await?;
+    Ok(Json(serde_json::to_value(diff).map_err(|error| ApiError::Internal(error.to_string()))?))
+}
+
 /// `GET /api/drover/chart?run_ids=a,b&key=loss&x=step|time&width=1000&from=…&to=…&attempt=N`
 pub async fn chart(State(scheduler): State<Scheduler>, request: Request) -> RestResult {
     let query = query(&request);

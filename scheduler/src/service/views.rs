@@ -7,11 +7,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use drover_project::compare::{CodeDiff, compare};
+use drover_project::snapshot::SnapshotDigest;
 use drover_proto::ApiError;
 use drover_proto::domain::{
     Experiment, ExperimentId, ExperimentRef, Run, RunId, RunStatus, ViewType,
 };
 use drover_proto::execution::LogStream;
+use drover_proto::lineage::{self, RunDiff};
 use drover_proto::sweep::Trial;
 
 use super::Scheduler;
@@ -219,6 +222,27 @@ impl Scheduler {
         let experiment = self.store.experiment(&ExperimentRef::Id(run.info.experiment_id))?;
         let execution = self.store.execution(run_id)?;
         Ok(RunDetail { run, experiment, execution })
+    }
+
+    /// What differs between two runs, as `drover runs diff` prints it: their snapshots
+    /// compared file by file (on the blocking pool), then what each recorded.
+    pub async fn diff_runs(&self, a: RunId, b: RunId) -> ApiResult<RunDiff> {
+        let (run_a, run_b) = (self.store.run(a)?, self.store.run(b)?);
+        let files = match lineage::snapshots_to_compare(&run_a, &run_b) {
+            Some((x, y)) => {
+                let parse = |digest: &str| {
+                    digest
+                        .parse::<SnapshotDigest>()
+                        .map_err(|error| ApiError::Internal(error.to_string()))
+                };
+                let tree_a = self.snapshots.tree(&parse(&x)?).await?;
+                let tree_b = self.snapshots.tree(&parse(&y)?).await?;
+                self.run_heavy(move || Ok(compare(&tree_a, &tree_b))).await?
+            }
+            None => CodeDiff::default(),
+        };
+        let code = lineage::code_section(&run_a, &run_b, files);
+        Ok(lineage::run_diff(&run_a, &run_b, code))
     }
 
     pub async fn chart(&self, query: ChartQuery) -> ApiResult<Vec<Series>> {

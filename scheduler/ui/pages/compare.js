@@ -26,8 +26,12 @@ export async function render(main) {
   const legend = h('div', { class: 'legend' }, runs.map((run, i) => h('span', {}, h('span', { class: 'swatch', 'data-color': i }), h('a', { href: `/runs/${run.info.run_id}` }, label(run)))));
   for (const swatch of legend.querySelectorAll('.swatch')) swatch.style.background = PALETTE[Number(swatch.dataset.color) % PALETTE.length];
 
+  // What differs in code and inputs: each run against the first, as `drover runs diff`.
+  const diffs = h('p', { class: 'diff-links' }, 'What differs in code, data, image and command: ', runs.slice(1).map((run) =>
+    h('a', { class: 'button small', href: url.link('/diff', { a: runs[0].info.run_id, b: run.info.run_id }) }, runs.length === 2 ? 'diff these two runs' : `${label(runs[0])} → ${label(run)}`)));
+
   const chartList = [];
-  fill(main, h('h1', {}, `Compare ${runs.length} runs`), legend,
+  fill(main, h('h1', {}, `Compare ${runs.length} runs`), legend, diffs,
     h('h2', {}, 'Parameters'), h('label', {}, onlyDiff, ' Only the differences'), paramsHolder,
     h('h2', {}, 'Metrics'), chartControls(() => chartList.forEach((c) => c.reload())), charts,
     h('h2', {}, 'Scatter'), scatterHolder);
