@@ -1,6 +1,7 @@
-//! A project's source control facts as run tags: the commit, the remote, the branch and
-//! whether the work tree is dirty. Two `git` processes read them in the background, started
-//! before anything else, so a submission does not wait for them in turn.
+//! A project's source control facts as run tags: the commit, the remote, the branch, whether
+//! the work tree is dirty, and a dirty tree's diff against the commit (kept with the
+//! snapshot). Three `git` processes read them in the background, started before anything
+//! else, so a submission does not wait for them in turn.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,7 +15,11 @@ pub struct GitFacts {
     status: Option<Child>,
     /// `git remote get-url origin`.
     remote: Option<Child>,
+    /// `git diff HEAD --binary --relative -- .`: what the tree changes of the commit.
+    diff: Option<Child>,
     tags: Option<Vec<Tag>>,
+    /// A dirty tree's commit and its diff against it, once read.
+    source_diff: Option<(String, Vec<u8>)>,
 }
 
 impl GitFacts {
@@ -22,7 +27,13 @@ impl GitFacts {
     /// `git` is started to find that out.
     pub fn start(dir: &Path) -> GitFacts {
         if !in_work_tree(dir) {
-            return GitFacts { status: None, remote: None, tags: Some(Vec::new()) };
+            return GitFacts {
+                status: None,
+                remote: None,
+                diff: None,
+                tags: Some(Vec::new()),
+                source_diff: None,
+            };
         }
         let git = |args: &[&str]| {
             Command::new("git")
@@ -38,8 +49,17 @@ impl GitFacts {
         GitFacts {
             status: git(&["status", "--porcelain=v2", "--branch", "--", "."]),
             remote: git(&["remote", "get-url", "origin"]),
+            diff: git(&["diff", "HEAD", "--binary", "--relative", "--", "."]),
             tags: None,
+            source_diff: None,
         }
+    }
+
+    /// A dirty tree's commit and its changes against it (tracked files' diff, after the list
+    /// of untracked files, which only the snapshot holds), waiting for `git` the first time.
+    pub fn source_diff(&mut self) -> Option<(String, Vec<u8>)> {
+        self.tags();
+        self.source_diff.clone()
     }
 
     /// The facts as tags, waiting for `git` the first time.
@@ -47,7 +67,18 @@ impl GitFacts {
         if self.tags.is_none() {
             let status = output(self.status.take());
             let remote = output(self.remote.take());
-            self.tags = Some(status.map_or_else(Vec::new, |status| source_tags(&status, remote)));
+            let diff = output(self.diff.take()).unwrap_or_default();
+            let mut tags =
+                status.as_deref().map_or_else(Vec::new, |status| source_tags(status, remote));
+            let dirty = tags.iter().any(|tag| tag.key == tags::GIT_DIRTY && tag.value == "true");
+            let commit =
+                tags.iter().find(|tag| tag.key == tags::GIT_COMMIT).map(|tag| tag.value.clone());
+            if let (true, Some(commit), Some(status)) = (dirty, commit, status) {
+                let (patch, summary) = source_diff(&status, &diff);
+                tags.push(Tag::new(tags::GIT_DIFF, summary));
+                self.source_diff = Some((commit, patch.into_bytes()));
+            }
+            self.tags = Some(tags);
         }
         self.tags.clone().unwrap_or_default()
     }
@@ -66,6 +97,34 @@ fn in_work_tree(dir: &Path) -> bool {
 fn output(child: Option<Child>) -> Option<String> {
     let output = child?.wait_with_output().ok()?;
     output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// A dirty tree's changes: the untracked files listed first (as lines `git apply` skips),
+/// then the tracked files' diff; and its summary, `+A -D in N files`.
+fn source_diff(status: &str, diff: &str) -> (String, String) {
+    let untracked: Vec<&str> = status.lines().filter_map(|line| line.strip_prefix("? ")).collect();
+    let mut patch = String::new();
+    if !untracked.is_empty() {
+        patch.push_str("# untracked files, in the snapshot but not in the commit:\n");
+        for path in &untracked {
+            patch.push_str(&format!("#   {path}\n"));
+        }
+    }
+    patch.push_str(diff);
+    if !diff.is_empty() && !diff.ends_with('\n') {
+        patch.push('\n');
+    }
+    let files = diff.lines().filter(|line| line.starts_with("diff --git ")).count();
+    let added =
+        diff.lines().filter(|line| line.starts_with('+') && !line.starts_with("+++")).count();
+    let removed =
+        diff.lines().filter(|line| line.starts_with('-') && !line.starts_with("---")).count();
+    let mut summary =
+        format!("+{added} -{removed} in {files} file{}", if files == 1 { "" } else { "s" });
+    if !untracked.is_empty() {
+        summary.push_str(&format!(", {} untracked", untracked.len()));
+    }
+    (patch, summary)
 }
 
 /// Tags from `git status --porcelain=v2 --branch` and the remote's URL. A repository

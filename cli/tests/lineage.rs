@@ -268,3 +268,56 @@ entry_points:
     let error = fails(&home, &["run", project.to_str().unwrap(), "-A", "env=OTHER_PASSWORD=x"]);
     assert!(error.contains("never carries or stores the value"), "{error}");
 }
+
+#[test]
+fn a_dirty_tree_keeps_its_diff_against_the_commit_beside_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let mlproject = "name: dirty\nentry_points:\n  main:\n    command: \"sh train.sh\"\n";
+    let project = project(&dir.path().join("p"), mlproject, &[("train.sh", TRAIN)]);
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&project)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "first"]);
+    let path = project.to_str().unwrap();
+    let (clean, _) = submit(&home, &["run", path]);
+    let error = fails(&home, &["runs", "describe", &clean, "--git-diff"]);
+    assert!(error.contains("has no uncommitted changes"), "{error}");
+
+    std::fs::write(project.join("train.sh"), TRAIN.replace("echo three", "echo 3")).unwrap();
+    std::fs::write(project.join("notes.txt"), "scratch\n").unwrap();
+    let (dirty, _) = submit(&home, &["run", path]);
+    let described = describe(&home, None, &dirty);
+    assert_eq!(tag(&described, "drover.source.git.dirty").as_deref(), Some("true"));
+    assert_eq!(
+        tag(&described, "drover.source.git.diff").as_deref(),
+        Some("+1 -1 in 1 file, 1 untracked")
+    );
+    let diff = ok(&home, &["runs", "describe", &dirty, "--git-diff"]);
+    assert!(diff.starts_with("# untracked files, in the snapshot but not in the commit:\n#   notes.txt\ndiff --git a/train.sh b/train.sh\n"), "{diff}");
+    assert!(diff.contains("-echo three\n+echo 3\n"), "{diff}");
+    // The diff applies to the commit and gives back the tree the run was made from.
+    let check = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&project)
+        .args(["apply", "--check", "-R", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            std::io::Write::write_all(child.stdin.as_mut().unwrap(), diff.as_bytes())?;
+            child.wait()
+        })
+        .unwrap();
+    assert!(check.success(), "the kept diff does not reverse-apply to the tree it came from");
+    let text = ok(&home, &["runs", "describe", &dirty]);
+    assert!(text.contains("Uncommitted  +1 -1 in 1 file, 1 untracked"), "{text}");
+}

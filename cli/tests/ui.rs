@@ -462,9 +462,20 @@ fn the_models_pages_in_a_real_browser() {
 fn the_diff_page_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join(".drover");
-    let mlproject = "name: diffed\nentry_points:\n  main:\n    parameters:\n      alpha: {type: float, default: 0.5}\n    command: \"sh train.sh {alpha}\"\n";
+    let mlproject = "name: diffed\nentry_points:\n  main:\n    parameters:\n      alpha: {type: float, default: 0.5}\n      data: {type: path, default: data.csv}\n    command: \"sh train.sh {alpha}\"\n";
     let script = "echo start\necho \"::metric loss=3\"\necho alpha $1\necho done\n";
-    let project = project(&dir.path().join("p"), mlproject, &[("train.sh", script)]);
+    let project =
+        project(&dir.path().join("p"), mlproject, &[("train.sh", script), ("data.csv", "1,2\n")]);
+    // A git work tree: the first run from its commit, the second with an uncommitted edit.
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"],
+        &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first"],
+    ] {
+        let status =
+            std::process::Command::new("git").arg("-C").arg(&project).args(args).status().unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
     let submit = |args: &[&str]| {
         let outcome = run(drover(&home).arg("run").arg(&project).args(args));
         assert!(outcome.success, "{}", outcome.stderr);
@@ -509,6 +520,30 @@ fn the_diff_page_in_a_real_browser() {
     browser
         .wait_for("the verdict", "return document.querySelector('.verdict.match')", WAIT)
         .unwrap();
+
+    // The second run's page: its data digest, and its uncommitted edit, which opens to the
+    // diff kept with its snapshot.
+    browser.goto(&format!("{base}/runs/{b}")).unwrap();
+    browser.wait_for("the data card", "return document.querySelector('table.data')", WAIT).unwrap();
+    let data = browser.eval("return document.querySelector('table.data tbody').innerText").unwrap();
+    assert!(data.as_str().unwrap().starts_with("data\tdata.csv\tsha256:"), "{data}");
+    let summary = browser
+        .eval("return document.querySelector('details.uncommitted summary').textContent")
+        .unwrap();
+    assert_eq!(summary, json!("+1 -1 in 1 file"));
+    browser.click("details.uncommitted summary").unwrap();
+    browser
+        .wait_for(
+            "the uncommitted diff",
+            "return document.querySelector('details.uncommitted pre.patch')",
+            WAIT,
+        )
+        .unwrap();
+    let patch = browser
+        .eval("return document.querySelector('details.uncommitted pre.patch').textContent")
+        .unwrap();
+    assert!(patch.as_str().unwrap().contains("+echo \"::metric loss=2.5\""), "{patch}");
+    browser.screenshot(&shots.join("run-lineage.png")).unwrap();
 }
 
 /// A scheduler that requires its token: a page asks to sign in, a wrong token is refused,

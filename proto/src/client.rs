@@ -368,6 +368,31 @@ impl Client {
         Ok(Box::pin(stream.map(|chunk| chunk.map(|chunk| chunk.data).map_err(ApiError::from))))
     }
 
+    /// Keeps a dirty work tree's diff against `commit` with the snapshot it makes.
+    pub async fn put_source_diff(
+        &self,
+        digest: &SnapshotDigest,
+        commit: &str,
+        diff: Vec<u8>,
+    ) -> ApiResult<()> {
+        let request = pb::SourceDiff {
+            snapshot_digest: digest.to_string(),
+            commit: commit.to_string(),
+            diff,
+        };
+        self.snapshots.clone().put_source_diff(request).await?;
+        Ok(())
+    }
+
+    /// The diff kept with a snapshot against `commit`.
+    pub async fn source_diff(&self, digest: &SnapshotDigest, commit: &str) -> ApiResult<Vec<u8>> {
+        let request = pb::GetSourceDiffRequest {
+            snapshot_digest: digest.to_string(),
+            commit: commit.to_string(),
+        };
+        Ok(self.snapshots.clone().get_source_diff(request).await?.into_inner().diff)
+    }
+
     // -- Execution ---------------------------------------------------------------------
 
     pub async fn submit_run(&self, request: SubmitRun) -> ApiResult<Run> {

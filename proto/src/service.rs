@@ -115,6 +115,19 @@ pub trait Execution: Send + Sync + 'static {
         &self,
         digest: SnapshotDigest,
     ) -> impl Future<Output = ApiResult<BoxStream<ApiResult<Vec<u8>>>>> + Send;
+    /// Keeps a dirty work tree's diff against `commit` with the snapshot it makes.
+    fn put_source_diff(
+        &self,
+        digest: SnapshotDigest,
+        commit: String,
+        diff: Vec<u8>,
+    ) -> impl Future<Output = ApiResult<()>> + Send;
+    /// The diff kept with a snapshot against `commit`.
+    fn source_diff(
+        &self,
+        digest: SnapshotDigest,
+        commit: String,
+    ) -> impl Future<Output = ApiResult<Vec<u8>>> + Send;
 
     /// A worker's long-lived stream: its messages in, the scheduler's out.
     fn connect_worker(
@@ -576,6 +589,30 @@ impl<T: Execution> pb::snapshots_server::Snapshots for SnapshotsAdapter<T> {
                 .map_err(Status::from)
         });
         Ok(Response::new(Box::pin(chunks)))
+    }
+
+    async fn put_source_diff(
+        &self,
+        request: Request<pb::SourceDiff>,
+    ) -> Result<Response<pb::PutSourceDiffResponse>, Status> {
+        let request = request.into_inner();
+        let digest = parse_digest(&request.snapshot_digest)?;
+        self.0.put_source_diff(digest, request.commit, request.diff).await?;
+        Ok(Response::new(pb::PutSourceDiffResponse {}))
+    }
+
+    async fn get_source_diff(
+        &self,
+        request: Request<pb::GetSourceDiffRequest>,
+    ) -> Result<Response<pb::SourceDiff>, Status> {
+        let request = request.into_inner();
+        let digest = parse_digest(&request.snapshot_digest)?;
+        let diff = self.0.source_diff(digest, request.commit.clone()).await?;
+        Ok(Response::new(pb::SourceDiff {
+            snapshot_digest: request.snapshot_digest,
+            commit: request.commit,
+            diff,
+        }))
     }
 }
 

@@ -15,7 +15,13 @@ pub const ENTRY_POINT: &str = "mlflow.project.entryPoint";
 
 // What the CLI records about a submission.
 pub const PROJECT_NAME: &str = "drover.project.name";
+/// The `-P` values as typed, a JSON object; the run's params are as the command got them,
+/// with defaults filled in and paths made relative to the project.
+pub const PARAMS_GIVEN: &str = "drover.params.given";
 pub const GIT_DIRTY: &str = "drover.source.git.dirty";
+/// A dirty tree's changes against the commit, as `+A -D in N files`; the diff itself is kept
+/// with the snapshot (`drover runs describe --git-diff`).
+pub const GIT_DIFF: &str = "drover.source.git.diff";
 
 // What the scheduler vouches for at submission, whatever the client sent.
 pub const SNAPSHOT: &str = "drover.snapshot.digest";

@@ -15,6 +15,9 @@ use crate::store::{SnapshotRecord, Store, now_ms};
 
 const DOWNLOAD_CHUNK: usize = 1 << 20;
 
+/// The largest source diff kept with a snapshot.
+pub const MAX_SOURCE_DIFF: usize = 2 << 20;
+
 #[derive(Clone)]
 pub struct SnapshotStore {
     dir: PathBuf,
@@ -137,6 +140,63 @@ impl SnapshotStore {
         Ok(UploadedSnapshot { digest: digest.clone(), size: declared, stored: true })
     }
 
+    fn diff_path(&self, digest: &SnapshotDigest, commit: &str) -> Result<PathBuf, ApiError> {
+        let valid = matches!(commit.len(), 40 | 64)
+            && commit.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !valid {
+            return Err(ApiError::InvalidArgument(format!(
+                "invalid commit '{commit}': expected 40 or 64 lowercase hex characters"
+            )));
+        }
+        Ok(self.dir.join(format!("{}.{commit}.diff", digest.hex())))
+    }
+
+    /// Keeps a dirty work tree's diff against `commit` with the snapshot it makes: written
+    /// once, whole (a temporary file renamed into place), and durable before it is answered.
+    pub async fn put_diff(
+        &self,
+        digest: &SnapshotDigest,
+        commit: &str,
+        diff: Vec<u8>,
+    ) -> Result<(), ApiError> {
+        let path = self.diff_path(digest, commit)?;
+        if diff.len() > MAX_SOURCE_DIFF {
+            return Err(ApiError::InvalidArgument(format!(
+                "the source diff is {} bytes; the scheduler keeps diffs up to {MAX_SOURCE_DIFF} bytes",
+                diff.len()
+            )));
+        }
+        self.require(digest)?;
+        if path.is_file() {
+            return Ok(());
+        }
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut file = tempfile::NamedTempFile::new_in(&dir)
+                .map_err(|e| io_error("create a file in", &dir, e))?;
+            std::io::Write::write_all(&mut file, &diff).map_err(|e| io_error("write", &path, e))?;
+            file.as_file().sync_all().map_err(|e| io_error("sync", &path, e))?;
+            file.persist(&path).map_err(|e| io_error("keep", &path, e.error))?;
+            std::fs::File::open(&dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|e| io_error("sync", &dir, e))
+        })
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))?
+    }
+
+    /// The diff kept with a snapshot against `commit`.
+    pub async fn diff(&self, digest: &SnapshotDigest, commit: &str) -> Result<Vec<u8>, ApiError> {
+        let path = self.diff_path(digest, commit)?;
+        match tokio::fs::read(&path).await {
+            Ok(diff) => Ok(diff),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(ApiError::NotFound(
+                format!("no source diff of snapshot {digest} against commit {commit}"),
+            )),
+            Err(error) => Err(io_error("read", &path, error)),
+        }
+    }
+
     /// A stored snapshot's files, read on the blocking pool, for comparing two runs' code.
     pub async fn tree(&self, digest: &SnapshotDigest) -> Result<Tree, ApiError> {
         if !self.has(digest)? {
@@ -168,5 +228,45 @@ impl SnapshotStore {
                 chunk.map(|bytes| bytes.to_vec()).map_err(|error| io_error("read", &path, error))
             });
         Ok(Box::pin(chunks))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_source_diff_is_kept_only_for_a_known_snapshot_and_a_real_commit() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Store::open(dir.path()).expect("the store opens");
+        let snapshots = SnapshotStore::open(store, 1 << 20).expect("the snapshot store opens");
+        let project = dir.path().join("project");
+        std::fs::create_dir_all(&project).expect("a project");
+        std::fs::write(project.join("train.py"), "print(1)\n").expect("a file");
+        let packed = drover_project::snapshot::pack(&project, 1 << 20).expect("packed");
+        let commit = "a".repeat(40);
+        let unknown = snapshots.put_diff(&packed.digest, &commit, b"diff".to_vec()).await;
+        assert!(matches!(unknown, Err(ApiError::FailedPrecondition(_))), "{unknown:?}");
+
+        let bytes = std::fs::read(packed.file.path()).expect("the archive");
+        let chunk =
+            SnapshotChunk { digest: Some(packed.digest.clone()), size: packed.size, data: bytes };
+        let chunks: BoxStream<Result<SnapshotChunk, ApiError>> =
+            Box::pin(tokio_stream::iter(vec![Ok(chunk)]));
+        snapshots.upload(chunks).await.expect("uploaded");
+        for bad in ["../../etc/passwd", "ABC", &"a".repeat(41)] {
+            let refused = snapshots.put_diff(&packed.digest, bad, b"diff".to_vec()).await;
+            assert!(matches!(refused, Err(ApiError::InvalidArgument(_))), "{bad}: {refused:?}");
+        }
+        let large =
+            snapshots.put_diff(&packed.digest, &commit, vec![b'+'; MAX_SOURCE_DIFF + 1]).await;
+        assert!(matches!(large, Err(ApiError::InvalidArgument(_))), "{large:?}");
+        let missing = snapshots.diff(&packed.digest, &commit).await;
+        assert!(matches!(missing, Err(ApiError::NotFound(_))), "{missing:?}");
+
+        snapshots.put_diff(&packed.digest, &commit, b"first".to_vec()).await.expect("kept");
+        // Kept once: the same snapshot from the same commit has one diff.
+        snapshots.put_diff(&packed.digest, &commit, b"second".to_vec()).await.expect("kept");
+        assert_eq!(snapshots.diff(&packed.digest, &commit).await.expect("read"), b"first");
     }
 }

@@ -25,6 +25,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("metrics.js", "text/javascript", include_str!("../ui/metrics.js")),
     ("artifacts.js", "text/javascript", include_str!("../ui/artifacts.js")),
     ("plots.js", "text/javascript", include_str!("../ui/plots.js")),
+    ("patch.js", "text/javascript", include_str!("../ui/patch.js")),
     ("pages/experiments.js", "text/javascript", include_str!("../ui/pages/experiments.js")),
     ("pages/runs.js", "text/javascript", include_str!("../ui/pages/runs.js")),
     ("pages/run.js", "text/javascript", include_str!("../ui/pages/run.js")),

@@ -135,6 +135,7 @@ async fn submit_and_follow(
 ) -> anyhow::Result<std::process::ExitCode> {
     let experiment_id = resolve_experiment(client, args).await?;
     upload_snapshot(client, &prepared.snapshot).await?;
+    keep_source_diff(client, &mut prepared).await?;
     let run = client
         .submit_run(SubmitRun {
             experiment_id,
@@ -253,6 +254,10 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
         run_tags.push(Tag::new(tags::RUN_NAME, run_name));
     }
     run_tags.extend(data_tags(&project, &invocation, project_dir)?);
+    // The parameters as typed; the run's params are as rendered, with defaults filled in.
+    let given_map: serde_json::Map<String, serde_json::Value> =
+        given.iter().map(|(key, value)| (key.clone(), value.clone().into())).collect();
+    run_tags.push(Tag::new(tags::PARAMS_GIVEN, serde_json::Value::Object(given_map).to_string()));
     let spec = RunSpec {
         project_name: project.name.clone(),
         snapshot: snapshot.digest.clone(),
@@ -335,6 +340,21 @@ pub async fn resolve_experiment(client: &Client, args: &RunArgs) -> anyhow::Resu
                 }
                 Err(error) => Err(error.into()),
             }
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Keeps a dirty tree's diff against its commit with the snapshot (uploaded before). A diff
+/// too large to keep is left out with a warning: the snapshot holds the files all the same.
+pub async fn keep_source_diff(client: &Client, prepared: &mut PreparedRun) -> anyhow::Result<()> {
+    let Some((commit, diff)) = prepared.git.source_diff() else { return Ok(()) };
+    let size = diff.len();
+    match client.put_source_diff(&prepared.snapshot.digest, &commit, diff).await {
+        Ok(()) => Ok(()),
+        Err(ApiError::InvalidArgument(reason)) if size > 0 => {
+            eprintln!("drover: the uncommitted changes are not kept beside the snapshot: {reason}");
+            Ok(())
         }
         Err(error) => Err(error.into()),
     }

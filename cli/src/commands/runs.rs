@@ -80,6 +80,10 @@ pub struct DescribeOptions {
     /// ended, and its own metrics (never mixed with another attempt's).
     #[arg(long, value_name = "N")]
     attempt: Option<u32>,
+    /// Print only the uncommitted changes the run's snapshot was made with, as a diff
+    /// against its commit.
+    #[arg(long, conflicts_with = "attempt")]
+    git_diff: bool,
     #[arg(long, short = 'o', value_enum, default_value_t)]
     output: OutputFormat,
 }
@@ -324,6 +328,21 @@ fn csv_line(fields: &[String]) -> String {
 
 async fn describe(global: &GlobalOptions, options: DescribeOptions) -> anyhow::Result<()> {
     let run_id: RunId = options.run_id.parse()?;
+    if options.git_diff {
+        let diff = with_client(global, async |client| {
+            let run = client.get_run(run_id).await?;
+            let tag = |key: &str| run.data.tags.iter().find(|t| t.key == key).map(|t| t.value.clone());
+            let (Some(snapshot), Some(commit), Some(_)) =
+                (tag(tags::SNAPSHOT), tag(tags::GIT_COMMIT), tag(tags::GIT_DIFF))
+            else {
+                bail!("run {run_id} was made from a clean work tree (or outside git): it has no uncommitted changes");
+            };
+            Ok(client.source_diff(&snapshot.parse()?, &commit).await?)
+        })
+        .await?;
+        std::io::Write::write_all(&mut std::io::stdout(), &diff)?;
+        return Ok(());
+    }
     let (run, experiment, attempts) = with_client(global, async |client| {
         let run = client.get_run(run_id).await?;
         let experiment = client.get_experiment(ExperimentRef::Id(run.info.experiment_id)).await?;
@@ -460,6 +479,22 @@ fn render_run(run: &Run, experiment_name: &str) -> String {
         }
         format!("\n{title}:\n{}", indent(&table.render()))
     };
+    let data: Vec<Vec<String>> = run
+        .data
+        .tags
+        .iter()
+        .filter_map(|t| match tags::parse_data_tag(&t.key) {
+            Some((parameter, "source")) => Some(vec![
+                parameter.to_string(),
+                t.value.clone(),
+                tag(&tags::data_digest(parameter)).unwrap_or_else(|| "(not read)".into()),
+            ]),
+            _ => None,
+        })
+        .collect();
+    if !data.is_empty() {
+        out.push_str(&section("Data", data, &["PARAMETER", "SOURCE", "DIGEST"]));
+    }
     out.push_str(&section(
         "Params",
         run.data.params.iter().map(|p| vec![p.key.clone(), p.value.clone()]).collect(),
@@ -501,5 +536,8 @@ const EXECUTION_FIELDS: &[(&str, &str)] = &[
     ("Image ID", tags::IMAGE_ID),
     ("Snapshot", tags::SNAPSHOT),
     ("Git commit", tags::GIT_COMMIT),
+    ("Uncommitted", tags::GIT_DIFF),
     ("Source", tags::SOURCE_NAME),
+    ("Rerun of", tags::RERUN_OF),
+    ("drover", tags::VERSION),
 ];

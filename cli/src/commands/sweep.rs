@@ -16,7 +16,9 @@ use drover_proto::sweep::{CreateSweep, Domain, Sweep, SweepStatus, Trial};
 use drover_proto::{ApiError, Client};
 use drover_scheduler::sweep::sweep_json;
 
-use super::run::{RunArgs, prepare_with, resolve_experiment, upload_snapshot, user};
+use super::run::{
+    RunArgs, keep_source_diff, prepare_with, resolve_experiment, upload_snapshot, user,
+};
 use crate::GlobalOptions;
 use crate::backend::{Backend, Embedding, with_client};
 use crate::output::{OutputFormat, Table, format_duration, format_time, print_json, terminal_safe};
@@ -164,6 +166,7 @@ pub async fn sweep(global: &GlobalOptions, args: SweepArgs) -> anyhow::Result<Ex
         let client = &backend.client;
         let experiment_id = resolve_experiment(client, &args.run).await?;
         upload_snapshot(client, &prepared.snapshot).await?;
+        keep_source_diff(client, &mut prepared).await?;
         let request = CreateSweep {
             spec,
             run: SubmitRun {

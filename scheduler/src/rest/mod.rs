@@ -201,6 +201,7 @@ pub fn router(scheduler: Scheduler) -> Router {
         .route("/runs/{run_id}", get(views::run))
         .route("/runs/{run_id}/cancel", post(views::cancel_run))
         .route("/runs/{run_id}/log", get(views::log))
+        .route("/runs/{run_id}/source-diff", get(views::source_diff))
         .route("/chart", get(views::chart))
         .route("/diff", get(views::diff))
         .route("/sweeps", get(views::sweeps))

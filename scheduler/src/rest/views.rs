@@ -235,6 +235,13 @@ pub async fn log(
     })))
 }
 
+/// `GET /api/drover/runs/{run_id}/source-diff`: `{"diff": ...}`, the uncommitted changes the
+/// run's snapshot was made with, as a diff against its commit.
+pub async fn source_diff(State(scheduler): State<Scheduler>, Path(id): Path<String>) -> RestResult {
+    let diff = scheduler.run_source_diff(run_id(&id)?).await?;
+    Ok(Json(json!({ "diff": String::from_utf8_lossy(&diff) })))
+}
+
 /// `GET /api/drover/diff?a=RUN&b=RUN`: what differs between two runs, as `drover runs diff -o
 /// json` prints it.
 pub async fn diff(State(scheduler): State<Scheduler>, request: Request) -> RestResult {

@@ -105,6 +105,23 @@ impl Execution for Scheduler {
         self.snapshots.download(&digest).await
     }
 
+    async fn put_source_diff(
+        &self,
+        digest: SnapshotDigest,
+        commit: String,
+        diff: Vec<u8>,
+    ) -> Result<(), ApiError> {
+        self.snapshots.put_diff(&digest, &commit, diff).await
+    }
+
+    async fn source_diff(
+        &self,
+        digest: SnapshotDigest,
+        commit: String,
+    ) -> Result<Vec<u8>, ApiError> {
+        self.snapshots.diff(&digest, &commit).await
+    }
+
     async fn connect_worker(
         &self,
         mut incoming: BoxStream<Result<WorkerMessage, ApiError>>,

@@ -16,6 +16,7 @@ use drover_proto::domain::{
 use drover_proto::execution::LogStream;
 use drover_proto::lineage::{self, RunDiff};
 use drover_proto::sweep::Trial;
+use drover_proto::tags;
 
 use super::Scheduler;
 use super::paging::PageLimits;
@@ -222,6 +223,24 @@ impl Scheduler {
         let experiment = self.store.experiment(&ExperimentRef::Id(run.info.experiment_id))?;
         let execution = self.store.execution(run_id)?;
         Ok(RunDetail { run, experiment, execution })
+    }
+
+    /// The uncommitted changes a run's snapshot was made with, as a diff against its commit.
+    pub async fn run_source_diff(&self, run_id: RunId) -> ApiResult<Vec<u8>> {
+        let run = self.store.run(run_id)?;
+        let snapshot = lineage::tag(&run, tags::SNAPSHOT);
+        let commit = lineage::tag(&run, tags::GIT_COMMIT);
+        let (Some(snapshot), Some(commit), Some(_)) =
+            (snapshot, commit, lineage::tag(&run, tags::GIT_DIFF))
+        else {
+            return Err(ApiError::NotFound(format!(
+                "run {run_id} was made from a clean work tree (or outside git): it has no uncommitted changes"
+            )));
+        };
+        let snapshot = snapshot
+            .parse::<SnapshotDigest>()
+            .map_err(|error| ApiError::Internal(error.to_string()))?;
+        self.snapshots.diff(&snapshot, commit).await
     }
 
     /// What differs between two runs, as `drover runs diff` prints it: their snapshots

@@ -4,18 +4,10 @@
 
 import { drover } from '../api.js';
 import { errorBox, fill, formatNumber, h, shortId } from '../dom.js';
+import { patchView } from '../patch.js';
 import * as url from '../url.js';
 
 const SECTIONS = [['parameters', 'Parameters'], ['data', 'Data'], ['image', 'Image'], ['command', 'Command'], ['environment', 'Environment']];
-
-// A unified diff, each line marked as added, removed, a hunk's head or context.
-function patchView(patch) {
-  const lines = patch.replace(/\n$/, '').split('\n').map((line) => {
-    const kind = line.startsWith('@@') ? 'hunk' : line.startsWith('+++') || line.startsWith('---') ? 'head' : line.startsWith('+') ? 'add' : line.startsWith('-') ? 'del' : 'ctx';
-    return h('span', { class: `diff-${kind}` }, `${line}\n`);
-  });
-  return h('pre', { class: 'patch' }, lines);
-}
 
 function codeView(code, runA, runB) {
   if (!code.snapshot_a || !code.snapshot_b) return h('p', { class: 'muted' }, 'Not known: drover did not execute both runs.');

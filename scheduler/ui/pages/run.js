@@ -6,6 +6,7 @@ import { chartControls, metricChart } from '../metrics.js';
 import { errorBox, fill, formatDuration, formatNumber, formatTime, h, shortId, statusBadge, tagOf } from '../dom.js';
 import { all, every } from '../live.js';
 import { artifactBrowser } from '../artifacts.js';
+import { patchView } from '../patch.js';
 import * as url from '../url.js';
 
 const LIVE = new Set(['RUNNING', 'SCHEDULED']);
@@ -95,13 +96,19 @@ export async function render(main, [runId]) {
     const provenance = [
       ['Snapshot', tag('drover.snapshot.digest') || (execution && execution.snapshot) || '—'],
       ['Git commit', commit ? `${commit}${tag('drover.source.git.dirty') === 'true' ? ' (dirty: uncommitted changes)' : ''}` : '—'],
+      ['Uncommitted', tag('drover.source.git.diff') ? uncommitted(tag('drover.source.git.diff')) : '—'],
       ['Source', tag('mlflow.source.name') || tag('drover.project.name') || '—'],
       ['Entry point', tag('mlflow.project.entryPoint') || (execution && execution.entry_point) || '—'],
       ['Command', tag('drover.command') || '—'],
       ['Image', tag('drover.docker.image') || (execution && execution.image) || '—'],
       ['Image ID', tag('drover.docker.image_id') || '—'],
       ['Environment', execution ? `${execution.env_manager}${execution.environment_names.length ? `; variables: ${execution.environment_names.join(', ')}` : ''}` : '—'],
+      ['drover', tag('drover.version') || '—'],
+      ['Rerun of', tag('drover.rerun_of') ? h('a', { href: `/runs/${tag('drover.rerun_of')}` }, tag('drover.rerun_of')) : '—'],
+      ['Run it again', execution ? h('code', {}, `drover runs rerun ${runId}`) : '—'],
     ];
+    const data = (run.data.tags || []).map((t) => t.key.match(/^drover\.data\.(.+)\.source$/)).filter(Boolean)
+      .map(([key, name]) => [name, tag(key), tag(`drover.data.${name}.digest`) || 'not read (a URI, or unreadable where the run ran)']);
     const attempts = execution ? [
       ['Placement', execution.worker ? `${execution.state} on ${execution.worker}` : execution.state],
       ['Attempt', `${execution.attempt || '—'}${execution.retries_used ? ` (${execution.retries_used} requeued after a lost worker; up to ${execution.max_retries})` : ''}`],
@@ -117,7 +124,28 @@ export async function render(main, [runId]) {
       h('div', { class: 'card' }, h('h3', {}, 'When'), keyValueTable(when)),
       h('div', { class: 'card' }, h('h3', {}, 'Execution'), keyValueTable(attempts)),
       execution && execution.attempts.length ? h('div', { class: 'card wide' }, h('h3', {}, 'Attempts'), attemptTable(runId, execution)) : null,
-      h('div', { class: 'card wide' }, h('h3', {}, 'Provenance'), keyValueTable(provenance, 'Not recorded: drover records the code, image and command of the runs it executes.')));
+      h('div', { class: 'card wide' }, h('h3', {}, 'Provenance'), keyValueTable(provenance, 'Not recorded: drover records the code, image and command of the runs it executes.')),
+      data.length ? h('div', { class: 'card wide' }, h('h3', {}, 'Data'), h('table', { class: 'grid data' },
+        h('thead', {}, h('tr', {}, h('th', {}, 'Parameter'), h('th', {}, 'Source'), h('th', {}, 'Digest'))),
+        h('tbody', {}, data.map(([name, source, digest]) => h('tr', {}, h('th', {}, name), h('td', {}, h('code', {}, source)), h('td', {}, h('code', {}, digest))))))) : null);
+  }
+
+  // The summary of the uncommitted changes, which opens to their diff (read once, on demand;
+  // kept across the redraws of a live run).
+  let uncommittedBox = null;
+  function uncommitted(summary) {
+    if (uncommittedBox) return uncommittedBox;
+    const holder = h('div');
+    const details = h('details', { class: 'uncommitted', ontoggle: async () => {
+      if (!details.open || holder.childNodes.length) return;
+      try {
+        fill(holder, patchView((await drover(`/runs/${runId}/source-diff`)).diff));
+      } catch (error) {
+        fill(holder, errorBox(error));
+      }
+    } }, h('summary', {}, summary), holder);
+    uncommittedBox = details;
+    return details;
   }
 
   function drawData() {
