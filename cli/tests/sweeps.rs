@@ -647,3 +647,30 @@ entry_points:
     );
     assert!(error.contains("missing.csv"), "{error}");
 }
+
+/// `drover sweeps rerun SWEEP --best` queues the best trial again: its parameters, its
+/// snapshot, tagged as a rerun of that trial's run, with the same final metric.
+#[test]
+fn the_best_trial_of_a_sweep_is_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join(".drover");
+    let project = curve_project(dir.path());
+    let outcome = run(drover(&home).arg("sweep").arg(&project).args([
+        "-P", "q=3,1,2", "-P", "steps=2", "-P", "pause=0", "--method", "grid", "--metric", "loss",
+    ]));
+    assert!(outcome.success, "{}", outcome.stderr);
+    let sweep = sweep_id_from(&outcome.stderr);
+    let described = sweep_json(&home, None, &sweep);
+    let best = described["best"]["run_id"].as_str().unwrap().to_string();
+
+    let outcome = run(drover(&home).args(["sweeps", "rerun", &sweep, "--best"]));
+    assert!(outcome.success, "{}", outcome.stderr);
+    assert!(outcome.stderr.contains(&format!("run {best}")), "{}", outcome.stderr);
+    let rerun = support::run_id_from(&outcome.stderr);
+    let again = support::describe(&home, None, &rerun);
+    assert_eq!(support::tag(&again, "drover.rerun_of").as_deref(), Some(best.as_str()));
+    assert_eq!(param(&again, "q"), "1");
+    assert_eq!(again["data"]["latest_metrics"][0]["value"].as_f64(), Some(1.5));
+    let outcome = run(drover(&home).args(["sweeps", "rerun", &sweep]));
+    assert!(!outcome.success && outcome.stderr.contains("--best"), "{}", outcome.stderr);
+}
