@@ -30,6 +30,7 @@ for peer in "mlflow==3.17.2" "fasttrackml==0.6.0" "optuna==5.0.0"; do
 done
 
 ./target/release/run_overhead
+./target/release/lineage
 ./target/release/tracking
 OPTUNA_PYTHON="$venvs/optuna/bin/python" ./target/release/sweeps
 ./target/release/versus_slurm
