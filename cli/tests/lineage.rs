@@ -208,18 +208,29 @@ fn a_docker_rerun_reproduces_its_result_and_secret_values_never_reach_the_store(
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join(".drover");
     let secret = "s3cret-value-that-must-not-be-stored-7f1c";
+    // An image of this test's own, so that it can point at another image later.
+    let image = format!("drover-lineage-test:{}", std::process::id());
+    support::docker(&["tag", "drover/busybox:1", &image]);
+    struct Untag(String);
+    impl Drop for Untag {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker").args(["rmi", &self.0]).output();
+        }
+    }
+    let _untag = Untag(image.clone());
     let mlproject = r#"
 name: deterministic
 docker_env:
-  image: drover/busybox:1
+  image: IMAGE
   environment: ["MY_API_TOKEN", ["PLAIN_SETTING", "visible"], "COPIED_PLAIN"]
 entry_points:
   main:
     parameters:
       seed: {type: int, default: 3}
     command: "echo ::metric loss=$(( $(printf %s \"$MY_API_TOKEN\" | wc -c) * 100 + {seed} )); echo plain=$PLAIN_SETTING/$COPIED_PLAIN"
-"#;
-    let project = project(&dir.path().join("p"), mlproject, &[]);
+"#
+    .replace("IMAGE", &image);
+    let project = project(&dir.path().join("p"), &mlproject, &[]);
     let outcome = run(drover(&home)
         .env("MY_API_TOKEN", secret)
         .env("COPIED_PLAIN", "copied")
@@ -267,6 +278,31 @@ entry_points:
     // Nor can it be given on the command line.
     let error = fails(&home, &["run", project.to_str().unwrap(), "-A", "env=OTHER_PASSWORD=x"]);
     assert!(error.contains("never carries or stores the value"), "{error}");
+
+    // The image's name now points at another image: a strict rerun refuses before anything is
+    // queued; a plain one says so, runs, and the diff shows the new image id.
+    support::docker(&["tag", "drover/python:3", &image]);
+    let runs_before = ok(&home, &["runs", "list", "-o", "json"]);
+    let outcome = run(drover(&home)
+        .env("MY_API_TOKEN", secret)
+        .args(["runs", "rerun", &original, "--strict"]));
+    assert!(!outcome.success, "{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains(&format!("image '{image}' is now sha256:")),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(ok(&home, &["runs", "list", "-o", "json"]), runs_before);
+    let outcome = run(drover(&home)
+        .env("MY_API_TOKEN", secret)
+        .env("COPIED_PLAIN", "copied")
+        .args(["runs", "rerun", &original]));
+    assert!(outcome.success, "{}", outcome.stderr);
+    assert!(outcome.stderr.contains("the run this reruns had sha256:"), "{}", outcome.stderr);
+    let changed = run_id_from(&outcome.stderr);
+    let diff = diff_json(&home, &original, &changed);
+    assert_eq!(diff["image"][0]["key"], "image id", "{diff}");
+    assert_eq!(diff["matches"], false);
 }
 
 #[test]

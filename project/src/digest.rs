@@ -331,6 +331,23 @@ fn hash_file(path: &Path, stamp: Stamp, buffer: &mut [u8]) -> FileResult {
     Ok((hasher.finalize().into(), after == stamp))
 }
 
+/// Where `path`, as a container sees it, is on the Docker host: under a volume's host
+/// directory when a volume (`host:container[:options]`) is mounted over it (the longest mount
+/// point that holds it wins), else the path itself.
+pub fn through_volumes(path: &str, volumes: &[String]) -> PathBuf {
+    let path = Path::new(path);
+    volumes
+        .iter()
+        .filter_map(|volume| {
+            let mut parts = volume.split(':');
+            let (host, container) = (parts.next()?, parts.next()?);
+            let rest = path.strip_prefix(container).ok()?;
+            Some((container.len(), Path::new(host).join(rest)))
+        })
+        .max_by_key(|(length, _)| *length)
+        .map_or_else(|| path.to_path_buf(), |(_, host)| host)
+}
+
 /// A parameter that names data: a `path` one, or a `uri` one (or a `path` given a URI).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataParam {

@@ -4,12 +4,12 @@
 //! name left out), and drover's version; and, for a rerun, whether its data is still what
 //! the original run read.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use drover_project::digest::{DataKind, DigestCache, digest_path};
+use drover_project::digest::{DataKind, DigestCache, digest_path, through_volumes};
 use drover_project::{Invocation, MlProject};
 use drover_proto::domain::Tag;
-use drover_proto::execution::RunSpec;
+use drover_proto::execution::{EnvManager, RunSpec};
 use drover_proto::tags;
 
 /// Tags to record with the run's start, and lines to write into its log first.
@@ -41,7 +41,7 @@ pub fn record(
         }
         let cache = cache.get_or_insert_with(|| DigestCache::open(&work_dir.join("digests")));
         let started = std::time::Instant::now();
-        let digest = match digest_path(Path::new(&param.value), cache) {
+        let digest = match digest_path(&on_this_machine(&param.value, spec), cache) {
             Ok(digest) => {
                 lineage.notes.push(digest.summary(&param.name, started.elapsed()));
                 digest.digest
@@ -78,6 +78,15 @@ pub fn record(
     Ok(lineage)
 }
 
+/// Where a path the run's command gets is on this machine: through its volumes for a Docker
+/// run.
+fn on_this_machine(value: &str, spec: &RunSpec) -> PathBuf {
+    match spec.env_manager {
+        EnvManager::Docker => through_volumes(value, &spec.volumes),
+        EnvManager::Local => PathBuf::from(value),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use drover_project::PathCheck;
@@ -85,6 +94,19 @@ mod tests {
     use drover_proto::execution::Expectation;
 
     use super::*;
+
+    #[test]
+    fn a_docker_run_reads_its_data_through_its_volumes() {
+        let snapshot: SnapshotDigest =
+            format!("sha256:{}", "0".repeat(64)).parse().expect("a digest");
+        let mut spec = RunSpec::local("p", snapshot, 0);
+        spec.volumes = vec!["/srv/datasets:/data:ro".into(), "/srv/big:/data/big".into()];
+        assert_eq!(on_this_machine("/data/train.csv", &spec), Path::new("/data/train.csv"));
+        spec.env_manager = EnvManager::Docker;
+        assert_eq!(on_this_machine("/data/train.csv", &spec), Path::new("/srv/datasets/train.csv"));
+        assert_eq!(on_this_machine("/data/big/x", &spec), Path::new("/srv/big/x"));
+        assert_eq!(on_this_machine("/database/x", &spec), Path::new("/database/x"));
+    }
 
     fn value(lineage: &Lineage, key: &str) -> Option<String> {
         lineage.tags.iter().find(|tag| tag.key == key).map(|tag| tag.value.clone())

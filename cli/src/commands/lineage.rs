@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use drover_project::compare::{CodeDiff, Tree, compare};
-use drover_project::digest::{DigestCache, digest_path};
+use drover_project::digest::{DigestCache, digest_path, through_volumes};
 use drover_project::snapshot::{self, SnapshotDigest};
 use drover_project::{MlProject, PathCheck, parse_param_args};
 use drover_proto::domain::{Run, RunId, Tag};
@@ -321,7 +321,11 @@ fn expectation(
             continue;
         }
         expect.data.push((parameter.clone(), before.to_string()));
-        if let Ok(now) = digest_path(std::path::Path::new(value), &mut cache)
+        let here = match spec.env_manager {
+            EnvManager::Docker => through_volumes(value, &spec.volumes),
+            EnvManager::Local => std::path::PathBuf::from(value),
+        };
+        if let Ok(now) = digest_path(&here, &mut cache)
             && now.digest != before
         {
             differences.push(format!(
