@@ -91,6 +91,8 @@ pub struct PreparedRun {
     pub snapshot: PackedSnapshot,
     /// The tags known at once; [`PreparedRun::tags`] adds the git facts.
     tags: Vec<Tag>,
+    /// What digesting the data in the project read, a line each, for once it is queued.
+    pub data_notes: Vec<String>,
     git: GitFacts,
 }
 
@@ -152,6 +154,9 @@ async fn submit_and_follow(
     };
     eprintln!("=== Run (ID='{run_id}') queued in experiment {experiment_id} ===");
     eprintln!("=== Running command '{}' {place} ===", prepared.command);
+    for note in &prepared.data_notes {
+        eprintln!("drover: {note}");
+    }
     if args.detach {
         println!("{run_id}");
         return Ok(std::process::ExitCode::SUCCESS);
@@ -253,7 +258,8 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
     if let Some(run_name) = &args.run_name {
         run_tags.push(Tag::new(tags::RUN_NAME, run_name));
     }
-    run_tags.extend(data_tags(&project, &invocation, project_dir)?);
+    let (data, data_notes) = data_tags(&project, &invocation, project_dir)?;
+    run_tags.extend(data);
     // The parameters as typed; the run's params are as rendered, with defaults filled in.
     let given_map: serde_json::Map<String, serde_json::Value> =
         given.iter().map(|(key, value)| (key.clone(), value.clone().into())).collect();
@@ -282,21 +288,23 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
         inherited_environment,
         expect: None,
     };
-    Ok(PreparedRun { spec, command: invocation.command, snapshot, tags: run_tags, git })
+    Ok(PreparedRun { spec, command: invocation.command, snapshot, tags: run_tags, git, data_notes })
 }
 
 /// What the run's data parameters name: the source of each, and the digest of each path
 /// inside the project (read here, with the digest cache in the drover home; paths outside
-/// the project are digested by the worker that reads them).
+/// the project are digested by the worker that reads them); and a line for each digest, what
+/// it read.
 fn data_tags(
     project: &MlProject,
     invocation: &drover_project::Invocation,
     project_dir: &Path,
-) -> anyhow::Result<Vec<Tag>> {
+) -> anyhow::Result<(Vec<Tag>, Vec<String>)> {
     let data = project.data_params(&invocation.entry_point, &invocation.params);
     if data.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
+    let mut notes = Vec::new();
     let mut cache = DigestCache::open(&crate::drover_home().join("cache").join("digests"));
     let mut tags = Vec::new();
     for param in data {
@@ -305,13 +313,13 @@ fn data_tags(
             let started = std::time::Instant::now();
             let digest = digest_path(&project_dir.join(&param.value), &mut cache)
                 .with_context(|| format!("parameter '{}'", param.name))?;
-            eprintln!("drover: {}", digest.summary(&param.name, started.elapsed()));
+            notes.push(digest.summary(&param.name, started.elapsed()));
             tags.push(Tag::new(tags::data_digest(&param.name), digest.digest));
         }
     }
     // A cache that cannot be written only costs a read next time.
     let _ = cache.save();
-    Ok(tags)
+    Ok((tags, notes))
 }
 
 /// The experiment to run in: by ID (must exist), by name (created when missing), or Default.
