@@ -105,6 +105,21 @@ fn diff_names_the_edited_file_its_hunk_and_the_changed_data() {
     // A rerun with a parameter changed, and one with a bad value, refused before queueing.
     let (changed, _) = submit(&home, &["runs", "rerun", &c, "-P", "alpha=0.9"]);
     assert_eq!(diff_json(&home, &c, &changed)["parameters"][0]["b"], "0.9");
+    // A changed path inside the project is digested from the snapshot: here, one file of it.
+    let (one_file, _) = submit(&home, &["runs", "rerun", &c, "-P", "data=data/x.csv"]);
+    let one_file = describe(&home, None, &one_file);
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"1,2,3\n"))
+    };
+    assert_eq!(tag(&one_file, "drover.data.data.digest"), Some(format!("sha256:{sha}")));
+    assert_eq!(tag(&one_file, "drover.data.data.source").as_deref(), Some("data/x.csv"));
+    let given: Value =
+        serde_json::from_str(&tag(&one_file, "drover.params.given").unwrap()).unwrap();
+    assert_eq!(
+        (given["data"].as_str(), given["alpha"].as_str()),
+        (Some("data/x.csv"), Some("0.7"))
+    );
     let runs_before = ok(&home, &["runs", "list", "-o", "json"]);
     let error = fails(&home, &["runs", "rerun", &c, "-P", "alpha=fast"]);
     assert!(error.contains("parameter 'alpha' expects a float, got 'fast'"), "{error}");

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use drover_project::compare::{CodeDiff, Tree, compare};
-use drover_project::digest::{DigestCache, digest_path, through_volumes};
+use drover_project::digest::{DataKind, DigestCache, digest_path, through_volumes};
 use drover_project::snapshot::{self, SnapshotDigest};
 use drover_project::{MlProject, PathCheck, parse_param_args};
 use drover_proto::domain::{Run, RunId, Tag};
@@ -87,16 +87,35 @@ async fn tree(client: &Client, digest: &str) -> anyhow::Result<Tree> {
 }
 
 /// Checks changed parameters against the project in the run's snapshot, as the worker will
-/// render them, so a bad value is refused before anything is queued.
-async fn check_parameters(client: &Client, spec: &RunSpec) -> anyhow::Result<()> {
+/// render them, so a bad value is refused before anything is queued; returns the digest tag
+/// of each changed path that is inside the project (the worker digests those outside it).
+async fn check_parameters(
+    client: &Client,
+    spec: &RunSpec,
+    overrides: &[(String, String)],
+) -> anyhow::Result<Vec<Tag>> {
     let archive = download(client, &spec.snapshot).await?;
     let (entry, params) = (spec.entry_point.clone(), spec.parameters.clone());
+    let changed: Vec<String> = overrides.iter().map(|(key, _)| key.clone()).collect();
     tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
         snapshot::unpack(archive.path(), dir.path(), snapshot::DEFAULT_SIZE_LIMIT)?;
         let project = MlProject::load(dir.path())?;
-        project.invocation(&entry, &params, &PathCheck::AsSubmitted)?;
-        Ok(())
+        let invocation = project.invocation(&entry, &params, &PathCheck::AsSubmitted)?;
+        let mut tags = Vec::new();
+        for param in project.data_params(&invocation.entry_point, &invocation.params) {
+            if !changed.contains(&param.name) {
+                continue;
+            }
+            tags.push(Tag::new(tags::data_source(&param.name), &param.value));
+            if param.kind == DataKind::ProjectPath {
+                let digest =
+                    digest_path(&dir.path().join(&param.value), &mut DigestCache::in_memory())
+                        .with_context(|| format!("parameter '{}'", param.name))?;
+                tags.push(Tag::new(tags::data_digest(&param.name), digest.digest));
+            }
+        }
+        Ok(tags)
     })
     .await?
 }
@@ -246,9 +265,11 @@ async fn rerun_with(
             None => spec.parameters.push((key.clone(), value.clone())),
         }
     }
-    if !overrides.is_empty() {
-        check_parameters(client, &spec).await?;
-    }
+    let changed_data = if overrides.is_empty() {
+        Vec::new()
+    } else {
+        check_parameters(client, &spec, overrides).await?
+    };
     let changed = |parameter: &str| overrides.iter().any(|(key, _)| key == parameter);
     let expect = expectation(&original, &spec, &changed, again.strict)?;
     spec.expect = Some(expect);
@@ -278,6 +299,15 @@ async fn rerun_with(
             run_tags.push(tag.clone());
         }
     }
+    run_tags.extend(changed_data);
+    // As typed: the original run's values, with those given here over them.
+    let mut given: serde_json::Map<String, serde_json::Value> = tag(&original, tags::PARAMS_GIVEN)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    for (key, value) in overrides {
+        given.insert(key.clone(), value.clone().into());
+    }
+    run_tags.push(Tag::new(tags::PARAMS_GIVEN, serde_json::Value::Object(given).to_string()));
     run_tags.push(Tag::new(tags::USER, super::run::user()));
     let run = client
         .submit_run(SubmitRun {
