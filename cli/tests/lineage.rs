@@ -120,6 +120,21 @@ fn diff_names_the_edited_file_its_hunk_and_the_changed_data() {
         (given["data"].as_str(), given["alpha"].as_str()),
         (Some("data/x.csv"), Some("0.7"))
     );
+    // Values too long to record as typed in one tag are still run, and recorded as params.
+    let (long, _) = submit(
+        &home,
+        &[
+            "run",
+            path,
+            "-P",
+            &format!("note={}", "n".repeat(5000)),
+            "-P",
+            &format!("more={}", "m".repeat(5000)),
+        ],
+    );
+    let long = describe(&home, None, &long);
+    assert_eq!(tag(&long, "drover.params.given"), None);
+    assert_eq!(long["info"]["status"], "FINISHED");
     let runs_before = ok(&home, &["runs", "list", "-o", "json"]);
     let error = fails(&home, &["runs", "rerun", &c, "-P", "alpha=fast"]);
     assert!(error.contains("parameter 'alpha' expects a float, got 'fast'"), "{error}");

@@ -107,13 +107,14 @@ async fn check_parameters(
             if !changed.contains(&param.name) {
                 continue;
             }
-            tags.push(Tag::new(tags::data_source(&param.name), &param.value));
+            let mut digest = None;
             if param.kind == DataKind::ProjectPath {
-                let digest =
-                    digest_path(&dir.path().join(&param.value), &mut DigestCache::in_memory())
-                        .with_context(|| format!("parameter '{}'", param.name))?;
-                tags.push(Tag::new(tags::data_digest(&param.name), digest.digest));
+                let path = dir.path().join(&param.value);
+                let found = digest_path(&path, &mut DigestCache::in_memory())
+                    .with_context(|| format!("parameter '{}'", param.name))?;
+                digest = Some(found.digest);
             }
+            tags.extend(super::run::data_param_tags(&param.name, &param.value, digest));
         }
         Ok(tags)
     })
@@ -307,7 +308,7 @@ async fn rerun_with(
     for (key, value) in overrides {
         given.insert(key.clone(), value.clone().into());
     }
-    run_tags.push(Tag::new(tags::PARAMS_GIVEN, serde_json::Value::Object(given).to_string()));
+    run_tags.extend(super::run::given_tag(given));
     run_tags.push(Tag::new(tags::USER, super::run::user()));
     let run = client
         .submit_run(SubmitRun {

@@ -261,9 +261,9 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
     let (data, data_notes) = data_tags(&project, &invocation, project_dir)?;
     run_tags.extend(data);
     // The parameters as typed; the run's params are as rendered, with defaults filled in.
-    let given_map: serde_json::Map<String, serde_json::Value> =
-        given.iter().map(|(key, value)| (key.clone(), value.clone().into())).collect();
-    run_tags.push(Tag::new(tags::PARAMS_GIVEN, serde_json::Value::Object(given_map).to_string()));
+    run_tags.extend(given_tag(
+        given.iter().map(|(key, value)| (key.clone(), value.clone().into())).collect(),
+    ));
     let spec = RunSpec {
         project_name: project.name.clone(),
         snapshot: snapshot.digest.clone(),
@@ -291,6 +291,24 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
     Ok(PreparedRun { spec, command: invocation.command, snapshot, tags: run_tags, git, data_notes })
 }
 
+/// The `-P` values as typed, as a tag; none when they are too long for one (the run's
+/// params still hold them as rendered).
+pub fn given_tag(given: serde_json::Map<String, serde_json::Value>) -> Option<Tag> {
+    let text = serde_json::Value::Object(given).to_string();
+    (text.len() <= drover_proto::validate::MAX_TAG_VALUE_LEN)
+        .then(|| Tag::new(tags::PARAMS_GIVEN, text))
+}
+
+/// The tags of what a data parameter named, if its name leaves room for their keys.
+pub fn data_param_tags(parameter: &str, source: &str, digest: Option<String>) -> Vec<Tag> {
+    if tags::data_digest(parameter).len() > drover_proto::validate::MAX_KEY_LEN {
+        return Vec::new();
+    }
+    let mut found = vec![Tag::new(tags::data_source(parameter), source)];
+    found.extend(digest.map(|digest| Tag::new(tags::data_digest(parameter), digest)));
+    found
+}
+
 /// What the run's data parameters name: the source of each, and the digest of each path
 /// inside the project (read here, with the digest cache in the drover home; paths outside
 /// the project are digested by the worker that reads them); and a line for each digest, what
@@ -308,14 +326,15 @@ fn data_tags(
     let mut cache = DigestCache::open(&crate::drover_home().join("cache").join("digests"));
     let mut tags = Vec::new();
     for param in data {
-        tags.push(Tag::new(tags::data_source(&param.name), &param.value));
+        let mut digest = None;
         if param.kind == DataKind::ProjectPath {
             let started = std::time::Instant::now();
-            let digest = digest_path(&project_dir.join(&param.value), &mut cache)
+            let found = digest_path(&project_dir.join(&param.value), &mut cache)
                 .with_context(|| format!("parameter '{}'", param.name))?;
-            notes.push(digest.summary(&param.name, started.elapsed()));
-            tags.push(Tag::new(tags::data_digest(&param.name), digest.digest));
+            notes.push(found.summary(&param.name, started.elapsed()));
+            digest = Some(found.digest);
         }
+        tags.extend(data_param_tags(&param.name, &param.value, digest));
     }
     // A cache that cannot be written only costs a read next time.
     let _ = cache.save();
