@@ -198,13 +198,10 @@ impl Runner {
 
         let (output, output_rx) = mpsc::channel::<(LogStream, Vec<u8>)>(64);
         let (started, started_rx) = oneshot::channel::<Vec<Tag>>();
-        for note in &lineage.notes {
-            let _ = output.send((LogStream::System, format!("{note}\n").into_bytes())).await;
-        }
         let mut start_tags = lineage.tags;
         start_tags.push(Tag::new(tags::COMMAND, invocation.command.clone()));
         let forward = Forwarder { attempt, events: self.events.clone(), offset: 0, batches: 0 }
-            .run(output_rx, started_rx, start_tags);
+            .run(output_rx, started_rx, start_tags, lineage.notes);
         let cancellation = Cancellation::new(self.cancelled.clone());
         let execution = async {
             match spec.env_manager {
@@ -273,8 +270,10 @@ impl Forwarder {
         mut output: mpsc::Receiver<(LogStream, Vec<u8>)>,
         started: oneshot::Receiver<Vec<Tag>>,
         start_tags: Vec<Tag>,
+        notes: Vec<String>,
     ) {
-        // The start is reported before any output, so it reaches the scheduler first.
+        // The start is reported before any output, so it reaches the scheduler first; then
+        // what the worker noted of the run's data, then the run's own output.
         if let Ok(mut tags) = started.await {
             tags.extend(start_tags);
             let update = RunUpdate {
@@ -285,6 +284,9 @@ impl Forwarder {
                 tags,
             };
             let _ = self.events.send(WorkerEvent::Update(update)).await;
+        }
+        for note in notes {
+            self.log(LogStream::System, format!("{note}\n").into_bytes()).await;
         }
         let mut lines = MetricLines::default();
         let mut pending = Declared::default();
