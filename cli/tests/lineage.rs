@@ -252,12 +252,12 @@ fn a_docker_rerun_reproduces_its_result_and_secret_values_never_reach_the_store(
 name: deterministic
 docker_env:
   image: IMAGE
-  environment: ["MY_API_TOKEN", ["PLAIN_SETTING", "visible"], "COPIED_PLAIN"]
+  environment: ["MY_API_TOKEN", ["PLAIN_SETTING", "visible"], "COPIED_PLAIN", ["DB_PASSWORD", "in-the-mlproject"]]
 entry_points:
   main:
     parameters:
       seed: {type: int, default: 3}
-    command: "echo ::metric loss=$(( $(printf %s \"$MY_API_TOKEN\" | wc -c) * 100 + {seed} )); echo plain=$PLAIN_SETTING/$COPIED_PLAIN"
+    command: "echo ::metric loss=$(( $(printf %s \"$MY_API_TOKEN\" | wc -c) * 100 + {seed} )); echo plain=$PLAIN_SETTING/$COPIED_PLAIN pw=$DB_PASSWORD"
 "#
     .replace("IMAGE", &image);
     let project = project(&dir.path().join("p"), &mlproject, &[]);
@@ -266,7 +266,12 @@ entry_points:
         .env("COPIED_PLAIN", "copied")
         .args(["run", project.to_str().unwrap()]));
     assert!(outcome.success, "{}", outcome.stderr);
-    assert!(outcome.stdout.contains("plain=visible/copied"), "{}", outcome.stdout);
+    // A secret written in the MLproject reaches the run from the snapshot, not the spec.
+    assert!(
+        outcome.stdout.contains("plain=visible/copied pw=in-the-mlproject"),
+        "{}",
+        outcome.stdout
+    );
     let original = run_id_from(&outcome.stderr);
     let described = describe(&home, None, &original);
     let loss = (secret.len() * 100 + 3) as f64;
@@ -276,6 +281,10 @@ entry_points:
         Some("(not recorded: the name looks secret)")
     );
     assert_eq!(tag(&described, "drover.env.PLAIN_SETTING").as_deref(), Some("visible"));
+    assert_eq!(
+        tag(&described, "drover.env.DB_PASSWORD").as_deref(),
+        Some("(not recorded: the name looks secret)")
+    );
     assert_eq!(tag(&described, "drover.env.COPIED_PLAIN").as_deref(), Some("copied"));
     assert!(tag(&described, "drover.docker.image_id").is_some_and(|id| id.starts_with("sha256:")));
     assert!(tag(&described, "drover.version").is_some());
@@ -340,7 +349,16 @@ fn a_dirty_tree_keeps_its_diff_against_the_commit_beside_the_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join(".drover");
     let mlproject = "name: dirty\nentry_points:\n  main:\n    command: \"sh train.sh\"\n";
-    let project = project(&dir.path().join("p"), mlproject, &[("train.sh", TRAIN)]);
+    // A tracked file the snapshot leaves out: its local changes stay out of the kept diff.
+    let project = project(
+        &dir.path().join("p"),
+        mlproject,
+        &[
+            ("train.sh", TRAIN),
+            ("secret.yaml", "password: one\n"),
+            (".droverignore", "secret.yaml\n"),
+        ],
+    );
     let git = |args: &[&str]| {
         let status = std::process::Command::new("git")
             .arg("-C")
@@ -361,6 +379,7 @@ fn a_dirty_tree_keeps_its_diff_against_the_commit_beside_the_snapshot() {
 
     std::fs::write(project.join("train.sh"), TRAIN.replace("echo three", "echo 3")).unwrap();
     std::fs::write(project.join("notes.txt"), "scratch\n").unwrap();
+    std::fs::write(project.join("secret.yaml"), "password: two\n").unwrap();
     let (dirty, _) = submit(&home, &["run", path]);
     let described = describe(&home, None, &dirty);
     assert_eq!(tag(&described, "drover.source.git.dirty").as_deref(), Some("true"));
@@ -371,6 +390,7 @@ fn a_dirty_tree_keeps_its_diff_against_the_commit_beside_the_snapshot() {
     let diff = ok(&home, &["runs", "describe", &dirty, "--git-diff"]);
     assert!(diff.starts_with("# untracked files, in the snapshot but not in the commit:\n#   notes.txt\ndiff --git a/train.sh b/train.sh\n"), "{diff}");
     assert!(diff.contains("-echo three\n+echo 3\n"), "{diff}");
+    assert!(!diff.contains("secret.yaml") && !diff.contains("password"), "{diff}");
     // The diff applies to the commit and gives back the tree the run was made from.
     let check = std::process::Command::new("git")
         .arg("-C")

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -14,6 +15,11 @@ use crate::snapshot::SnapshotError;
 const PATCH_LIMIT: u64 = 1 << 20;
 /// Lines of context around each change, as `diff -u`.
 const CONTEXT: usize = 3;
+/// How long one file's diff may search for the smallest change before it settles for a
+/// larger one (a diff of two unrelated 1 MiB files would otherwise take minutes).
+const FILE_DIFF_TIME: Duration = Duration::from_millis(200);
+/// The patches one comparison writes at most; files past it are listed without theirs.
+const PATCH_BUDGET: usize = 8 << 20;
 
 /// One entry of a snapshot, as far as a comparison needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,17 +114,30 @@ pub struct ChangedFile {
     /// Lines added and removed, for a text file.
     pub insertions: usize,
     pub deletions: usize,
-    /// The unified diff of a text file; none for a binary or large one (or a mode change).
+    /// The unified diff of a text file; none for a binary or large one, a mode change, or
+    /// once the comparison's patches reach 8 MiB.
     pub patch: Option<String>,
 }
 
 /// Compares `a` and `b`, paths in byte order.
 pub fn compare(a: &Tree, b: &Tree) -> CodeDiff {
     let mut diff = CodeDiff::default();
+    let mut budget = PATCH_BUDGET;
     for (path, old) in &a.0 {
         match b.0.get(path) {
             None => diff.removed.push(path.clone()),
-            Some(new) if new.digest != old.digest => diff.changed.push(changed(path, old, new)),
+            Some(new) if new.digest != old.digest => {
+                let mut file = changed(path, old, new);
+                match &file.patch {
+                    Some(patch) if patch.len() <= budget => budget -= patch.len(),
+                    Some(_) => {
+                        budget = 0;
+                        file.patch = None;
+                    }
+                    None => {}
+                }
+                diff.changed.push(file);
+            }
             Some(_) => {}
         }
     }
@@ -138,7 +157,10 @@ fn changed(path: &str, old: &Entry, new: &Entry) -> ChangedFile {
     let (Some(before), Some(after)) = (text(old), text(new)) else {
         return ChangedFile { path: path.to_string(), insertions: 0, deletions: 0, patch: None };
     };
-    let lines = similar::TextDiff::from_lines(before, after);
+    let lines = similar::TextDiff::configure()
+        .algorithm(similar::Algorithm::Patience)
+        .timeout(FILE_DIFF_TIME)
+        .diff_lines(before, after);
     let (mut insertions, mut deletions) = (0, 0);
     for change in lines.iter_all_changes() {
         match change.tag() {

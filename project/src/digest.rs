@@ -331,21 +331,24 @@ fn hash_file(path: &Path, stamp: Stamp, buffer: &mut [u8]) -> FileResult {
     Ok((hasher.finalize().into(), after == stamp))
 }
 
-/// Where `path`, as a container sees it, is on the Docker host: under a volume's host
-/// directory when a volume (`host:container[:options]`) is mounted over it (the longest mount
-/// point that holds it wins), else the path itself.
-pub fn through_volumes(path: &str, volumes: &[String]) -> PathBuf {
+/// Where `path`, as a container sees it, is on the Docker host: under the host directory of
+/// the bind mount (`/host:container[:options]`) that holds it, the longest such mount point
+/// winning; none when no bind mount does (the path is in the image, or in a named volume).
+pub fn through_volumes(path: &str, volumes: &[String]) -> Option<PathBuf> {
     let path = Path::new(path);
     volumes
         .iter()
         .filter_map(|volume| {
             let mut parts = volume.split(':');
             let (host, container) = (parts.next()?, parts.next()?);
+            if !host.starts_with('/') {
+                return None;
+            }
             let rest = path.strip_prefix(container).ok()?;
             Some((container.len(), Path::new(host).join(rest)))
         })
         .max_by_key(|(length, _)| *length)
-        .map_or_else(|| path.to_path_buf(), |(_, host)| host)
+        .map(|(_, host)| host)
 }
 
 /// A parameter that names data: a `path` one, or a `uri` one (or a `path` given a URI).

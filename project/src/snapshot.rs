@@ -95,6 +95,8 @@ pub struct PackedSnapshot {
     pub digest: SnapshotDigest,
     pub size: u64,
     pub files: usize,
+    /// Every path packed (files, links and directories), relative to the project.
+    pub entries: Vec<PathBuf>,
 }
 
 /// A writer that hashes and counts what passes through it.
@@ -209,7 +211,7 @@ pub fn pack(dir: &Path, limit: u64) -> Result<PackedSnapshot, SnapshotError> {
     if size > limit {
         return Err(SnapshotError::TooLarge { size, limit });
     }
-    Ok(PackedSnapshot { file, digest, size, files })
+    Ok(PackedSnapshot { file, digest, size, files, entries })
 }
 
 fn is_executable(metadata: &std::fs::Metadata) -> bool {

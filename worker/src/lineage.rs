@@ -19,9 +19,11 @@ pub struct Lineage {
     pub notes: Vec<String>,
 }
 
-/// Reads what the run is about to use. Fails only for a strict rerun whose data changed.
+/// Reads what the run is about to use, in `run_dir` (its copy of the project) and on this
+/// machine. Fails only for a strict rerun whose data changed.
 pub fn record(
     work_dir: &Path,
+    run_dir: &Path,
     project: &MlProject,
     invocation: &Invocation,
     spec: &RunSpec,
@@ -36,12 +38,31 @@ pub fn record(
     let expected = spec.expect.as_ref();
     let mut cache: Option<DigestCache> = None;
     for param in project.data_params(&invocation.entry_point, &invocation.params) {
-        if param.kind != DataKind::HostPath {
+        if tags::data_digest(&param.name).len() > drover_proto::validate::MAX_KEY_LEN {
             continue;
         }
-        let cache = cache.get_or_insert_with(|| DigestCache::open(&work_dir.join("digests")));
+        lineage.tags.push(Tag::new(tags::data_source(&param.name), &param.value));
+        let path = match param.kind {
+            DataKind::Uri => continue,
+            // The run's own copy, as the snapshot made it: not cached, as every attempt has
+            // its own directory (and the files were just written).
+            DataKind::ProjectPath => Some(run_dir.join(&param.value)),
+            DataKind::HostPath => on_this_machine(&param.value, spec),
+        };
+        let Some(path) = path else {
+            lineage.notes.push(format!(
+                "data parameter '{}' ({}) is under no bind mount: it is in the image (pinned by its id) or a named volume, and is not digested",
+                param.name, param.value
+            ));
+            continue;
+        };
+        let mut scratch = DigestCache::in_memory();
+        let cache = match param.kind {
+            DataKind::ProjectPath => &mut scratch,
+            _ => cache.get_or_insert_with(|| DigestCache::open(&work_dir.join("digests"))),
+        };
         let started = std::time::Instant::now();
-        let digest = match digest_path(&on_this_machine(&param.value, spec), cache) {
+        let digest = match digest_path(&path, cache) {
             Ok(digest) => {
                 lineage.notes.push(digest.summary(&param.name, started.elapsed()));
                 digest.digest
@@ -80,10 +101,10 @@ pub fn record(
 
 /// Where a path the run's command gets is on this machine: through its volumes for a Docker
 /// run.
-fn on_this_machine(value: &str, spec: &RunSpec) -> PathBuf {
+fn on_this_machine(value: &str, spec: &RunSpec) -> Option<PathBuf> {
     match spec.env_manager {
         EnvManager::Docker => through_volumes(value, &spec.volumes),
-        EnvManager::Local => PathBuf::from(value),
+        EnvManager::Local => Some(PathBuf::from(value)),
     }
 }
 
@@ -101,11 +122,14 @@ mod tests {
             format!("sha256:{}", "0".repeat(64)).parse().expect("a digest");
         let mut spec = RunSpec::local("p", snapshot, 0);
         spec.volumes = vec!["/srv/datasets:/data:ro".into(), "/srv/big:/data/big".into()];
-        assert_eq!(on_this_machine("/data/train.csv", &spec), Path::new("/data/train.csv"));
+        spec.volumes.push("named:/cache".into());
+        let here = |value: &str, spec: &RunSpec| on_this_machine(value, spec);
+        assert_eq!(here("/data/train.csv", &spec), Some(PathBuf::from("/data/train.csv")));
         spec.env_manager = EnvManager::Docker;
-        assert_eq!(on_this_machine("/data/train.csv", &spec), Path::new("/srv/datasets/train.csv"));
-        assert_eq!(on_this_machine("/data/big/x", &spec), Path::new("/srv/big/x"));
-        assert_eq!(on_this_machine("/database/x", &spec), Path::new("/database/x"));
+        assert_eq!(here("/data/train.csv", &spec), Some(PathBuf::from("/srv/datasets/train.csv")));
+        assert_eq!(here("/data/big/x", &spec), Some(PathBuf::from("/srv/big/x")));
+        assert_eq!(here("/database/x", &spec), None);
+        assert_eq!(here("/cache/x", &spec), None);
     }
 
     fn value(lineage: &Lineage, key: &str) -> Option<String> {
@@ -137,11 +161,15 @@ mod tests {
             ("BATCH".to_string(), "32".to_string()),
         ];
 
-        let lineage = record(dir.path(), &project, &invocation, &spec, &environment)
+        let lineage = record(dir.path(), &project_dir, &project, &invocation, &spec, &environment)
             .expect("a first run records its data");
         assert_eq!(value(&lineage, &tags::data_digest("data")), Some(digest.clone()));
-        // The path inside the project is the submitter's to digest.
-        assert_eq!(value(&lineage, &tags::data_digest("inside")), None);
+        // The path inside the project is read from the run's copy of it.
+        std::fs::write(project_dir.join("x"), "hello\n").expect("the project's data");
+        let inside =
+            record(dir.path(), &project_dir, &project, &invocation, &spec, &[]).expect("recorded");
+        assert_eq!(value(&inside, &tags::data_digest("inside")), Some(digest.clone()));
+        assert_eq!(value(&inside, &tags::data_source("inside")).as_deref(), Some("x"));
         assert_eq!(value(&lineage, &tags::env("DB_PASSWORD")).as_deref(), Some(tags::ENV_REDACTED));
         assert_eq!(value(&lineage, &tags::env("BATCH")).as_deref(), Some("32"));
         assert!(!lineage.tags.iter().any(|tag| tag.value.contains("hunter2")));
@@ -150,11 +178,12 @@ mod tests {
         let expect =
             Expectation { image_id: None, data: vec![("data".into(), digest)], strict: false };
         spec.expect = Some(expect.clone());
-        let lineage =
-            record(dir.path(), &project, &invocation, &spec, &[]).expect("a plain rerun runs");
+        let lineage = record(dir.path(), &project_dir, &project, &invocation, &spec, &[])
+            .expect("a plain rerun runs");
         assert!(lineage.notes.iter().any(|note| note.contains("differs from the run this reruns")));
         spec.expect = Some(Expectation { strict: true, ..expect });
-        let refused = record(dir.path(), &project, &invocation, &spec, &[]).expect_err("refused");
+        let refused = record(dir.path(), &project_dir, &project, &invocation, &spec, &[])
+            .expect_err("refused");
         assert!(refused.contains("a strict rerun does not start"), "{refused}");
     }
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use drover_project::MlProject;
 use drover_project::params::PathCheck;
+use drover_project::{EnvVar, Environment, MlProject};
 use drover_proto::Client;
 use drover_proto::domain::Tag;
 use drover_proto::execution::{
@@ -158,6 +158,16 @@ impl Runner {
         let mut passed = spec.environment.clone();
         if spec.env_manager == EnvManager::Docker {
             passed.extend(spec.docker.env.iter().cloned());
+            // Secrets written in the MLproject itself come from the snapshot, never the spec.
+            if let Environment::Docker(docker_env) = &project.environment {
+                for variable in &docker_env.environment {
+                    if let EnvVar::Set(name, value) = variable
+                        && tags::looks_secret(name)
+                    {
+                        passed.push((name.clone(), value.clone()));
+                    }
+                }
+            }
         }
         for name in &spec.inherited_environment {
             let value = std::env::var(name).map_err(|_| {
@@ -168,19 +178,29 @@ impl Runner {
             })?;
             passed.push((name.clone(), value));
         }
-        let lineage = {
-            let (work_dir, project, invocation, spec, passed) = (
+        // Digesting a large dataset the first time takes a while: a cancel does not wait for
+        // it (the digest finishes on its own and is dropped).
+        let recording = {
+            let (work_dir, run_dir, project, invocation, spec, passed) = (
                 options.work_dir.clone(),
+                run_dir.to_path_buf(),
                 project.clone(),
                 invocation.clone(),
                 spec.clone(),
                 passed.clone(),
             );
             tokio::task::spawn_blocking(move || {
-                crate::lineage::record(&work_dir, &project, &invocation, &spec, &passed)
+                crate::lineage::record(&work_dir, &run_dir, &project, &invocation, &spec, &passed)
             })
-            .await
-            .map_err(|error| format!("reading the run's data failed: {error}"))??
+        };
+        let mut cancelled = self.cancelled.clone();
+        let lineage = tokio::select! {
+            recorded = recording => {
+                recorded.map_err(|error| format!("reading the run's data failed: {error}"))??
+            }
+            _ = cancelled.wait_for(Option::is_some) => {
+                return Ok(Outcome { exit_code: None, killed: true });
+            }
         };
         environment.extend(passed);
         // A run sees the GPU devices it holds, and no others: by id in Docker, through

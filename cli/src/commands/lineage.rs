@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use drover_project::compare::{CodeDiff, Tree, compare};
-use drover_project::digest::{DataKind, DigestCache, digest_path, through_volumes};
+use drover_project::digest::{DigestCache, digest_path, through_volumes};
 use drover_project::snapshot::{self, SnapshotDigest};
 use drover_project::{MlProject, PathCheck, parse_param_args};
 use drover_proto::domain::{Run, RunId, Tag};
@@ -87,36 +87,16 @@ async fn tree(client: &Client, digest: &str) -> anyhow::Result<Tree> {
 }
 
 /// Checks changed parameters against the project in the run's snapshot, as the worker will
-/// render them, so a bad value is refused before anything is queued; returns the digest tag
-/// of each changed path that is inside the project (the worker digests those outside it).
-async fn check_parameters(
-    client: &Client,
-    spec: &RunSpec,
-    overrides: &[(String, String)],
-) -> anyhow::Result<Vec<Tag>> {
+/// render them, so a bad value is refused before anything is queued.
+async fn check_parameters(client: &Client, spec: &RunSpec) -> anyhow::Result<()> {
     let archive = download(client, &spec.snapshot).await?;
     let (entry, params) = (spec.entry_point.clone(), spec.parameters.clone());
-    let changed: Vec<String> = overrides.iter().map(|(key, _)| key.clone()).collect();
     tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
         snapshot::unpack(archive.path(), dir.path(), snapshot::DEFAULT_SIZE_LIMIT)?;
         let project = MlProject::load(dir.path())?;
-        let invocation = project.invocation(&entry, &params, &PathCheck::AsSubmitted)?;
-        let mut tags = Vec::new();
-        for param in project.data_params(&invocation.entry_point, &invocation.params) {
-            if !changed.contains(&param.name) {
-                continue;
-            }
-            let mut digest = None;
-            if param.kind == DataKind::ProjectPath {
-                let path = dir.path().join(&param.value);
-                let found = digest_path(&path, &mut DigestCache::in_memory())
-                    .with_context(|| format!("parameter '{}'", param.name))?;
-                digest = Some(found.digest);
-            }
-            tags.extend(super::run::data_param_tags(&param.name, &param.value, digest));
-        }
-        Ok(tags)
+        project.invocation(&entry, &params, &PathCheck::AsSubmitted)?;
+        Ok(())
     })
     .await?
 }
@@ -243,7 +223,8 @@ pub async fn rerun_run(
 ) -> anyhow::Result<ExitCode> {
     let overrides = parse_param_args(&again.params)?;
     let backend = Backend::connect_with(global, Embedding::WithWorker).await?;
-    let result = rerun_with(&backend.client, run_id, &overrides, &again).await;
+    let result =
+        rerun_with(&backend.client, run_id, &overrides, &again, backend.is_embedded()).await;
     backend.close().await?;
     result
 }
@@ -253,6 +234,7 @@ async fn rerun_with(
     run_id: RunId,
     overrides: &[(String, String)],
     again: &AgainOptions,
+    here: bool,
 ) -> anyhow::Result<ExitCode> {
     let original = client.get_run(run_id).await?;
     let mut spec = match client.run_spec(run_id).await {
@@ -266,13 +248,11 @@ async fn rerun_with(
             None => spec.parameters.push((key.clone(), value.clone())),
         }
     }
-    let changed_data = if overrides.is_empty() {
-        Vec::new()
-    } else {
-        check_parameters(client, &spec, overrides).await?
-    };
+    if !overrides.is_empty() {
+        check_parameters(client, &spec).await?;
+    }
     let changed = |parameter: &str| overrides.iter().any(|(key, _)| key == parameter);
-    let expect = expectation(&original, &spec, &changed, again.strict)?;
+    let expect = expectation(&original, &spec, &changed, again.strict, here)?;
     spec.expect = Some(expect);
     let mut run_tags = vec![Tag::new(tags::RERUN_OF, run_id.to_string())];
     for tag in &original.data.tags {
@@ -285,22 +265,14 @@ async fn rerun_with(
             tags::GIT_REPO_URL,
             tags::GIT_BRANCH,
             tags::GIT_DIRTY,
+            tags::GIT_DIFF,
         ]
         .contains(&tag.key.as_str());
-        // The data of a parameter left as it was is the run's: its source, and the digest of
-        // a path inside the project (pinned by the snapshot). The worker digests a path
-        // outside it anew; a changed path inside the project is not digested here.
-        let data = tags::parse_data_tag(&tag.key).is_some_and(|(parameter, fact)| {
-            let inside = spec.parameters.iter().any(|(name, value)| {
-                name == parameter && !std::path::Path::new(value).is_absolute()
-            });
-            !changed(parameter) && (fact == "source" || inside)
-        });
-        if kept || data {
+        // The worker records the data anew as the run starts.
+        if kept {
             run_tags.push(tag.clone());
         }
     }
-    run_tags.extend(changed_data);
     // As typed: the original run's values, with those given here over them.
     let mut given: serde_json::Map<String, serde_json::Value> = tag(&original, tags::PARAMS_GIVEN)
         .and_then(|text| serde_json::from_str(text).ok())
@@ -330,13 +302,15 @@ async fn rerun_with(
 }
 
 /// What the worker must find again: the image's id and the digest of each unchanged data
-/// path outside the project. What can be checked here (data this machine can read, an image
-/// in a Docker engine here) is checked before anything is queued.
+/// path outside the project. When the run will execute `here` (the embedded worker), its data
+/// and image are checked before anything is queued; a scheduler's worker may be anywhere, so
+/// it checks them itself as the run starts.
 fn expectation(
     original: &Run,
     spec: &RunSpec,
     changed: &dyn Fn(&str) -> bool,
     strict: bool,
+    here: bool,
 ) -> anyhow::Result<Expectation> {
     let mut expect = Expectation {
         image_id: tag(original, tags::IMAGE_ID).map(str::to_string),
@@ -352,11 +326,15 @@ fn expectation(
             continue;
         }
         expect.data.push((parameter.clone(), before.to_string()));
-        let here = match spec.env_manager {
+        if !here {
+            continue;
+        }
+        let path = match spec.env_manager {
             EnvManager::Docker => through_volumes(value, &spec.volumes),
-            EnvManager::Local => std::path::PathBuf::from(value),
+            EnvManager::Local => Some(std::path::PathBuf::from(value)),
         };
-        if let Ok(now) = digest_path(&here, &mut cache)
+        if let Some(path) = path
+            && let Ok(now) = digest_path(&path, &mut cache)
             && now.digest != before
         {
             differences.push(format!(
@@ -366,8 +344,8 @@ fn expectation(
         }
     }
     let _ = cache.save();
-    if let (EnvManager::Docker, Some(image), Some(before)) =
-        (spec.env_manager, &spec.image, &expect.image_id)
+    if let (true, EnvManager::Docker, Some(image), Some(before)) =
+        (here, spec.env_manager, &spec.image, &expect.image_id)
         && let Some(now) = local_image_id(image)
         && now != *before
     {

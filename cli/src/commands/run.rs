@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use drover_project::digest::{DataKind, DigestCache, digest_path};
 use drover_project::docker::DockerOptions;
 use drover_project::snapshot::{self, PackedSnapshot};
 use drover_project::{EnvVar, Environment, MlProject, PathCheck, parse_param_args};
@@ -91,16 +90,16 @@ pub struct PreparedRun {
     pub snapshot: PackedSnapshot,
     /// The tags known at once; [`PreparedRun::tags`] adds the git facts.
     tags: Vec<Tag>,
-    /// What digesting the data in the project read, a line each, for once it is queued.
-    pub data_notes: Vec<String>,
     git: GitFacts,
 }
 
 impl PreparedRun {
     /// Every tag the run is submitted with, the git facts last (read while the rest went on).
     pub fn tags(&mut self) -> Vec<Tag> {
+        let packed: std::collections::HashSet<&Path> =
+            self.snapshot.entries.iter().map(PathBuf::as_path).collect();
         let mut tags = self.tags.clone();
-        tags.extend(self.git.tags());
+        tags.extend(self.git.tags(&|path| packed.contains(Path::new(path))));
         tags
     }
 }
@@ -154,9 +153,6 @@ async fn submit_and_follow(
     };
     eprintln!("=== Run (ID='{run_id}') queued in experiment {experiment_id} ===");
     eprintln!("=== Running command '{}' {place} ===", prepared.command);
-    for note in &prepared.data_notes {
-        eprintln!("drover: {note}");
-    }
     if args.detach {
         println!("{run_id}");
         return Ok(std::process::ExitCode::SUCCESS);
@@ -223,6 +219,9 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
             let mut environment = Vec::new();
             for variable in &docker_env.environment {
                 match variable {
+                    // A secret written in the MLproject travels in the snapshot, where the
+                    // worker reads it; the spec never holds it.
+                    EnvVar::Set(name, _) if tags::looks_secret(name) => {}
                     EnvVar::Set(name, value) => environment.push((name.clone(), value.clone())),
                     // A secret is copied where the run starts, so it is never carried or
                     // stored; for a run on this machine that is this environment.
@@ -258,8 +257,7 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
     if let Some(run_name) = &args.run_name {
         run_tags.push(Tag::new(tags::RUN_NAME, run_name));
     }
-    let (data, data_notes) = data_tags(&project, &invocation, project_dir)?;
-    run_tags.extend(data);
+    run_tags.extend(data_tags(&project, &invocation));
     // The parameters as typed; the run's params are as rendered, with defaults filled in.
     run_tags.extend(given_tag(
         given.iter().map(|(key, value)| (key.clone(), value.clone().into())).collect(),
@@ -288,7 +286,7 @@ pub fn prepare_with(args: &RunArgs, given: &[(String, String)]) -> anyhow::Resul
         inherited_environment,
         expect: None,
     };
-    Ok(PreparedRun { spec, command: invocation.command, snapshot, tags: run_tags, git, data_notes })
+    Ok(PreparedRun { spec, command: invocation.command, snapshot, tags: run_tags, git })
 }
 
 /// The `-P` values as typed, as a tag; none when they are too long for one (the run's
@@ -300,7 +298,7 @@ pub fn given_tag(given: serde_json::Map<String, serde_json::Value>) -> Option<Ta
 }
 
 /// The tags of what a data parameter named, if its name leaves room for their keys.
-pub fn data_param_tags(parameter: &str, source: &str, digest: Option<String>) -> Vec<Tag> {
+fn data_param_tags(parameter: &str, source: &str, digest: Option<String>) -> Vec<Tag> {
     if tags::data_digest(parameter).len() > drover_proto::validate::MAX_KEY_LEN {
         return Vec::new();
     }
@@ -309,36 +307,14 @@ pub fn data_param_tags(parameter: &str, source: &str, digest: Option<String>) ->
     found
 }
 
-/// What the run's data parameters name: the source of each, and the digest of each path
-/// inside the project (read here, with the digest cache in the drover home; paths outside
-/// the project are digested by the worker that reads them); and a line for each digest, what
-/// it read.
-fn data_tags(
-    project: &MlProject,
-    invocation: &drover_project::Invocation,
-    project_dir: &Path,
-) -> anyhow::Result<(Vec<Tag>, Vec<String>)> {
-    let data = project.data_params(&invocation.entry_point, &invocation.params);
-    if data.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let mut notes = Vec::new();
-    let mut cache = DigestCache::open(&crate::drover_home().join("cache").join("digests"));
-    let mut tags = Vec::new();
-    for param in data {
-        let mut digest = None;
-        if param.kind == DataKind::ProjectPath {
-            let started = std::time::Instant::now();
-            let found = digest_path(&project_dir.join(&param.value), &mut cache)
-                .with_context(|| format!("parameter '{}'", param.name))?;
-            notes.push(found.summary(&param.name, started.elapsed()));
-            digest = Some(found.digest);
-        }
-        tags.extend(data_param_tags(&param.name, &param.value, digest));
-    }
-    // A cache that cannot be written only costs a read next time.
-    let _ = cache.save();
-    Ok((tags, notes))
+/// What the run's data parameters name, as sources; the worker records each one's digest as
+/// the run starts, from the run's own copy of the project for a path inside it.
+fn data_tags(project: &MlProject, invocation: &drover_project::Invocation) -> Vec<Tag> {
+    project
+        .data_params(&invocation.entry_point, &invocation.params)
+        .into_iter()
+        .flat_map(|param| data_param_tags(&param.name, &param.value, None))
+        .collect()
 }
 
 /// The experiment to run in: by ID (must exist), by name (created when missing), or Default.
@@ -375,6 +351,7 @@ pub async fn resolve_experiment(client: &Client, args: &RunArgs) -> anyhow::Resu
 /// Keeps a dirty tree's diff against its commit with the snapshot (uploaded before). A diff
 /// too large to keep is left out with a warning: the snapshot holds the files all the same.
 pub async fn keep_source_diff(client: &Client, prepared: &mut PreparedRun) -> anyhow::Result<()> {
+    prepared.tags();
     let Some((commit, diff)) = prepared.git.source_diff() else { return Ok(()) };
     let size = diff.len();
     match client.put_source_diff(&prepared.snapshot.digest, &commit, diff).await {

@@ -13,7 +13,7 @@ use drover_project::{MlProject, PathCheck, parse_param_args};
 use drover_proto::domain::{ExperimentId, ExperimentRef, RunId};
 use drover_proto::execution::SubmitRun;
 use drover_proto::sweep::{CreateSweep, Domain, Sweep, SweepStatus, Trial};
-use drover_proto::{ApiError, Client};
+use drover_proto::{ApiError, Client, tags};
 use drover_scheduler::sweep::sweep_json;
 
 use super::run::{
@@ -173,7 +173,15 @@ pub async fn sweep(global: &GlobalOptions, args: SweepArgs) -> anyhow::Result<Ex
                 experiment_id,
                 run_name: None,
                 user_id: user(),
-                tags: prepared.tags(),
+                // One trial's parameters were checked; what each trial's data and typed
+                // values are is its own, recorded as it runs.
+                tags: prepared
+                    .tags()
+                    .into_iter()
+                    .filter(|tag| {
+                        tag.key != tags::PARAMS_GIVEN && tags::parse_data_tag(&tag.key).is_none()
+                    })
+                    .collect(),
                 spec: prepared.spec.clone(),
             },
             name,

@@ -131,6 +131,15 @@ impl TryFrom<pb::RunSpec> for RunSpec {
         if spec.entry_point.is_empty() {
             return Err(invalid("the run spec needs an entry point"));
         }
+        let docker: DockerOptions = spec.docker.unwrap_or_default().into();
+        let environment = pairs_from_wire(spec.environment);
+        if let Some((name, _)) =
+            environment.iter().chain(&docker.env).find(|(name, _)| crate::tags::looks_secret(name))
+        {
+            return Err(invalid(&format!(
+                "environment variable '{name}' looks secret, and drover never carries or stores such a value: name it alone in docker_env.environment, and the worker copies it from its own environment"
+            )));
+        }
         Ok(RunSpec {
             project_name: spec.project_name,
             snapshot: parse_digest(&spec.snapshot_digest)?,
@@ -140,8 +149,8 @@ impl TryFrom<pb::RunSpec> for RunSpec {
             env_manager,
             image,
             volumes: spec.volumes,
-            environment: pairs_from_wire(spec.environment),
-            docker: spec.docker.unwrap_or_default().into(),
+            environment,
+            docker,
             max_retries: spec.max_retries,
             priority: spec.priority,
             labels: pairs_from_wire(spec.labels),
@@ -617,5 +626,29 @@ impl From<pb::AttemptView> for AttemptView {
 impl From<Vec<AttemptView>> for pb::ListAttemptsResponse {
     fn from(attempts: Vec<AttemptView>) -> Self {
         pb::ListAttemptsResponse { attempts: attempts.into_iter().map(Into::into).collect() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_carrying_a_secret_looking_value_is_refused() {
+        let digest = format!("sha256:{}", "0".repeat(64)).parse().expect("a digest");
+        let mut spec = RunSpec::local("p", digest, 0);
+        spec.environment = vec![("BATCH".into(), "32".into())];
+        assert!(RunSpec::try_from(pb::RunSpec::from(spec.clone())).is_ok());
+        for (name, docker) in [("HF_TOKEN", false), ("aws_secret_access_key", true)] {
+            let mut hostile = spec.clone();
+            let pair = vec![(name.to_string(), "value".to_string())];
+            if docker {
+                hostile.docker.env = pair;
+            } else {
+                hostile.environment = pair;
+            }
+            let refused = RunSpec::try_from(pb::RunSpec::from(hostile)).expect_err("refused");
+            assert!(refused.to_string().contains(&format!("'{name}' looks secret")), "{refused}");
+        }
     }
 }

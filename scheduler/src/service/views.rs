@@ -246,6 +246,10 @@ impl Scheduler {
     /// What differs between two runs, as `drover runs diff` prints it: their snapshots
     /// compared file by file (on the blocking pool), then what each recorded.
     pub async fn diff_runs(&self, a: RunId, b: RunId) -> ApiResult<RunDiff> {
+        // Two snapshots' small files are held while they are compared (up to twice the
+        // snapshot limit): one comparison at a time.
+        static COMPARING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+        let _turn = COMPARING.acquire().await.map_err(|_| ApiError::Internal("closed".into()))?;
         let (run_a, run_b) = (self.store.run(a)?, self.store.run(b)?);
         let files = match lineage::snapshots_to_compare(&run_a, &run_b) {
             Some((x, y)) => {
