@@ -384,12 +384,9 @@ impl Client {
         Ok(())
     }
 
-    /// The diff kept with a snapshot against `commit`.
-    pub async fn source_diff(&self, digest: &SnapshotDigest, commit: &str) -> ApiResult<Vec<u8>> {
-        let request = pb::GetSourceDiffRequest {
-            snapshot_digest: digest.to_string(),
-            commit: commit.to_string(),
-        };
+    /// The uncommitted changes a run's snapshot was made with, as a diff against its commit.
+    pub async fn source_diff(&self, run_id: RunId) -> ApiResult<Vec<u8>> {
+        let request = pb::GetRunRequest { run_id: run_id.to_string() };
         Ok(self.snapshots.clone().get_source_diff(request).await?.into_inner().diff)
     }
 

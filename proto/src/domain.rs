@@ -278,6 +278,13 @@ pub struct Run {
     pub data: RunData,
 }
 
+impl Run {
+    /// The value of the run's tag `key`.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.data.tags.iter().find(|tag| tag.key == key).map(|tag| tag.value.as_str())
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Requests
 // ---------------------------------------------------------------------------

@@ -75,6 +75,16 @@ pub struct Expectation {
 }
 
 impl RunSpec {
+    /// Where a path the run's command gets is on its worker: through its bind mounts for a
+    /// Docker run (none for a path in the image or a named volume), the path itself for a
+    /// local process.
+    pub fn data_path(&self, value: &str) -> Option<std::path::PathBuf> {
+        match self.env_manager {
+            EnvManager::Docker => drover_project::digest::through_volumes(value, &self.volumes),
+            EnvManager::Local => Some(std::path::PathBuf::from(value)),
+        }
+    }
+
     /// A local-process run of the `main` entry point of a snapshot, with no parameters,
     /// resources, retries or labels: the start the callers that build specs by hand share.
     pub fn local(project_name: &str, snapshot: SnapshotDigest, snapshot_size: u64) -> RunSpec {

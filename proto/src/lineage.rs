@@ -53,7 +53,7 @@ pub struct RunDiff {
 
 /// The two snapshots to compare file by file, when the runs have different ones.
 pub fn snapshots_to_compare(a: &Run, b: &Run) -> Option<(String, String)> {
-    match (tag(a, tags::SNAPSHOT), tag(b, tags::SNAPSHOT)) {
+    match (a.tag(tags::SNAPSHOT), b.tag(tags::SNAPSHOT)) {
         (Some(x), Some(y)) if x != y => Some((x.to_string(), y.to_string())),
         _ => None,
     }
@@ -63,14 +63,10 @@ pub fn snapshots_to_compare(a: &Run, b: &Run) -> Option<(String, String)> {
 /// are the same).
 pub fn code_section(a: &Run, b: &Run, files: CodeDiff) -> CodeSection {
     CodeSection {
-        snapshot_a: tag(a, tags::SNAPSHOT).map(str::to_string),
-        snapshot_b: tag(b, tags::SNAPSHOT).map(str::to_string),
+        snapshot_a: a.tag(tags::SNAPSHOT).map(str::to_string),
+        snapshot_b: b.tag(tags::SNAPSHOT).map(str::to_string),
         files,
     }
-}
-
-pub fn tag<'a>(run: &'a Run, key: &str) -> Option<&'a str> {
-    run.data.tags.iter().find(|tag| tag.key == key).map(|tag| tag.value.as_str())
 }
 
 /// Every key either run has under `prefix` among its tags, with each side's value, where
@@ -86,8 +82,8 @@ fn tag_changes(a: &Run, b: &Run, keep: impl Fn(&str) -> Option<String>) -> Vec<C
     keys.into_iter()
         .map(|(label, key)| Change {
             key: label,
-            a: tag(a, &key).map(str::to_string),
-            b: tag(b, &key).map(str::to_string),
+            a: a.tag(&key).map(str::to_string),
+            b: b.tag(&key).map(str::to_string),
         })
         .filter(|change| change.a != change.b)
         .collect()

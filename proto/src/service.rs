@@ -122,12 +122,8 @@ pub trait Execution: Send + Sync + 'static {
         commit: String,
         diff: Vec<u8>,
     ) -> impl Future<Output = ApiResult<()>> + Send;
-    /// The diff kept with a snapshot against `commit`.
-    fn source_diff(
-        &self,
-        digest: SnapshotDigest,
-        commit: String,
-    ) -> impl Future<Output = ApiResult<Vec<u8>>> + Send;
+    /// The uncommitted changes a run's snapshot was made with, as a diff against its commit.
+    fn source_diff(&self, run_id: RunId) -> impl Future<Output = ApiResult<Vec<u8>>> + Send;
 
     /// A worker's long-lived stream: its messages in, the scheduler's out.
     fn connect_worker(
@@ -603,16 +599,11 @@ impl<T: Execution> pb::snapshots_server::Snapshots for SnapshotsAdapter<T> {
 
     async fn get_source_diff(
         &self,
-        request: Request<pb::GetSourceDiffRequest>,
+        request: Request<pb::GetRunRequest>,
     ) -> Result<Response<pb::SourceDiff>, Status> {
-        let request = request.into_inner();
-        let digest = parse_digest(&request.snapshot_digest)?;
-        let diff = self.0.source_diff(digest, request.commit.clone()).await?;
-        Ok(Response::new(pb::SourceDiff {
-            snapshot_digest: request.snapshot_digest,
-            commit: request.commit,
-            diff,
-        }))
+        let run_id = parse_run_id(&request.into_inner().run_id)?;
+        let diff = self.0.source_diff(run_id).await?;
+        Ok(Response::new(pb::SourceDiff { diff, ..Default::default() }))
     }
 }
 

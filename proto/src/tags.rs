@@ -74,6 +74,11 @@ pub fn data_digest(parameter: &str) -> String {
     format!("{DATA_PREFIX}{parameter}.digest")
 }
 
+/// Whether a parameter's name leaves room for its data tags' keys (else it gets none).
+pub fn data_tags_fit(parameter: &str) -> bool {
+    data_digest(parameter).len() <= crate::validate::MAX_KEY_LEN
+}
+
 /// The path or URI a parameter named, as the command got it.
 pub fn data_source(parameter: &str) -> String {
     format!("{DATA_PREFIX}{parameter}.source")

@@ -4,12 +4,12 @@
 //! name left out), and drover's version; and, for a rerun, whether its data is still what
 //! the original run read.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use drover_project::digest::{DataKind, DigestCache, digest_path, through_volumes};
+use drover_project::digest::{DataKind, DigestCache, digest_path};
 use drover_project::{Invocation, MlProject};
 use drover_proto::domain::Tag;
-use drover_proto::execution::{EnvManager, RunSpec};
+use drover_proto::execution::RunSpec;
 use drover_proto::tags;
 
 /// Tags to record with the run's start, and lines to write into its log first.
@@ -38,7 +38,7 @@ pub fn record(
     let expected = spec.expect.as_ref();
     let mut cache: Option<DigestCache> = None;
     for param in project.data_params(&invocation.entry_point, &invocation.params) {
-        if tags::data_digest(&param.name).len() > drover_proto::validate::MAX_KEY_LEN {
+        if !tags::data_tags_fit(&param.name) {
             continue;
         }
         lineage.tags.push(Tag::new(tags::data_source(&param.name), &param.value));
@@ -47,7 +47,7 @@ pub fn record(
             // The run's own copy, as the snapshot made it: not cached, as every attempt has
             // its own directory (and the files were just written).
             DataKind::ProjectPath => Some(run_dir.join(&param.value)),
-            DataKind::HostPath => on_this_machine(&param.value, spec),
+            DataKind::HostPath => spec.data_path(&param.value),
         };
         let Some(path) = path else {
             lineage.notes.push(format!(
@@ -99,19 +99,13 @@ pub fn record(
     Ok(lineage)
 }
 
-/// Where a path the run's command gets is on this machine: through its volumes for a Docker
-/// run.
-fn on_this_machine(value: &str, spec: &RunSpec) -> Option<PathBuf> {
-    match spec.env_manager {
-        EnvManager::Docker => through_volumes(value, &spec.volumes),
-        EnvManager::Local => Some(PathBuf::from(value)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use drover_project::PathCheck;
     use drover_project::snapshot::SnapshotDigest;
+    use drover_proto::execution::EnvManager;
     use drover_proto::execution::Expectation;
 
     use super::*;
@@ -123,7 +117,7 @@ mod tests {
         let mut spec = RunSpec::local("p", snapshot, 0);
         spec.volumes = vec!["/srv/datasets:/data:ro".into(), "/srv/big:/data/big".into()];
         spec.volumes.push("named:/cache".into());
-        let here = |value: &str, spec: &RunSpec| on_this_machine(value, spec);
+        let here = |value: &str, spec: &RunSpec| spec.data_path(value);
         assert_eq!(here("/data/train.csv", &spec), Some(PathBuf::from("/data/train.csv")));
         spec.env_manager = EnvManager::Docker;
         assert_eq!(here("/data/train.csv", &spec), Some(PathBuf::from("/srv/datasets/train.csv")));

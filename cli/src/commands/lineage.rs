@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use drover_project::compare::{CodeDiff, Tree, compare};
-use drover_project::digest::{DigestCache, digest_path, through_volumes};
+use drover_project::digest::{DigestCache, digest_path};
 use drover_project::snapshot::{self, SnapshotDigest};
 use drover_project::{MlProject, PathCheck, parse_param_args};
 use drover_proto::domain::{Run, RunId, Tag};
 use drover_proto::execution::{EnvManager, Expectation, RunSpec, SubmitRun};
-use drover_proto::lineage::{self, CodeSection, RunDiff, tag};
+use drover_proto::lineage::{self, CodeSection, RunDiff};
 use drover_proto::{ApiError, Client, tags};
 use tempfile::NamedTempFile;
 use tokio_stream::StreamExt;
@@ -274,7 +274,8 @@ async fn rerun_with(
         }
     }
     // As typed: the original run's values, with those given here over them.
-    let mut given: serde_json::Map<String, serde_json::Value> = tag(&original, tags::PARAMS_GIVEN)
+    let mut given: serde_json::Map<String, serde_json::Value> = original
+        .tag(tags::PARAMS_GIVEN)
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or_default();
     for (key, value) in overrides {
@@ -313,14 +314,14 @@ fn expectation(
     here: bool,
 ) -> anyhow::Result<Expectation> {
     let mut expect = Expectation {
-        image_id: tag(original, tags::IMAGE_ID).map(str::to_string),
+        image_id: original.tag(tags::IMAGE_ID).map(str::to_string),
         strict,
         ..Default::default()
     };
     let mut differences = Vec::new();
     let mut cache = DigestCache::open(&crate::drover_home().join("cache").join("digests"));
     for (parameter, value) in &spec.parameters {
-        let Some(before) = tag(original, &tags::data_digest(parameter)) else { continue };
+        let Some(before) = original.tag(&tags::data_digest(parameter)) else { continue };
         if changed(parameter) || !std::path::Path::new(value).is_absolute() {
             // A path inside the project is pinned by the snapshot itself.
             continue;
@@ -329,11 +330,7 @@ fn expectation(
         if !here {
             continue;
         }
-        let path = match spec.env_manager {
-            EnvManager::Docker => through_volumes(value, &spec.volumes),
-            EnvManager::Local => Some(std::path::PathBuf::from(value)),
-        };
-        if let Some(path) = path
+        if let Some(path) = spec.data_path(value)
             && let Ok(now) = digest_path(&path, &mut cache)
             && now.digest != before
         {

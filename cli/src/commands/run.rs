@@ -297,23 +297,14 @@ pub fn given_tag(given: serde_json::Map<String, serde_json::Value>) -> Option<Ta
         .then(|| Tag::new(tags::PARAMS_GIVEN, text))
 }
 
-/// The tags of what a data parameter named, if its name leaves room for their keys.
-fn data_param_tags(parameter: &str, source: &str, digest: Option<String>) -> Vec<Tag> {
-    if tags::data_digest(parameter).len() > drover_proto::validate::MAX_KEY_LEN {
-        return Vec::new();
-    }
-    let mut found = vec![Tag::new(tags::data_source(parameter), source)];
-    found.extend(digest.map(|digest| Tag::new(tags::data_digest(parameter), digest)));
-    found
-}
-
 /// What the run's data parameters name, as sources; the worker records each one's digest as
 /// the run starts, from the run's own copy of the project for a path inside it.
 fn data_tags(project: &MlProject, invocation: &drover_project::Invocation) -> Vec<Tag> {
     project
         .data_params(&invocation.entry_point, &invocation.params)
         .into_iter()
-        .flat_map(|param| data_param_tags(&param.name, &param.value, None))
+        .filter(|param| tags::data_tags_fit(&param.name))
+        .map(|param| Tag::new(tags::data_source(&param.name), &param.value))
         .collect()
 }
 

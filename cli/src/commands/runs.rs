@@ -329,17 +329,8 @@ fn csv_line(fields: &[String]) -> String {
 async fn describe(global: &GlobalOptions, options: DescribeOptions) -> anyhow::Result<()> {
     let run_id: RunId = options.run_id.parse()?;
     if options.git_diff {
-        let diff = with_client(global, async |client| {
-            let run = client.get_run(run_id).await?;
-            let tag = |key: &str| run.data.tags.iter().find(|t| t.key == key).map(|t| t.value.clone());
-            let (Some(snapshot), Some(commit), Some(_)) =
-                (tag(tags::SNAPSHOT), tag(tags::GIT_COMMIT), tag(tags::GIT_DIFF))
-            else {
-                bail!("run {run_id} was made from a clean work tree (or outside git): it has no uncommitted changes");
-            };
-            Ok(client.source_diff(&snapshot.parse()?, &commit).await?)
-        })
-        .await?;
+        let diff =
+            with_client(global, async |client| Ok(client.source_diff(run_id).await?)).await?;
         std::io::Write::write_all(&mut std::io::stdout(), &diff)?;
         return Ok(());
     }

@@ -114,12 +114,8 @@ impl Execution for Scheduler {
         self.snapshots.put_diff(&digest, &commit, diff).await
     }
 
-    async fn source_diff(
-        &self,
-        digest: SnapshotDigest,
-        commit: String,
-    ) -> Result<Vec<u8>, ApiError> {
-        self.snapshots.diff(&digest, &commit).await
+    async fn source_diff(&self, run_id: RunId) -> Result<Vec<u8>, ApiError> {
+        self.run_source_diff(run_id).await
     }
 
     async fn connect_worker(

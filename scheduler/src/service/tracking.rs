@@ -218,12 +218,9 @@ impl Scheduler {
     /// recorded it (`drover.data.<parameter>.*` tags), in MLflow's `DatasetInput` shape.
     pub fn run_inputs(&self, run: &Run) -> ApiResult<Vec<Value>> {
         let mut inputs = self.store.inputs(run.info.run_id)?;
-        let tag = |key: String| {
-            run.data.tags.iter().find(|tag| tag.key == key).map(|tag| tag.value.as_str())
-        };
         for data in &run.data.tags {
             let Some((parameter, "source")) = tags::parse_data_tag(&data.key) else { continue };
-            let digest = tag(tags::data_digest(parameter));
+            let digest = run.tag(&tags::data_digest(parameter));
             let source_type = if data.value.contains("://") { "uri" } else { "local" };
             inputs.push(json!({
                 "tags": [{ "key": "mlflow.data.context", "value": format!("parameter {parameter}") }],

@@ -228,10 +228,8 @@ impl Scheduler {
     /// The uncommitted changes a run's snapshot was made with, as a diff against its commit.
     pub async fn run_source_diff(&self, run_id: RunId) -> ApiResult<Vec<u8>> {
         let run = self.store.run(run_id)?;
-        let snapshot = lineage::tag(&run, tags::SNAPSHOT);
-        let commit = lineage::tag(&run, tags::GIT_COMMIT);
         let (Some(snapshot), Some(commit), Some(_)) =
-            (snapshot, commit, lineage::tag(&run, tags::GIT_DIFF))
+            (run.tag(tags::SNAPSHOT), run.tag(tags::GIT_COMMIT), run.tag(tags::GIT_DIFF))
         else {
             return Err(ApiError::NotFound(format!(
                 "run {run_id} was made from a clean work tree (or outside git): it has no uncommitted changes"
