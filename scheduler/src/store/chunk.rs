@@ -18,7 +18,7 @@ pub(super) const HEADER_LEN: usize = 16;
 /// A schema-2 point: step, timestamp and value bits, big-endian.
 const SCHEMA2_POINT_LEN: usize = 24;
 
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+pub(super) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push(n as u8 | 0x80);
         n >>= 7;
@@ -27,7 +27,7 @@ fn put_varint(out: &mut Vec<u8>, mut n: u64) {
 }
 
 /// Reads a varint at `*at`, moving past it.
-fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+pub(super) fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
     let mut n = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *bytes.get(*at)?;

@@ -523,6 +523,7 @@ mod tests {
                 db.remove(key.expect("readable")).expect("removed");
             }
             db.insert(keys::SCHEMA, &2u32.to_be_bytes()).expect("written");
+            super::super::values::inline_all(db, store.db().value_log());
             assert_eq!(pending(&store), Vec::new());
             store.close();
         }
@@ -557,6 +558,7 @@ mod tests {
             let stale_length = [b"oz/".as_slice(), record.run_id.as_bytes()].concat();
             db.insert(stale_length, &0u64.to_be_bytes()).expect("written");
             db.insert(keys::SCHEMA, &3u32.to_be_bytes()).expect("written");
+            super::super::values::inline_all(db, store.db().value_log());
             store.close();
             record.run_id
         };

@@ -351,7 +351,7 @@ impl Store {
             flush(db, &current, &points, &mut batch)?;
         }
         // The new version goes with the last points moved.
-        batch.insert(keys::SCHEMA, &super::SCHEMA_VERSION.to_be_bytes());
+        batch.insert(keys::SCHEMA, &super::INLINE_VALUES_SCHEMA.to_be_bytes());
         db.apply_batch(batch)?;
         Ok(migrated)
     }
@@ -390,7 +390,7 @@ impl Store {
             }
         }
         batch.remove(keys::MIGRATION_PROGRESS);
-        batch.insert(keys::SCHEMA, &super::SCHEMA_VERSION.to_be_bytes());
+        batch.insert(keys::SCHEMA, &super::INLINE_VALUES_SCHEMA.to_be_bytes());
         db.apply_batch(batch)?;
         Ok(rewritten)
     }

@@ -1,5 +1,6 @@
 //! The store's keyspace: one sled tree, records grouped under short prefixes, keys built so
-//! that sled's byte order is the order listings want.
+//! that sled's byte order is the order listings want. The values of `h/`, `ha/` and `o/` live
+//! in the value log (`values.rs`); sled holds a pointer to each, resolved on every read.
 //!
 //! | prefix      | key after the prefix                                   | value                  |
 //! |-------------|--------------------------------------------------------|------------------------|

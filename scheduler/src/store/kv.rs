@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use sled::IVec;
 
+use super::values::{self, ValueLog};
+
 /// Changes to apply together: a key's new value, or `None` to remove it. A key written twice
 /// keeps its last change.
 #[derive(Default)]
@@ -82,6 +84,8 @@ type Range<'a> = std::collections::btree_map::Range<'a, IVec, Option<IVec>>;
 /// The store's database: sled, and the writes it has not been given yet.
 pub struct Kv {
     db: sled::Db,
+    /// The bulk values (see `values.rs`): sled holds pointers into it for their keys.
+    values: ValueLog,
     unapplied: RwLock<Unapplied>,
     /// Serializes passes of [`Kv::apply_unapplied`].
     applier: Mutex<()>,
@@ -91,9 +95,10 @@ pub struct Kv {
 }
 
 impl Kv {
-    pub fn new(db: sled::Db) -> Kv {
+    pub fn new(db: sled::Db, values: ValueLog) -> Kv {
         Kv {
             db,
+            values,
             unapplied: RwLock::default(),
             applier: Mutex::new(()),
             failure: std::sync::OnceLock::new(),
@@ -101,10 +106,21 @@ impl Kv {
     }
 
     /// sled itself, everything written so far applied to it: for schema migrations and
-    /// tests that write around the store.
+    /// tests that write around the store. It holds pointers into the value log for the keys
+    /// `values::holds`.
     pub fn sled(&self) -> sled::Result<&sled::Db> {
         self.apply_unapplied()?;
         Ok(&self.db)
+    }
+
+    pub fn value_log(&self) -> &ValueLog {
+        &self.values
+    }
+
+    /// The value of `key` as sled stores it, resolved: read from the value log where sled
+    /// holds a pointer.
+    fn stored(&self, key: &[u8], value: IVec) -> sled::Result<IVec> {
+        if values::holds(key) { Ok(self.values.read(&value)?) } else { Ok(value) }
     }
 
     fn failed(&self) -> sled::Result<()> {
@@ -148,7 +164,7 @@ impl Kv {
         }
         // Not among the unapplied writes: sled has it (or never had it), even if a pass
         // applied it since.
-        self.db.get(key)
+        self.db.get(key)?.map(|value| self.stored(key, value)).transpose()
     }
 
     pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Scan<'_> {
@@ -169,9 +185,14 @@ impl Kv {
             let unapplied = read(&self.unapplied).last_before(&start, &end);
             let stored = self.db.range::<IVec, _>((start.clone(), end.clone())).next_back();
             let stored = stored.transpose()?;
-            let newer = match (&unapplied, &stored) {
-                (None, _) => return Ok(stored),
-                (Some((key, _)), Some((stored_key, _))) if stored_key > key => return Ok(stored),
+            let resolved = |(key, value): (IVec, IVec)| {
+                let value = self.stored(&key, value)?;
+                sled::Result::Ok(Some((key, value)))
+            };
+            let newer = match (&unapplied, stored) {
+                (None, None) => return Ok(None),
+                (None, Some(stored)) => return resolved(stored),
+                (Some((key, _)), Some(stored)) if stored.0 > *key => return resolved(stored),
                 (Some(change), _) => change.clone(),
             };
             match newer {
@@ -198,8 +219,9 @@ impl Kv {
         self.db.generate_id()
     }
 
+    /// sled's files and the value log.
     pub fn size_on_disk(&self) -> sled::Result<u64> {
-        self.db.size_on_disk()
+        Ok(self.db.size_on_disk()? + self.values.size()?)
     }
 
     /// Applies every write taken in so far to sled, as one batch. The writes stay readable
@@ -216,21 +238,38 @@ impl Kv {
             unapplied.applying = writes.clone();
             writes
         };
-        let mut batch = sled::Batch::default();
-        for (key, value) in writes.iter() {
-            match value {
-                Some(value) => batch.insert(key.clone(), value.clone()),
-                None => batch.remove(key.clone()),
-            }
-        }
         // On failure the writes stay readable, and none of them, nor any later, is
         // acknowledged: every later write and flush fails.
-        if let Err(error) = self.db.apply_batch(batch) {
+        if let Err(error) = self.apply_to_sled(&writes) {
             let _ = self.failure.set(error.to_string());
             return Err(error);
         }
         write(&self.unapplied).applying = Arc::default();
         Ok(())
+    }
+
+    /// Writes the bulk values of `writes` to the value log (durably), then applies `writes` to
+    /// sled as one batch, with pointers in place of those values.
+    fn apply_to_sled(&self, writes: &Writes) -> sled::Result<()> {
+        let bulk = writes
+            .iter()
+            .filter_map(|(key, value)| Some((key, value.as_ref()?)))
+            .filter(|(key, _)| values::holds(key));
+        let mut pointers = self.values.append(bulk.map(|(_, value)| value.as_ref()))?.into_iter();
+        let mut batch = sled::Batch::default();
+        for (key, value) in writes.iter() {
+            match value {
+                Some(_) if values::holds(key) => {
+                    let pointer = pointers.next().ok_or_else(|| {
+                        sled::Error::ReportableBug("the value log returned too few pointers".into())
+                    })?;
+                    batch.insert(key.clone(), pointer)
+                }
+                Some(value) => batch.insert(key.clone(), value.clone()),
+                None => batch.remove(key.clone()),
+            }
+        }
+        self.db.apply_batch(batch)
     }
 
     /// Applies what is unapplied, then waits until sled has it on disk.
@@ -291,26 +330,28 @@ impl Iterator for Scan<'_> {
                 }
             }
             let unapplied = read(&self.kv.unapplied).first_after(&self.after, &self.end);
-            let (key, value) = match (self.sled_next.take(), unapplied) {
+            let stored = |(key, value): (IVec, IVec)| (key, Some(value), true);
+            let (key, value, from_sled) = match (self.sled_next.take(), unapplied) {
                 (None, None) => return None,
-                (Some((key, value)), None) => (key, Some(value)),
-                (None, Some(change)) => change,
-                (Some(stored), Some(change)) => match change.0.cmp(&stored.0) {
-                    Ordering::Greater => {
-                        let (key, value) = stored;
-                        (key, Some(value))
-                    }
+                (Some(entry), None) => stored(entry),
+                (None, Some((key, change))) => (key, change, false),
+                (Some(entry), Some((key, change))) => match key.cmp(&entry.0) {
+                    Ordering::Greater => stored(entry),
                     // The unapplied change is newer than what sled holds.
-                    Ordering::Equal => change,
+                    Ordering::Equal => (key, change, false),
                     Ordering::Less => {
-                        self.sled_next = Some(stored);
-                        change
+                        self.sled_next = Some(entry);
+                        (key, change, false)
                     }
                 },
             };
             self.after = Bound::Excluded(key.clone());
-            if let Some(value) = value {
-                return Some(Ok((key, value)));
+            match value {
+                Some(value) if from_sled => {
+                    return Some(self.kv.stored(&key, value).map(|value| (key, value)));
+                }
+                Some(value) => return Some(Ok((key, value))),
+                None => {}
             }
             // A removal: nothing to yield for it.
         }
@@ -354,7 +395,8 @@ mod tests {
     fn kv() -> (tempfile::TempDir, Kv) {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = sled::Config::new().path(dir.path().join("db")).open().expect("sled");
-        (dir, Kv::new(db))
+        let values = ValueLog::open(dir.path()).expect("value log");
+        (dir, Kv::new(db, values))
     }
 
     fn keys(scan: Scan<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -406,7 +448,8 @@ mod tests {
     fn writes_reach_the_disk_when_the_store_closes() {
         let dir = tempfile::tempdir().expect("temp dir");
         {
-            let kv = Kv::new(super::super::open_database(dir.path()).expect("sled"));
+            let db = super::super::open_database(dir.path()).expect("sled");
+            let kv = Kv::new(db, ValueLog::open(dir.path()).expect("value log"));
             kv.insert(b"kept", b"yes").unwrap();
         }
         let db = super::super::open_database(dir.path()).expect("sled");

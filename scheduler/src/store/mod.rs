@@ -20,6 +20,7 @@ mod registry;
 mod runs;
 mod staging;
 mod sweeps;
+mod values;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -56,8 +57,15 @@ const MAX_CACHED_RUNS: usize = 500_000;
 /// encoded points (see `history.rs`) and an index of the executions not done. Opening an
 /// older store builds the index, then rewrites its history. Schema 4 no longer keeps a log's
 /// length (`oz/`): its last chunk ends it. Builds before it would append after a stale
-/// length, so they must refuse the store, and the version says so.
-pub const SCHEMA_VERSION: u32 = 4;
+/// length, so they must refuse the store, and the version says so. Schema 5 keeps the
+/// history and log chunks in the value log (`values.rs`), sled only pointers to them; opening
+/// a schema-4 store moves them there.
+pub const SCHEMA_VERSION: u32 = 5;
+/// The last schema whose sled held the bulk values itself: where the older stores' rewrites
+/// leave them, for the move into the value log to take over.
+const INLINE_VALUES_SCHEMA: u32 = 4;
+/// Values moved into the value log per write when a schema-4 store is opened.
+const MIGRATION_BATCH_VALUES: usize = 10_000;
 
 /// Why a data directory could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +151,8 @@ impl Store {
             sled::Error::Io(source) => io_error(source),
             other => corrupt(other),
         })?;
-        let kv = Arc::new(Kv::new(db));
+        let values = values::ValueLog::open(dir).map_err(io_error)?;
+        let kv = Arc::new(Kv::new(db, values));
         let commit = GroupCommit::start(kv.clone()).map_err(io_error)?;
         let store = Store {
             inner: Arc::new(Inner {
@@ -230,9 +239,19 @@ impl Store {
                         "rewrote the metric history compactly (schema 3)"
                     );
                 }
-                if db.get(keys::SCHEMA)?.as_deref() != Some(&SCHEMA_VERSION.to_be_bytes()[..]) {
-                    db.insert(keys::SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
-                    db.flush()?;
+                if version < SCHEMA_VERSION {
+                    let started = std::time::Instant::now();
+                    let moved = values::move_into_log(
+                        db,
+                        self.inner.kv.value_log(),
+                        MIGRATION_BATCH_VALUES,
+                        SCHEMA_VERSION,
+                    )?;
+                    tracing::info!(
+                        moved,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "moved the history and log chunks into the value log (schema 5)"
+                    );
                 }
                 Ok(())
             }

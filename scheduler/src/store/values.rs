@@ -1,0 +1,249 @@
+//! The value log: an append-only file beside sled holding the store's bulk values (metric
+//! history chunks and run log chunks), so sled keeps only a short pointer to each.
+//!
+//! sled rewrites a leaf of its tree whole each time the leaf splits or gathers ten changes,
+//! and keeps the superseded copies until its cleaner reclaims a segment half dead. Values of
+//! a kilobyte that are written once and never changed were therefore written about three times
+//! and took about 2.5 times their size on disk. Here each is written once, and sled's leaves
+//! hold pointers of about a dozen bytes.
+//!
+//! A pointer is the value's offset and length (varints) and its CRC-32 (4 bytes, little-endian),
+//! checked on every read. Values reach the file, and the file is synced, before sled is given
+//! the pointers to them: a pointer on disk always points at durable bytes. A crash between
+//! the two leaves bytes at the file's end that nothing points at; appends go on after them.
+//! Nothing is ever removed from the file: the values it holds are never deleted from the
+//! store, and a run's earlier attempt's history, set aside, is written again once.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+use sled::IVec;
+
+use super::chunk::{put_varint, varint};
+
+/// The file's name in the store's data directory.
+pub const FILE_NAME: &str = "values.log";
+
+/// Key prefixes whose values live in the value log.
+pub const PREFIXES: [&[u8]; 3] =
+    [super::keys::HISTORY, super::keys::ATTEMPT_HISTORY, super::keys::LOG];
+
+/// Whether `key`'s value is kept in the value log.
+pub fn holds(key: &[u8]) -> bool {
+    PREFIXES.iter().any(|prefix| key.starts_with(prefix))
+}
+
+pub struct ValueLog {
+    file: File,
+    /// Serializes appends, so each knows where its bytes land: at the file's end.
+    appending: Mutex<()>,
+}
+
+impl ValueLog {
+    /// Opens the value log in `dir`, creating it (durably) when absent.
+    pub fn open(dir: &Path) -> io::Result<ValueLog> {
+        let path = dir.join(FILE_NAME);
+        let created = !path.exists();
+        let file = std::fs::OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+        if created {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(ValueLog { file, appending: Mutex::new(()) })
+    }
+
+    /// Appends `values`, syncs the file, and returns a pointer to each, in order.
+    pub fn append<'a>(&self, values: impl Iterator<Item = &'a [u8]>) -> io::Result<Vec<IVec>> {
+        let _appending = self.appending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // The file is opened for appending, so the bytes land at its end, after whatever a
+        // crash or a failed append left there.
+        let end = self.file.metadata()?.len();
+        let mut bytes = Vec::new();
+        let mut pointers = Vec::new();
+        for value in values {
+            pointers.push(encode_pointer(end + bytes.len() as u64, value));
+            bytes.extend_from_slice(value);
+        }
+        if bytes.is_empty() {
+            return Ok(pointers);
+        }
+        io::Write::write_all(&mut &self.file, &bytes)?;
+        self.file.sync_data()?;
+        Ok(pointers)
+    }
+
+    /// The value `pointer` points at.
+    pub fn read(&self, pointer: &[u8]) -> io::Result<IVec> {
+        let unreadable = |what: &str| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("the value log {what}"))
+        };
+        let (offset, len, crc) =
+            decode_pointer(pointer).ok_or_else(|| unreadable("has an unreadable pointer"))?;
+        let mut value = vec![0; len];
+        self.file.read_exact_at(&mut value, offset).map_err(|error| {
+            unreadable(&format!("ends before {len} bytes at offset {offset}: {error}"))
+        })?;
+        if crc32fast::hash(&value) != crc {
+            return Err(unreadable(&format!(
+                "holds damaged bytes: {len} bytes at offset {offset} fail their checksum"
+            )));
+        }
+        Ok(value.into())
+    }
+
+    /// The file's size on disk.
+    pub fn size(&self) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(self.file.metadata()?.blocks() * 512)
+    }
+}
+
+fn encode_pointer(offset: u64, value: &[u8]) -> IVec {
+    let mut pointer = Vec::with_capacity(16);
+    put_varint(&mut pointer, offset);
+    put_varint(&mut pointer, value.len() as u64);
+    pointer.extend_from_slice(&crc32fast::hash(value).to_le_bytes());
+    pointer.into()
+}
+
+fn decode_pointer(pointer: &[u8]) -> Option<(u64, usize, u32)> {
+    let mut at = 0;
+    let offset = varint(pointer, &mut at)?;
+    let len = usize::try_from(varint(pointer, &mut at)?).ok()?;
+    let crc = u32::from_le_bytes(pointer.get(at..at + 4)?.try_into().ok()?);
+    (at + 4 == pointer.len()).then_some((offset, len, crc))
+}
+
+/// Moves the bulk values a schema-4 store kept in sled into the value log, in writes of
+/// `batch_values` values. Each write records the last key it moved, so a move cut short by a
+/// crash resumes after it (values it had appended but not pointed at stay unreferenced); the
+/// last write sets `schema`. Runs before the store serves anything.
+pub fn move_into_log(
+    db: &sled::Db,
+    log: &ValueLog,
+    batch_values: usize,
+    schema: u32,
+) -> sled::Result<u64> {
+    let done = db.get(super::keys::MIGRATION_PROGRESS)?;
+    let mut moved = 0;
+    let mut pending: Vec<(IVec, IVec)> = Vec::new();
+    let write = |pending: &mut Vec<(IVec, IVec)>, last: bool| -> sled::Result<()> {
+        let pointers = log.append(pending.iter().map(|(_, value)| value.as_ref()))?;
+        let mut batch = sled::Batch::default();
+        for ((key, _), pointer) in pending.iter().zip(pointers) {
+            batch.insert(key, pointer);
+        }
+        match (last, pending.last()) {
+            (true, _) => {
+                batch.remove(super::keys::MIGRATION_PROGRESS);
+                batch.insert(super::keys::SCHEMA, &schema.to_be_bytes());
+            }
+            (false, Some((key, _))) => batch.insert(super::keys::MIGRATION_PROGRESS, key),
+            (false, None) => {}
+        }
+        pending.clear();
+        db.apply_batch(batch)
+    };
+    for prefix in PREFIXES {
+        for entry in db.scan_prefix(prefix) {
+            let (key, value) = entry?;
+            if done.as_ref().is_some_and(|done| key <= *done) {
+                continue;
+            }
+            pending.push((key, value));
+            moved += 1;
+            if pending.len() >= batch_values {
+                write(&mut pending, false)?;
+            }
+        }
+    }
+    write(&mut pending, true)?;
+    db.flush()?;
+    Ok(moved)
+}
+
+/// Puts the bulk values back into sled, as a schema-4 store kept them: for tests of older
+/// stores.
+#[cfg(test)]
+pub fn inline_all(db: &sled::Db, log: &ValueLog) {
+    for prefix in PREFIXES {
+        for entry in db.scan_prefix(prefix) {
+            let (key, pointer) = entry.expect("readable");
+            db.insert(key, log.read(&pointer).expect("in the value log")).expect("written");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_come_back_across_reopening_and_after_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let values: Vec<Vec<u8>> = (0..300u32).map(|i| vec![i as u8; i as usize]).collect();
+        let pointers = {
+            let log = ValueLog::open(dir.path()).unwrap();
+            log.append(values.iter().map(Vec::as_slice)).unwrap()
+        };
+        // A crash mid-append leaves bytes nothing points at.
+        let path = dir.path().join(FILE_NAME);
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        io::Write::write_all(&mut file, b"torn").unwrap();
+        let log = ValueLog::open(dir.path()).unwrap();
+        let more = log.append([b"after".as_slice()].into_iter()).unwrap();
+        for (pointer, value) in pointers.iter().zip(&values) {
+            assert_eq!(log.read(pointer).unwrap().as_ref(), value.as_slice());
+        }
+        assert_eq!(log.read(&more[0]).unwrap().as_ref(), b"after");
+    }
+
+    #[test]
+    fn damaged_bytes_and_bad_pointers_are_errors_not_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ValueLog::open(dir.path()).unwrap();
+        let pointer = log.append([b"precious".as_slice()].into_iter()).unwrap().remove(0);
+        std::fs::write(dir.path().join(FILE_NAME), b"pre_ious").unwrap();
+        let error = log.read(&pointer).unwrap_err().to_string();
+        assert!(error.contains("fail their checksum"), "{error}");
+        assert!(log.read(b"\xff").is_err());
+        let beyond = encode_pointer(1 << 20, b"x");
+        assert!(log.read(&beyond).unwrap_err().to_string().contains("ends before"));
+    }
+
+    #[test]
+    fn a_move_into_the_log_cut_short_resumes_after_the_last_key_it_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
+        let log = ValueLog::open(dir.path()).unwrap();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..7u8)
+            .map(|i| {
+                let prefix = PREFIXES[usize::from(i) % PREFIXES.len()];
+                ([prefix, &[i]].concat(), vec![i; 100 + usize::from(i)])
+            })
+            .collect();
+        for (key, value) in &entries {
+            db.insert(key, value.as_slice()).unwrap();
+        }
+        db.insert(b"p/kept", b"inline").unwrap();
+        // The first write of a move landed (pointers and progress), the rest did not.
+        let mut sorted = entries.clone();
+        sorted.sort();
+        for (key, value) in &sorted[..2] {
+            let pointer = log.append([value.as_slice()].into_iter()).unwrap().remove(0);
+            db.insert(key, pointer).unwrap();
+        }
+        db.insert(super::super::keys::MIGRATION_PROGRESS, sorted[1].0.as_slice()).unwrap();
+        assert_eq!(move_into_log(&db, &log, 2, 5).unwrap(), 5);
+        for (key, value) in &entries {
+            let pointer = db.get(key).unwrap().unwrap();
+            assert_eq!(log.read(&pointer).unwrap().as_ref(), value.as_slice());
+        }
+        assert_eq!(db.get(b"p/kept").unwrap().as_deref(), Some(b"inline".as_slice()));
+        assert_eq!(db.get(super::super::keys::MIGRATION_PROGRESS).unwrap(), None);
+        let schema = db.get(super::super::keys::SCHEMA).unwrap().unwrap();
+        assert_eq!(schema.as_ref(), 5u32.to_be_bytes());
+    }
+}
