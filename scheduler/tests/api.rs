@@ -527,6 +527,16 @@ fn a_file_or_a_newer_store_is_refused() {
     assert!(error.to_string().contains("newer drover"), "{error}");
 }
 
+#[test]
+fn a_store_missing_its_value_log_is_refused_not_emptied() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    std::fs::remove_file(dir.path().join("values.log")).unwrap();
+    let error = Store::open(dir.path()).err().unwrap().to_string();
+    assert!(error.contains("values.log is missing"), "{error}");
+    assert!(!dir.path().join("values.log").exists());
+}
+
 #[tokio::test]
 async fn searches_see_every_later_write() {
     let dir = tempfile::tempdir().unwrap();

@@ -358,7 +358,8 @@ impl Store {
 
     /// Rewrites a schema-2 store's chunks (24 bytes per point) in the compact encoding, in
     /// writes of `batch_chunks` chunks. Each write also records the last chunk it rewrote, so
-    /// a rewrite cut short by a crash resumes after it; the last sets schema 3. Runs before
+    /// a rewrite cut short by a crash resumes after it; the last sets schema 4, whose chunks
+    /// `values::move_into_log` then moves into the value log. Runs before
     /// the store serves anything.
     pub(super) fn migrate_chunks_to_compact(
         db: &sled::Db,

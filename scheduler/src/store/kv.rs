@@ -395,7 +395,7 @@ mod tests {
     fn kv() -> (tempfile::TempDir, Kv) {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = sled::Config::new().path(dir.path().join("db")).open().expect("sled");
-        let values = ValueLog::open(dir.path()).expect("value log");
+        let values = ValueLog::open(dir.path(), true).expect("value log");
         (dir, Kv::new(db, values))
     }
 
@@ -449,7 +449,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         {
             let db = super::super::open_database(dir.path()).expect("sled");
-            let kv = Kv::new(db, ValueLog::open(dir.path()).expect("value log"));
+            let kv = Kv::new(db, ValueLog::open(dir.path(), true).expect("value log"));
             kv.insert(b"kept", b"yes").unwrap();
         }
         let db = super::super::open_database(dir.path()).expect("sled");

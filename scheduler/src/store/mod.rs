@@ -64,8 +64,8 @@ pub const SCHEMA_VERSION: u32 = 5;
 /// The last schema whose sled held the bulk values itself: where the older stores' rewrites
 /// leave them, for the move into the value log to take over.
 const INLINE_VALUES_SCHEMA: u32 = 4;
-/// Values moved into the value log per write when a schema-4 store is opened.
-const MIGRATION_BATCH_VALUES: usize = 10_000;
+/// Bytes of values moved into the value log per write when a schema-4 store is opened.
+const MIGRATION_BATCH_BYTES: usize = 32 << 20;
 
 /// Why a data directory could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +151,14 @@ impl Store {
             sled::Error::Io(source) => io_error(source),
             other => corrupt(other),
         })?;
-        let values = values::ValueLog::open(dir).map_err(io_error)?;
+        // A store whose sled may already point into the value log must have it.
+        let schema = stored_schema(&db).map_err(|error| error.opening(dir))?;
+        if let Some(found) = schema.filter(|version| *version > SCHEMA_VERSION) {
+            return Err(InitError::Newer(found).opening(dir));
+        }
+        let values =
+            values::ValueLog::open(dir, schema.is_none_or(|version| version < SCHEMA_VERSION))
+                .map_err(io_error)?;
         let kv = Arc::new(Kv::new(db, values));
         let commit = GroupCommit::start(kv.clone()).map_err(io_error)?;
         let store = Store {
@@ -168,13 +175,7 @@ impl Store {
                 lock,
             }),
         };
-        store.initialize().map_err(|error| match error {
-            InitError::Newer(found) => {
-                OpenError::NewerSchema { path: dir.to_path_buf(), found, supported: SCHEMA_VERSION }
-            }
-            InitError::Sled(error) => corrupt(error),
-            InitError::Invalid(detail) => OpenError::Corrupt { path: dir.to_path_buf(), detail },
-        })?;
+        store.initialize().map_err(|error| error.opening(dir))?;
         Ok(store)
     }
 
@@ -211,11 +212,8 @@ impl Store {
     /// stores from a newer build.
     fn initialize(&self) -> Result<(), InitError> {
         let db = self.inner.kv.sled()?;
-        match db.get(keys::SCHEMA)? {
+        match stored_schema(db)? {
             Some(version) => {
-                let version = <[u8; 4]>::try_from(version.as_ref())
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| InitError::Invalid("the schema version is unreadable".into()))?;
                 if version > SCHEMA_VERSION {
                     return Err(InitError::Newer(version));
                 }
@@ -239,12 +237,13 @@ impl Store {
                         "rewrote the metric history compactly (schema 3)"
                     );
                 }
-                if version < SCHEMA_VERSION {
+                // A move cut short has already set the new version, and left its progress.
+                if version < SCHEMA_VERSION || db.get(keys::MIGRATION_PROGRESS)?.is_some() {
                     let started = std::time::Instant::now();
                     let moved = values::move_into_log(
                         db,
                         self.inner.kv.value_log(),
-                        MIGRATION_BATCH_VALUES,
+                        MIGRATION_BATCH_BYTES,
                         SCHEMA_VERSION,
                     )?;
                     tracing::info!(
@@ -449,7 +448,8 @@ impl Store {
 /// Opens the sled database of the data directory `dir`. A sled lock still held on it belongs to
 /// a store that is closing (sled's background threads let go of the file moments after its
 /// last handle drops, after the directory lock is released): wait for it. `Store::open` holds
-/// the directory lock by then; tools and tests may call this on a closed store.
+/// the directory lock by then; tools and tests may call this on a closed store, where sled
+/// holds pointers into the value log (`values.rs`) for the history and log chunks.
 pub fn open_database(dir: &Path) -> sled::Result<sled::Db> {
     let path = dir.join("db");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -470,6 +470,32 @@ enum InitError {
     Newer(u32),
     Sled(sled::Error),
     Invalid(String),
+}
+
+impl InitError {
+    /// What opening the store in `dir` failed with.
+    fn opening(self, dir: &Path) -> OpenError {
+        let path = dir.to_path_buf();
+        match self {
+            InitError::Newer(found) => {
+                OpenError::NewerSchema { path, found, supported: SCHEMA_VERSION }
+            }
+            // Out of disk space while a schema is rewritten, say: not a damaged store.
+            InitError::Sled(sled::Error::Io(source)) => OpenError::Io { path, source },
+            InitError::Sled(error) => OpenError::Corrupt { path, detail: error.to_string() },
+            InitError::Invalid(detail) => OpenError::Corrupt { path, detail },
+        }
+    }
+}
+
+/// The schema version a store's sled records, if it records one.
+fn stored_schema(db: &sled::Db) -> Result<Option<u32>, InitError> {
+    let Some(version) = db.get(keys::SCHEMA)? else {
+        return Ok(None);
+    };
+    <[u8; 4]>::try_from(version.as_ref())
+        .map(|bytes| Some(u32::from_be_bytes(bytes)))
+        .map_err(|_| InitError::Invalid("the schema version is unreadable".into()))
 }
 
 impl From<sled::Error> for InitError {

@@ -43,14 +43,28 @@ pub struct ValueLog {
 }
 
 impl ValueLog {
-    /// Opens the value log in `dir`, creating it (durably) when absent.
-    pub fn open(dir: &Path) -> io::Result<ValueLog> {
+    /// Opens the value log in `dir`, creating it when absent if `may_create` (a store whose
+    /// sled holds no pointers yet), else refusing. The directory is synced either way, so the
+    /// file's entry is durable before anything points into it, even if an earlier process
+    /// created it and died.
+    pub fn open(dir: &Path, may_create: bool) -> io::Result<ValueLog> {
         let path = dir.join(FILE_NAME);
-        let created = !path.exists();
-        let file = std::fs::OpenOptions::new().read(true).append(true).create(true).open(&path)?;
-        if created {
-            File::open(dir)?.sync_all()?;
-        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(may_create)
+            .open(&path)
+            .map_err(|error| match error.kind() {
+                io::ErrorKind::NotFound => io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "{} is missing: the store's metric histories and run logs are in it (restore it with the rest of the data directory)",
+                        path.display()
+                    ),
+                ),
+                _ => error,
+            })?;
+        File::open(dir)?.sync_all()?;
         Ok(ValueLog { file, appending: Mutex::new(()) })
     }
 
@@ -81,10 +95,14 @@ impl ValueLog {
         };
         let (offset, len, crc) =
             decode_pointer(pointer).ok_or_else(|| unreadable("has an unreadable pointer"))?;
+        let file_len = self.file.metadata()?.len();
+        if offset.checked_add(len as u64).is_none_or(|end| end > file_len) {
+            return Err(unreadable(&format!(
+                "ends at {file_len} bytes, before {len} bytes at offset {offset}"
+            )));
+        }
         let mut value = vec![0; len];
-        self.file.read_exact_at(&mut value, offset).map_err(|error| {
-            unreadable(&format!("ends before {len} bytes at offset {offset}: {error}"))
-        })?;
+        self.file.read_exact_at(&mut value, offset)?;
         if crc32fast::hash(&value) != crc {
             return Err(unreadable(&format!(
                 "holds damaged bytes: {len} bytes at offset {offset} fail their checksum"
@@ -116,30 +134,31 @@ fn decode_pointer(pointer: &[u8]) -> Option<(u64, usize, u32)> {
     (at + 4 == pointer.len()).then_some((offset, len, crc))
 }
 
-/// Moves the bulk values a schema-4 store kept in sled into the value log, in writes of
-/// `batch_values` values. Each write records the last key it moved, so a move cut short by a
-/// crash resumes after it (values it had appended but not pointed at stay unreferenced); the
-/// last write sets `schema`. Runs before the store serves anything.
+/// Moves the bulk values a schema-4 store kept in sled into the value log, in writes of at
+/// most `batch_bytes` bytes of values. Every write sets `schema` (so a build that reads values
+/// inline refuses the store as soon as any value has moved) and records the last key it
+/// moved, so a move cut short resumes after it (values it had appended but not pointed at
+/// stay unreferenced); the last write removes that record. Runs before the store serves
+/// anything, whenever the record is present.
 pub fn move_into_log(
     db: &sled::Db,
     log: &ValueLog,
-    batch_values: usize,
+    batch_bytes: usize,
     schema: u32,
 ) -> sled::Result<u64> {
     let done = db.get(super::keys::MIGRATION_PROGRESS)?;
     let mut moved = 0;
     let mut pending: Vec<(IVec, IVec)> = Vec::new();
+    let mut pending_bytes = 0;
     let write = |pending: &mut Vec<(IVec, IVec)>, last: bool| -> sled::Result<()> {
         let pointers = log.append(pending.iter().map(|(_, value)| value.as_ref()))?;
         let mut batch = sled::Batch::default();
         for ((key, _), pointer) in pending.iter().zip(pointers) {
             batch.insert(key, pointer);
         }
+        batch.insert(super::keys::SCHEMA, &schema.to_be_bytes());
         match (last, pending.last()) {
-            (true, _) => {
-                batch.remove(super::keys::MIGRATION_PROGRESS);
-                batch.insert(super::keys::SCHEMA, &schema.to_be_bytes());
-            }
+            (true, _) => batch.remove(super::keys::MIGRATION_PROGRESS),
             (false, Some((key, _))) => batch.insert(super::keys::MIGRATION_PROGRESS, key),
             (false, None) => {}
         }
@@ -152,10 +171,12 @@ pub fn move_into_log(
             if done.as_ref().is_some_and(|done| key <= *done) {
                 continue;
             }
+            pending_bytes += value.len();
             pending.push((key, value));
             moved += 1;
-            if pending.len() >= batch_values {
+            if pending_bytes >= batch_bytes {
                 write(&mut pending, false)?;
+                pending_bytes = 0;
             }
         }
     }
@@ -185,14 +206,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let values: Vec<Vec<u8>> = (0..300u32).map(|i| vec![i as u8; i as usize]).collect();
         let pointers = {
-            let log = ValueLog::open(dir.path()).unwrap();
+            let log = ValueLog::open(dir.path(), true).unwrap();
             log.append(values.iter().map(Vec::as_slice)).unwrap()
         };
         // A crash mid-append leaves bytes nothing points at.
         let path = dir.path().join(FILE_NAME);
         let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
         io::Write::write_all(&mut file, b"torn").unwrap();
-        let log = ValueLog::open(dir.path()).unwrap();
+        let log = ValueLog::open(dir.path(), false).unwrap();
         let more = log.append([b"after".as_slice()].into_iter()).unwrap();
         for (pointer, value) in pointers.iter().zip(&values) {
             assert_eq!(log.read(pointer).unwrap().as_ref(), value.as_slice());
@@ -203,21 +224,29 @@ mod tests {
     #[test]
     fn damaged_bytes_and_bad_pointers_are_errors_not_values() {
         let dir = tempfile::tempdir().unwrap();
-        let log = ValueLog::open(dir.path()).unwrap();
+        let missing = ValueLog::open(dir.path(), false).err().unwrap().to_string();
+        assert!(missing.contains("values.log is missing"), "{missing}");
+        let log = ValueLog::open(dir.path(), true).unwrap();
         let pointer = log.append([b"precious".as_slice()].into_iter()).unwrap().remove(0);
         std::fs::write(dir.path().join(FILE_NAME), b"pre_ious").unwrap();
         let error = log.read(&pointer).unwrap_err().to_string();
         assert!(error.contains("fail their checksum"), "{error}");
         assert!(log.read(b"\xff").is_err());
         let beyond = encode_pointer(1 << 20, b"x");
-        assert!(log.read(&beyond).unwrap_err().to_string().contains("ends before"));
+        assert!(log.read(&beyond).unwrap_err().to_string().contains("before 1 bytes"));
+        // A damaged length is an error, not an allocation of it.
+        let mut huge = Vec::new();
+        put_varint(&mut huge, 0);
+        put_varint(&mut huge, u64::MAX);
+        huge.extend_from_slice(&[0; 4]);
+        assert!(log.read(&huge).is_err());
     }
 
     #[test]
     fn a_move_into_the_log_cut_short_resumes_after_the_last_key_it_moved() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new().path(dir.path().join("db")).open().unwrap();
-        let log = ValueLog::open(dir.path()).unwrap();
+        let log = ValueLog::open(dir.path(), true).unwrap();
         let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..7u8)
             .map(|i| {
                 let prefix = PREFIXES[usize::from(i) % PREFIXES.len()];
@@ -236,7 +265,7 @@ mod tests {
             db.insert(key, pointer).unwrap();
         }
         db.insert(super::super::keys::MIGRATION_PROGRESS, sorted[1].0.as_slice()).unwrap();
-        assert_eq!(move_into_log(&db, &log, 2, 5).unwrap(), 5);
+        assert_eq!(move_into_log(&db, &log, 200, 5).unwrap(), 5);
         for (key, value) in &entries {
             let pointer = db.get(key).unwrap().unwrap();
             assert_eq!(log.read(&pointer).unwrap().as_ref(), value.as_slice());
