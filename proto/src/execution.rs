@@ -117,6 +117,14 @@ pub struct SubmitRun {
     pub spec: RunSpec,
 }
 
+/// How a scheduler's refusal of a submission whose snapshot it lacks ends, after the digest.
+pub const SNAPSHOT_MISSING: &str = "is not on this scheduler; upload it before submitting";
+
+/// Whether `error` refuses a submission because its snapshot must be uploaded first.
+pub fn is_missing_snapshot(error: &crate::ApiError) -> bool {
+    matches!(error, crate::ApiError::FailedPrecondition(message) if message.ends_with(SNAPSHOT_MISSING))
+}
+
 /// One attempt at executing a run. Attempts count from 1; a retry is a new attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AttemptId {

@@ -54,7 +54,8 @@ impl SnapshotStore {
             return Ok(());
         }
         Err(ApiError::FailedPrecondition(format!(
-            "snapshot {digest} is not on this scheduler; upload it before submitting"
+            "snapshot {digest} {}",
+            drover_proto::execution::SNAPSHOT_MISSING
         )))
     }
 

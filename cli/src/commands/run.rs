@@ -13,7 +13,7 @@ use drover_proto::Client;
 use drover_proto::domain::{
     CreateExperiment, DEFAULT_EXPERIMENT_ID, ExperimentId, ExperimentName, ExperimentRef, Tag,
 };
-use drover_proto::execution::{EnvManager, RunSpec, SubmitRun};
+use drover_proto::execution::{self, EnvManager, RunSpec, SubmitRun};
 use drover_proto::tags;
 
 use crate::GlobalOptions;
@@ -135,17 +135,29 @@ async fn submit_and_follow(
     mut prepared: PreparedRun,
 ) -> anyhow::Result<std::process::ExitCode> {
     let experiment_id = resolve_experiment(client, args).await?;
-    upload_snapshot(client, &prepared.snapshot).await?;
-    keep_source_diff(client, &mut prepared).await?;
-    let run = client
-        .submit_run(SubmitRun {
-            experiment_id,
-            run_name: args.run_name.clone(),
-            user_id: user(),
-            tags: prepared.tags(),
-            spec: prepared.spec.clone(),
-        })
-        .await?;
+    let request = SubmitRun {
+        experiment_id,
+        run_name: args.run_name.clone(),
+        user_id: user(),
+        tags: prepared.tags(),
+        spec: prepared.spec.clone(),
+    };
+    let run = if prepared.git.has_source_diff() {
+        // The uncommitted changes are kept beside the snapshot, which must be there first.
+        upload_snapshot(client, &prepared.snapshot).await?;
+        keep_source_diff(client, &mut prepared).await?;
+        client.submit_run(request).await?
+    } else {
+        // Submitted at once, the snapshot uploaded only if the scheduler lacks it: a project
+        // it already has costs one round trip, not two.
+        match client.submit_run(request.clone()).await {
+            Err(error) if execution::is_missing_snapshot(&error) => {
+                upload_snapshot(client, &prepared.snapshot).await?;
+                client.submit_run(request).await?
+            }
+            result => result?,
+        }
+    };
     let run_id = run.info.run_id;
     let place = match (&prepared.spec.env_manager, &prepared.spec.image) {
         (EnvManager::Docker, Some(image)) => format!("in a Docker container from {image}"),

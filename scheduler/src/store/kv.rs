@@ -120,7 +120,7 @@ impl Kv {
     /// The value of `key` as sled stores it, resolved: read from the value log where sled
     /// holds a pointer.
     fn stored(&self, key: &[u8], value: IVec) -> sled::Result<IVec> {
-        if values::holds(key) { Ok(self.values.read(&value)?) } else { Ok(value) }
+        if values::holds(key) { Ok(self.values.load(&value)?) } else { Ok(value) }
     }
 
     fn failed(&self) -> sled::Result<()> {
@@ -249,21 +249,21 @@ impl Kv {
     }
 
     /// Writes the bulk values of `writes` to the value log (durably), then applies `writes` to
-    /// sled as one batch, with pointers in place of those values.
+    /// sled as one batch, with what the value log says to keep in place of those values.
     fn apply_to_sled(&self, writes: &Writes) -> sled::Result<()> {
         let bulk = writes
             .iter()
             .filter_map(|(key, value)| Some((key, value.as_ref()?)))
             .filter(|(key, _)| values::holds(key));
-        let mut pointers = self.values.append(bulk.map(|(_, value)| value.as_ref()))?.into_iter();
+        let mut stored = self.values.store(bulk.map(|(_, value)| value.as_ref()))?.into_iter();
         let mut batch = sled::Batch::default();
         for (key, value) in writes.iter() {
             match value {
                 Some(_) if values::holds(key) => {
-                    let pointer = pointers.next().ok_or_else(|| {
-                        sled::Error::ReportableBug("the value log returned too few pointers".into())
+                    let stored = stored.next().ok_or_else(|| {
+                        sled::Error::ReportableBug("the value log stored too few values".into())
                     })?;
-                    batch.insert(key.clone(), pointer)
+                    batch.insert(key.clone(), stored)
                 }
                 Some(value) => batch.insert(key.clone(), value.clone()),
                 None => batch.remove(key.clone()),
@@ -489,6 +489,27 @@ mod tests {
         kv.remove(b"a/1").unwrap();
         kv.remove(b"a/2").unwrap();
         assert_eq!(last(&kv), None);
+    }
+
+    #[test]
+    fn bulk_values_read_the_same_from_memory_sled_and_the_value_log() {
+        let (dir, kv) = kv();
+        let long = vec![9u8; 4_000];
+        kv.insert(b"h/long", long.as_slice()).unwrap();
+        kv.insert(b"h/short", b"tiny").unwrap();
+        kv.insert(b"o/log", long.as_slice()).unwrap();
+        let read = |kv: &Kv| {
+            let scanned: Vec<_> = keys(kv.scan_prefix(b"h/"));
+            (kv.get(b"h/long").unwrap(), kv.last_in_prefix(b"o/").unwrap(), scanned)
+        };
+        let before = read(&kv);
+        kv.flush().unwrap();
+        assert_eq!(read(&kv), before);
+        assert_eq!(before.0.as_deref(), Some(long.as_slice()));
+        // sled holds a pointer for the long values and the short one itself.
+        let log_len = std::fs::metadata(dir.path().join(values::FILE_NAME)).unwrap().len();
+        assert_eq!(log_len, 8_000);
+        assert!(kv.sled().unwrap().get(b"h/long").unwrap().unwrap().len() < 16);
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! and took about 2.5 times their size on disk. Here each is written once, and sled's leaves
 //! hold pointers of about a dozen bytes.
 //!
-//! A pointer is the value's offset and length (varints) and its CRC-32 (4 bytes, little-endian),
-//! checked on every read. Values reach the file, and the file is synced, before sled is given
+//! What sled keeps for such a key is a tag byte, then either the value itself (values under
+//! 128 bytes: one metric point, a run's first log line; a write of only those syncs nothing
+//! here) or a pointer: the value's offset and length (varints) and its CRC-32 (4 bytes,
+//! little-endian), checked on every read. Values reach the file, and the file is synced, before sled is given
 //! the pointers to them: a pointer on disk always points at durable bytes. A crash between
 //! the two leaves bytes at the file's end that nothing points at; appends go on after them.
 //! Nothing is ever removed from the file: the values it holds are never deleted from the
@@ -30,6 +32,15 @@ pub const FILE_NAME: &str = "values.log";
 /// Key prefixes whose values live in the value log.
 pub const PREFIXES: [&[u8]; 3] =
     [super::keys::HISTORY, super::keys::ATTEMPT_HISTORY, super::keys::LOG];
+
+/// Values shorter than this stay in sled, after an [`INLINE`] byte: a pointer would save
+/// them little, and a write of nothing but short values (one metric point, a run's first log
+/// line) then costs no sync of the file.
+pub const INLINE_BELOW: usize = 128;
+/// The first byte of what sled keeps for a value it holds itself.
+const INLINE: u8 = 1;
+/// The first byte of a pointer.
+const POINTER: u8 = 0;
 
 /// Whether `key`'s value is kept in the value log.
 pub fn holds(key: &[u8]) -> bool {
@@ -68,33 +79,40 @@ impl ValueLog {
         Ok(ValueLog { file, appending: Mutex::new(()) })
     }
 
-    /// Appends `values`, syncs the file, and returns a pointer to each, in order.
-    pub fn append<'a>(&self, values: impl Iterator<Item = &'a [u8]>) -> io::Result<Vec<IVec>> {
+    /// What sled keeps for each of `values`, in order: a value shorter than [`INLINE_BELOW`]
+    /// itself, any other a pointer to it, appended to the file (synced, once for all of them).
+    pub fn store<'a>(&self, values: impl Iterator<Item = &'a [u8]>) -> io::Result<Vec<IVec>> {
         let _appending = self.appending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // The file is opened for appending, so the bytes land at its end, after whatever a
         // crash or a failed append left there.
         let end = self.file.metadata()?.len();
         let mut bytes = Vec::new();
-        let mut pointers = Vec::new();
+        let mut stored = Vec::new();
         for value in values {
-            pointers.push(encode_pointer(end + bytes.len() as u64, value));
-            bytes.extend_from_slice(value);
+            if value.len() < INLINE_BELOW {
+                stored.push(IVec::from([&[INLINE], value].concat()));
+            } else {
+                stored.push(encode_pointer(end + bytes.len() as u64, value));
+                bytes.extend_from_slice(value);
+            }
         }
-        if bytes.is_empty() {
-            return Ok(pointers);
+        if !bytes.is_empty() {
+            io::Write::write_all(&mut &self.file, &bytes)?;
+            self.file.sync_data()?;
         }
-        io::Write::write_all(&mut &self.file, &bytes)?;
-        self.file.sync_data()?;
-        Ok(pointers)
+        Ok(stored)
     }
 
-    /// The value `pointer` points at.
-    pub fn read(&self, pointer: &[u8]) -> io::Result<IVec> {
+    /// The value sled keeps `stored` for: the value itself, or the one it points at, checked.
+    pub fn load(&self, stored: &[u8]) -> io::Result<IVec> {
         let unreadable = |what: &str| {
             io::Error::new(io::ErrorKind::InvalidData, format!("the value log {what}"))
         };
+        if let Some((&INLINE, value)) = stored.split_first() {
+            return Ok(value.into());
+        }
         let (offset, len, crc) =
-            decode_pointer(pointer).ok_or_else(|| unreadable("has an unreadable pointer"))?;
+            decode_pointer(stored).ok_or_else(|| unreadable("has an unreadable pointer"))?;
         let file_len = self.file.metadata()?.len();
         if offset.checked_add(len as u64).is_none_or(|end| end > file_len) {
             return Err(unreadable(&format!(
@@ -120,6 +138,7 @@ impl ValueLog {
 
 fn encode_pointer(offset: u64, value: &[u8]) -> IVec {
     let mut pointer = Vec::with_capacity(16);
+    pointer.push(POINTER);
     put_varint(&mut pointer, offset);
     put_varint(&mut pointer, value.len() as u64);
     pointer.extend_from_slice(&crc32fast::hash(value).to_le_bytes());
@@ -127,7 +146,10 @@ fn encode_pointer(offset: u64, value: &[u8]) -> IVec {
 }
 
 fn decode_pointer(pointer: &[u8]) -> Option<(u64, usize, u32)> {
-    let mut at = 0;
+    if pointer.first() != Some(&POINTER) {
+        return None;
+    }
+    let mut at = 1;
     let offset = varint(pointer, &mut at)?;
     let len = usize::try_from(varint(pointer, &mut at)?).ok()?;
     let crc = u32::from_le_bytes(pointer.get(at..at + 4)?.try_into().ok()?);
@@ -151,10 +173,10 @@ pub fn move_into_log(
     let mut pending: Vec<(IVec, IVec)> = Vec::new();
     let mut pending_bytes = 0;
     let write = |pending: &mut Vec<(IVec, IVec)>, last: bool| -> sled::Result<()> {
-        let pointers = log.append(pending.iter().map(|(_, value)| value.as_ref()))?;
+        let stored = log.store(pending.iter().map(|(_, value)| value.as_ref()))?;
         let mut batch = sled::Batch::default();
-        for ((key, _), pointer) in pending.iter().zip(pointers) {
-            batch.insert(key, pointer);
+        for ((key, _), stored) in pending.iter().zip(stored) {
+            batch.insert(key, stored);
         }
         batch.insert(super::keys::SCHEMA, &schema.to_be_bytes());
         match (last, pending.last()) {
@@ -192,7 +214,7 @@ pub fn inline_all(db: &sled::Db, log: &ValueLog) {
     for prefix in PREFIXES {
         for entry in db.scan_prefix(prefix) {
             let (key, pointer) = entry.expect("readable");
-            db.insert(key, log.read(&pointer).expect("in the value log")).expect("written");
+            db.insert(key, log.load(&pointer).expect("in the value log")).expect("written");
         }
     }
 }
@@ -204,21 +226,27 @@ mod tests {
     #[test]
     fn values_come_back_across_reopening_and_after_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
+        // Short values stay inline, the rest go to the file.
         let values: Vec<Vec<u8>> = (0..300u32).map(|i| vec![i as u8; i as usize]).collect();
-        let pointers = {
+        let stored = {
             let log = ValueLog::open(dir.path(), true).unwrap();
-            log.append(values.iter().map(Vec::as_slice)).unwrap()
+            log.store(values.iter().map(Vec::as_slice)).unwrap()
         };
+        assert_eq!(stored[INLINE_BELOW - 1].len(), INLINE_BELOW);
+        assert!(stored[INLINE_BELOW].len() < 16);
+        let len = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().len() as usize;
+        assert_eq!(len, (INLINE_BELOW..300).sum::<usize>());
         // A crash mid-append leaves bytes nothing points at.
         let path = dir.path().join(FILE_NAME);
         let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
         io::Write::write_all(&mut file, b"torn").unwrap();
         let log = ValueLog::open(dir.path(), false).unwrap();
-        let more = log.append([b"after".as_slice()].into_iter()).unwrap();
-        for (pointer, value) in pointers.iter().zip(&values) {
-            assert_eq!(log.read(pointer).unwrap().as_ref(), value.as_slice());
+        let after = [7u8; 200];
+        let more = log.store([after.as_slice()].into_iter()).unwrap();
+        for (stored, value) in stored.iter().zip(&values) {
+            assert_eq!(log.load(stored).unwrap().as_ref(), value.as_slice());
         }
-        assert_eq!(log.read(&more[0]).unwrap().as_ref(), b"after");
+        assert_eq!(log.load(&more[0]).unwrap().as_ref(), after);
     }
 
     #[test]
@@ -227,19 +255,23 @@ mod tests {
         let missing = ValueLog::open(dir.path(), false).err().unwrap().to_string();
         assert!(missing.contains("values.log is missing"), "{missing}");
         let log = ValueLog::open(dir.path(), true).unwrap();
-        let pointer = log.append([b"precious".as_slice()].into_iter()).unwrap().remove(0);
-        std::fs::write(dir.path().join(FILE_NAME), b"pre_ious").unwrap();
-        let error = log.read(&pointer).unwrap_err().to_string();
+        let precious = [b'p'; INLINE_BELOW];
+        let pointer = log.store([precious.as_slice()].into_iter()).unwrap().remove(0);
+        let mut damaged = precious;
+        damaged[3] = b'_';
+        std::fs::write(dir.path().join(FILE_NAME), damaged).unwrap();
+        let error = log.load(&pointer).unwrap_err().to_string();
         assert!(error.contains("fail their checksum"), "{error}");
-        assert!(log.read(b"\xff").is_err());
+        assert!(log.load(b"\xff").is_err());
+        assert!(log.load(b"").is_err());
         let beyond = encode_pointer(1 << 20, b"x");
-        assert!(log.read(&beyond).unwrap_err().to_string().contains("before 1 bytes"));
+        assert!(log.load(&beyond).unwrap_err().to_string().contains("before 1 bytes"));
         // A damaged length is an error, not an allocation of it.
-        let mut huge = Vec::new();
+        let mut huge = vec![POINTER];
         put_varint(&mut huge, 0);
         put_varint(&mut huge, u64::MAX);
         huge.extend_from_slice(&[0; 4]);
-        assert!(log.read(&huge).is_err());
+        assert!(log.load(&huge).is_err());
     }
 
     #[test]
@@ -250,7 +282,7 @@ mod tests {
         let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..7u8)
             .map(|i| {
                 let prefix = PREFIXES[usize::from(i) % PREFIXES.len()];
-                ([prefix, &[i]].concat(), vec![i; 100 + usize::from(i)])
+                ([prefix, &[i]].concat(), vec![i; 1 + usize::from(i) * 40])
             })
             .collect();
         for (key, value) in &entries {
@@ -261,14 +293,14 @@ mod tests {
         let mut sorted = entries.clone();
         sorted.sort();
         for (key, value) in &sorted[..2] {
-            let pointer = log.append([value.as_slice()].into_iter()).unwrap().remove(0);
-            db.insert(key, pointer).unwrap();
+            let stored = log.store([value.as_slice()].into_iter()).unwrap().remove(0);
+            db.insert(key, stored).unwrap();
         }
         db.insert(super::super::keys::MIGRATION_PROGRESS, sorted[1].0.as_slice()).unwrap();
         assert_eq!(move_into_log(&db, &log, 200, 5).unwrap(), 5);
         for (key, value) in &entries {
-            let pointer = db.get(key).unwrap().unwrap();
-            assert_eq!(log.read(&pointer).unwrap().as_ref(), value.as_slice());
+            let stored = db.get(key).unwrap().unwrap();
+            assert_eq!(log.load(&stored).unwrap().as_ref(), value.as_slice());
         }
         assert_eq!(db.get(b"p/kept").unwrap().as_deref(), Some(b"inline".as_slice()));
         assert_eq!(db.get(super::super::keys::MIGRATION_PROGRESS).unwrap(), None);
