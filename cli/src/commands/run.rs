@@ -96,10 +96,18 @@ pub struct PreparedRun {
 impl PreparedRun {
     /// Every tag the run is submitted with, the git facts last (read while the rest went on).
     pub fn tags(&mut self) -> Vec<Tag> {
-        let packed: std::collections::HashSet<&Path> =
-            self.snapshot.entries.iter().map(PathBuf::as_path).collect();
+        // The snapshot's paths, gathered only if a dirty tree's diff asks, and once.
+        let entries = &self.snapshot.entries;
+        let packed = std::cell::OnceCell::new();
+        let in_snapshot = |path: &str| {
+            packed
+                .get_or_init(|| {
+                    entries.iter().map(PathBuf::as_path).collect::<std::collections::HashSet<_>>()
+                })
+                .contains(Path::new(path))
+        };
         let mut tags = self.tags.clone();
-        tags.extend(self.git.tags(&|path| packed.contains(Path::new(path))));
+        tags.extend(self.git.tags(&in_snapshot));
         tags
     }
 }

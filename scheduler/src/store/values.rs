@@ -21,6 +21,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sled::IVec;
 
@@ -51,6 +52,10 @@ pub struct ValueLog {
     file: File,
     /// Serializes appends, so each knows where its bytes land: at the file's end.
     appending: Mutex<()>,
+    /// Where the bytes this process knows of end: the file's length when opened, then past
+    /// each append. Every pointer sled holds ends at or before it, so a read checks a
+    /// pointer against it without asking the file system.
+    known_end: AtomicU64,
 }
 
 impl ValueLog {
@@ -76,7 +81,8 @@ impl ValueLog {
                 _ => error,
             })?;
         File::open(dir)?.sync_all()?;
-        Ok(ValueLog { file, appending: Mutex::new(()) })
+        let known_end = AtomicU64::new(file.metadata()?.len());
+        Ok(ValueLog { file, appending: Mutex::new(()), known_end })
     }
 
     /// What sled keeps for each of `values`, in order: a value shorter than [`INLINE_BELOW`]
@@ -99,6 +105,7 @@ impl ValueLog {
         if !bytes.is_empty() {
             io::Write::write_all(&mut &self.file, &bytes)?;
             self.file.sync_data()?;
+            self.known_end.store(end + bytes.len() as u64, Ordering::Release);
         }
         Ok(stored)
     }
@@ -113,10 +120,10 @@ impl ValueLog {
         }
         let (offset, len, crc) =
             decode_pointer(stored).ok_or_else(|| unreadable("has an unreadable pointer"))?;
-        let file_len = self.file.metadata()?.len();
-        if offset.checked_add(len as u64).is_none_or(|end| end > file_len) {
+        let known_end = self.known_end.load(Ordering::Acquire);
+        if offset.checked_add(len as u64).is_none_or(|end| end > known_end) {
             return Err(unreadable(&format!(
-                "ends at {file_len} bytes, before {len} bytes at offset {offset}"
+                "ends at {known_end} bytes, before {len} bytes at offset {offset}"
             )));
         }
         let mut value = vec![0; len];
