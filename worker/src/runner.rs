@@ -115,14 +115,17 @@ impl Runner {
             return Ok(Outcome { exit_code: None, killed: true });
         }
         let options = &self.context.options;
-        let client = Client::connect_with(
-            &options.scheduler,
-            options.token.as_deref(),
-            options.ca.as_deref(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let archive = self.context.snapshots.fetch(&client, &spec.snapshot).await?;
+        // A cached snapshot needs no connection: one is opened only to download.
+        let connect = || async {
+            Client::connect_with(
+                &options.scheduler,
+                options.token.as_deref(),
+                options.ca.as_deref(),
+            )
+            .await
+            .map_err(|error| error.to_string())
+        };
+        let archive = self.context.snapshots.fetch(connect, &spec.snapshot).await?;
         self.context.snapshots.extract(&archive, run_dir).await?;
         let project = MlProject::load(run_dir)
             .map_err(|error| format!("the project's MLproject: {error}"))?;

@@ -25,8 +25,13 @@ impl SnapshotCache {
         Ok(SnapshotCache { dir, limit, downloads: Mutex::new(HashMap::new()) })
     }
 
-    /// The archive for `digest`, downloaded and verified if it is not cached yet.
-    pub async fn fetch(&self, client: &Client, digest: &SnapshotDigest) -> Result<PathBuf, String> {
+    /// The archive for `digest`, downloaded and verified if it is not cached yet, over a
+    /// connection from `connect`, which is called only then.
+    pub async fn fetch<F, C>(&self, connect: C, digest: &SnapshotDigest) -> Result<PathBuf, String>
+    where
+        C: FnOnce() -> F,
+        F: Future<Output = Result<Client, String>>,
+    {
         let path = self.dir.join(format!("{}.tar", digest.hex()));
         let gate = {
             let mut downloads =
@@ -37,8 +42,9 @@ impl SnapshotCache {
         if path.is_file() {
             return Ok(path);
         }
+        let client = connect().await?;
         let partial = self.dir.join(format!("{}.partial", digest.hex()));
-        let result = self.download(client, digest, &partial).await;
+        let result = self.download(&client, digest, &partial).await;
         match result {
             Ok(()) => {
                 tokio::fs::rename(&partial, &path)

@@ -28,9 +28,10 @@ impl DispatchHandle {
         mut request: SubmitRun,
     ) -> Result<TrialRecord, ApiError> {
         add_facts(&mut request);
-        let (run, record, trial) = self.store.submit_trial(sweep, trial, request).await?;
-        // The trial is stored and its run queued in the store (the dispatcher recovers it
-        // from there after a restart); what follows cannot undo that.
+        let (run, record, trial) = self.store.submit_trial(sweep, trial, request)?;
+        // The trial is written and its run queued in the store (the dispatcher recovers it
+        // from there after a restart); what follows cannot undo that. Its placement's flush
+        // makes it durable before any worker hears of it.
         let run_id = run.info.run_id;
         if let Err(error) = self.submitted(record).await {
             tracing::warn!(%run_id, %error, "the dispatcher did not take the trial's run");

@@ -103,7 +103,9 @@ impl WorkerSession {
                     break;
                 }
             };
-            let ticket = applied.needs_flush.then(|| self.scheduler.store.ticket());
+            // The worker keeps a report until it is acknowledged and waits for nothing: its
+            // flush may be shared with the next placement's.
+            let ticket = applied.needs_flush.then(|| self.scheduler.store.lazy_ticket());
             let entry = Pending { seq: message.seq, ticket, log_changed: applied.log_changed };
             if pending.send(entry).await.is_err() {
                 break; // The acknowledger stopped: the store failed, or the worker left.

@@ -3,9 +3,16 @@
 //! waiter, so concurrent writers share each sled batch and each fsync instead of queueing for
 //! their own. It also applies writes nobody waits for, every [`APPLY_EVERY`], so they do not
 //! pile up in memory.
+//!
+//! A waiter whose caller is not held up by the wait (a worker's report, which the worker
+//! keeps until it is acknowledged) takes a lazy ticket: its flush starts at once if another
+//! writer asks for one, and at the latest [`LAZY_WITHIN`] after it was taken. Every flush
+//! costs sled a log write handed to its I/O threads; a run's reports would otherwise cost two
+//! flushes of their own, beside the one its placement needs.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use drover_proto::ApiError;
 use tokio::sync::watch;
@@ -13,7 +20,9 @@ use tokio::sync::watch;
 use super::kv::Kv;
 
 /// How long writes nobody waits for may stay unapplied.
-const APPLY_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+const APPLY_EVERY: Duration = Duration::from_millis(20);
+/// The longest a lazy ticket's writes wait for their flush to start.
+const LAZY_WITHIN: Duration = Duration::from_millis(5);
 
 #[derive(Clone, Debug, Default)]
 struct Flushed {
@@ -26,6 +35,10 @@ struct Flushed {
 #[derive(Default)]
 struct Requests {
     issued: u64,
+    /// The last ticket whose waiter wants its flush at once.
+    urgent: u64,
+    /// When the first lazy ticket since the last flush began was taken.
+    lazy_since: Option<Instant>,
     closing: bool,
 }
 
@@ -68,9 +81,27 @@ impl GroupCommit {
         let ticket = {
             let mut requests = lock(&self.shared.requests);
             requests.issued += 1;
+            requests.urgent = requests.issued;
             requests.issued
         };
         self.shared.wake.notify_one();
+        Ticket(ticket)
+    }
+
+    /// A ticket for every write applied before this call, whose flush may wait up to
+    /// [`LAZY_WITHIN`] to be shared with other writes.
+    pub fn lazy_ticket(&self) -> Ticket {
+        let (ticket, first) = {
+            let mut requests = lock(&self.shared.requests);
+            requests.issued += 1;
+            let first = requests.lazy_since.is_none();
+            requests.lazy_since.get_or_insert_with(Instant::now);
+            (requests.issued, first)
+        };
+        // The flusher learns the deadline from the first lazy ticket; later ones share it.
+        if first {
+            self.shared.wake.notify_one();
+        }
         Ticket(ticket)
     }
 
@@ -118,16 +149,31 @@ fn flush_loop(kv: &Kv, shared: &Shared) {
     loop {
         let (target, closing) = {
             let mut requests = lock(&shared.requests);
-            while requests.issued == through && !requests.closing {
+            loop {
+                if requests.closing || requests.urgent > through {
+                    break;
+                }
+                // Tickets past `through` that are not urgent are lazy, and `lazy_since` is set.
+                let now = Instant::now();
+                let lazy_due = requests
+                    .lazy_since
+                    .filter(|_| requests.issued > through)
+                    .map(|since| since + LAZY_WITHIN);
+                if lazy_due.is_some_and(|due| due <= now) {
+                    break;
+                }
+                let timeout = lazy_due.map_or(APPLY_EVERY, |due| (due - now).min(APPLY_EVERY));
                 let (next, waited) = shared
                     .wake
-                    .wait_timeout(requests, APPLY_EVERY)
+                    .wait_timeout(requests, timeout)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 requests = next;
                 if waited.timed_out() && requests.issued == through && kv.has_unapplied() {
                     break;
                 }
             }
+            // This pass covers every ticket issued so far, the lazy ones included.
+            requests.lazy_since = None;
             (requests.issued, requests.closing)
         };
         // Writes covered by a ticket up to `target` were taken in before it was issued, so

@@ -439,6 +439,12 @@ impl Store {
         self.inner.commit.ticket()
     }
 
+    /// A ticket like [`Store::ticket`] for a waiter nothing waits on in turn (a worker's
+    /// report): its flush may start a few milliseconds late, shared with other writes.
+    pub fn lazy_ticket(&self) -> Ticket {
+        self.inner.commit.lazy_ticket()
+    }
+
     /// Waits until the writes `ticket` covers are on disk.
     pub async fn wait(&self, ticket: Ticket) -> Result<(), ApiError> {
         self.inner.commit.wait(ticket).await

@@ -27,8 +27,12 @@ impl Store {
         Ok((run, record))
     }
 
-    /// Creates a trial's run, its record and the sweep's advanced cursor in one write.
-    pub async fn submit_trial(
+    /// Creates a trial's run, its record and the sweep's advanced cursor in one write, without
+    /// waiting for the disk: nothing outside the scheduler learns of the trial before a later
+    /// write is durable (its placement, which a worker gets only then), and flushes keep the
+    /// order of writes. A crash before that loses the run, the record and the cursor together,
+    /// and the trial is created again.
+    pub fn submit_trial(
         &self,
         sweep: &SweepRecord,
         trial: Trial,
@@ -40,11 +44,10 @@ impl Store {
         batch.insert(keys::sweep_trial(sweep.id, trial.trial.index), encode(&trial));
         batch.insert(keys::sweep(sweep.id), encode(sweep));
         self.write_submission(run.info.run_id, batch)?;
-        self.durable().await?;
         Ok((run, execution, trial))
     }
 
-    /// Saves a sweep record and, with it, changed trial records.
+    /// Saves a sweep record and, with it, changed trial records, once durable.
     pub async fn save_sweep(
         &self,
         sweep: &SweepRecord,
@@ -57,6 +60,16 @@ impl Store {
         }
         self.db().apply_batch(batch).map_err(storage_error)?;
         self.durable().await
+    }
+
+    /// Writes changed trial records of sweep `id`, without waiting for the disk: for
+    /// results read off runs that ended, which a restart reads off them again.
+    pub fn record_trials(&self, id: RunId, trials: &[&TrialRecord]) -> Result<(), ApiError> {
+        let mut batch = Batch::default();
+        for trial in trials {
+            batch.insert(keys::sweep_trial(id, trial.trial.index), encode(trial));
+        }
+        self.db().apply_batch(batch).map_err(storage_error)
     }
 
     /// Saves a sweep that has ended and ends its parent run with `status`, in one write.

@@ -385,7 +385,6 @@ impl Driver {
             if !status.is_terminal() {
                 continue;
             }
-            let run = store.run(run_id)?;
             let mut record = sweep.trials[index].clone();
             let trial = &mut record.trial;
             trial.state = match status {
@@ -397,7 +396,8 @@ impl Driver {
             if trial.state != TrialState::Stopped
                 && let Some(metric) = &metric
             {
-                trial.value = run
+                trial.value = store
+                    .run(run_id)?
                     .data
                     .latest_metrics
                     .iter()
@@ -416,7 +416,8 @@ impl Driver {
             return Ok(());
         }
         let records: Vec<&TrialRecord> = ended.iter().map(|(_, record)| record).collect();
-        store.save_sweep(&sweep.record, &records).await?;
+        // Not waited for: a restart reads the results off the runs again.
+        store.record_trials(sweep.record.id, &records)?;
         for (index, record) in ended {
             match record.trial.state {
                 TrialState::Finished => sweep.finished += 1,
