@@ -203,3 +203,64 @@ fn flush_loop(kv: &Kv, shared: &Shared) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::values::ValueLog;
+
+    fn open(dir: &std::path::Path) -> (Arc<Kv>, GroupCommit) {
+        let db = sled::Config::new().path(dir.join("db")).open().expect("sled");
+        let values = ValueLog::open(dir, true).expect("value log");
+        let kv = Arc::new(Kv::new(db, values));
+        let commit = GroupCommit::start(kv.clone()).expect("flusher");
+        (kv, commit)
+    }
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    #[test]
+    fn a_lazy_ticket_is_flushed_with_no_other_writer() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (kv, commit) = open(dir.path());
+        kv.insert(b"a/1", b"lazy").expect("written");
+        let ticket = commit.lazy_ticket();
+        let waited = block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), commit.wait(ticket)).await
+        });
+        assert!(matches!(waited, Ok(Ok(()))), "a lazy ticket was never flushed: {waited:?}");
+        assert!(!kv.has_unapplied(), "the flush left the write unapplied");
+    }
+
+    #[test]
+    fn an_urgent_ticket_does_not_wait_out_the_lazy_window_and_covers_the_lazy_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (kv, commit) = open(dir.path());
+        // Many lazy tickets in a row, each urgent ticket after them: every wait is served by
+        // the urgent flush, so the whole takes far less than a lazy window per round.
+        let rounds = 50u32;
+        let started = Instant::now();
+        block_on(async {
+            for round in 0..rounds {
+                kv.insert(format!("a/{round}").as_bytes(), b"lazy").expect("written");
+                let lazy = commit.lazy_ticket();
+                kv.insert(format!("b/{round}").as_bytes(), b"urgent").expect("written");
+                commit.wait(commit.ticket()).await.expect("durable");
+                // Covered by the flush the urgent ticket asked for: no further wait.
+                let covered = tokio::time::timeout(Duration::ZERO, commit.wait(lazy)).await;
+                assert!(matches!(covered, Ok(Ok(()))), "round {round}: {covered:?}");
+            }
+        });
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed < LAZY_WITHIN * rounds,
+            "{rounds} urgent flushes took {elapsed:?}: they waited for the lazy window"
+        );
+    }
+}
