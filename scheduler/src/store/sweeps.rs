@@ -28,10 +28,11 @@ impl Store {
     }
 
     /// Creates a trial's run, its record and the sweep's advanced cursor in one write, without
-    /// waiting for the disk: nothing outside the scheduler learns of the trial before a later
-    /// write is durable (its placement, which a worker gets only then), and flushes keep the
-    /// order of writes. A crash before that loses the run, the record and the cursor together,
-    /// and the trial is created again.
+    /// waiting for the disk: no worker learns of the trial before a later write is durable
+    /// (its placement), the answer to the sweep's creation waits for the disk once for all its
+    /// first trials, and flushes keep the order of writes. Reads may list the trial before
+    /// then; a crash loses the run, the record and the cursor together, and the trial is
+    /// created again.
     pub fn submit_trial(
         &self,
         sweep: &SweepRecord,

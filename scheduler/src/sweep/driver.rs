@@ -220,11 +220,16 @@ impl Driver {
     async fn handle(&mut self, command: Command) {
         match command {
             Command::Create { request, reply } => {
-                let created = self.create(*request).await;
-                if let Ok(id) = &created
-                    && let Err(error) = self.step(*id, false).await
-                {
-                    tracing::error!(sweep = %id, %error, "cannot start the sweep");
+                let mut created = self.create(*request).await;
+                if let Ok(id) = &created {
+                    if let Err(error) = self.step(*id, false).await {
+                        tracing::error!(sweep = %id, %error, "cannot start the sweep");
+                    }
+                    // The answer counts the first trials, which were written without waiting
+                    // for the disk: one flush for them all.
+                    if let Err(error) = self.store.durable().await {
+                        created = Err(error);
+                    }
                 }
                 let _ = reply.send(created);
             }
