@@ -33,6 +33,13 @@ impl SnapshotCache {
         F: Future<Output = Result<Client, String>>,
     {
         let path = self.dir.join(format!("{}.tar", digest.hex()));
+        // An archive in the cache is whole: it appears there only by a rename once verified.
+        if path.is_file() {
+            return Ok(path);
+        }
+        // Connected before the gate, so that the runs waiting for one download all fail at once
+        // when the scheduler cannot be reached, not one connect timeout after another.
+        let client = connect().await?;
         let gate = {
             let mut downloads =
                 self.downloads.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -42,7 +49,6 @@ impl SnapshotCache {
         if path.is_file() {
             return Ok(path);
         }
-        let client = connect().await?;
         let partial = self.dir.join(format!("{}.partial", digest.hex()));
         let result = self.download(&client, digest, &partial).await;
         match result {
