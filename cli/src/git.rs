@@ -72,12 +72,12 @@ impl GitFacts {
         }
     }
 
-    /// A dirty tree's commit and its changes against it, as [`GitFacts::tags`] found them.
     /// Whether a dirty tree's diff is to be kept beside the snapshot (known once `tags` ran).
     pub fn has_source_diff(&self) -> bool {
         self.source_diff.is_some()
     }
 
+    /// A dirty tree's commit and its changes against it, as [`GitFacts::tags`] found them.
     pub fn source_diff(&self) -> Option<(String, Vec<u8>)> {
         self.source_diff.clone()
     }

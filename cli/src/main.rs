@@ -156,8 +156,9 @@ fn main() -> ExitCode {
     // slow terminal (and answers the connection's pings meanwhile). A thread per core, each
     // started and woken for answers, cost a one-off `drover run --detach` about 0.3 ms more
     // on this 2-core machine (a runtime on this thread alone, 0.3 ms less, would stall the
-    // connection behind a blocked terminal and connect only after packing). What serves (a scheduler, a worker, the UI, or the scheduler and worker `drover run` embeds
-    // without --scheduler) gets a thread per core.
+    // connection behind a blocked terminal and connect only after packing). What serves (a
+    // scheduler, a worker, the UI, or the scheduler and worker `drover run` embeds without
+    // --scheduler) gets a thread per core.
     let client_only = cli.global.scheduler.is_some()
         && !matches!(cli.command, Command::Scheduler(_) | Command::Worker(_) | Command::Ui(_));
     let mut builder = tokio::runtime::Builder::new_multi_thread();

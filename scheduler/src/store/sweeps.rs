@@ -54,11 +54,8 @@ impl Store {
         sweep: &SweepRecord,
         trials: &[&TrialRecord],
     ) -> Result<(), ApiError> {
-        let mut batch = Batch::default();
+        let mut batch = trials_batch(sweep.id, trials);
         batch.insert(keys::sweep(sweep.id), encode(sweep));
-        for trial in trials {
-            batch.insert(keys::sweep_trial(sweep.id, trial.trial.index), encode(trial));
-        }
         self.db().apply_batch(batch).map_err(storage_error)?;
         self.durable().await
     }
@@ -66,11 +63,7 @@ impl Store {
     /// Writes changed trial records of sweep `id`, without waiting for the disk: for
     /// results read off runs that ended, which a restart reads off them again.
     pub fn record_trials(&self, id: RunId, trials: &[&TrialRecord]) -> Result<(), ApiError> {
-        let mut batch = Batch::default();
-        for trial in trials {
-            batch.insert(keys::sweep_trial(id, trial.trial.index), encode(trial));
-        }
-        self.db().apply_batch(batch).map_err(storage_error)
+        self.db().apply_batch(trials_batch(id, trials)).map_err(storage_error)
     }
 
     /// Saves a sweep that has ended and ends its parent run with `status`, in one write.
@@ -121,4 +114,13 @@ impl Store {
         }
         Ok(trials)
     }
+}
+
+/// A batch writing the trial records `trials` of sweep `id`.
+fn trials_batch(id: RunId, trials: &[&TrialRecord]) -> Batch {
+    let mut batch = Batch::default();
+    for trial in trials {
+        batch.insert(keys::sweep_trial(id, trial.trial.index), encode(trial));
+    }
+    batch
 }

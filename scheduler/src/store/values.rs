@@ -10,8 +10,9 @@
 //! What sled keeps for such a key is a tag byte, then either the value itself (values under
 //! 128 bytes: one metric point, a run's first log line; a write of only those syncs nothing
 //! here) or a pointer: the value's offset and length (varints) and its CRC-32 (4 bytes,
-//! little-endian), checked on every read. Values reach the file, and the file is synced, before sled is given
-//! the pointers to them: a pointer on disk always points at durable bytes. A crash between
+//! little-endian), checked on every read. Values reach the file, and the file is synced,
+//! before sled is given the pointers to them: a pointer on disk always points at durable
+//! bytes. A crash between
 //! the two leaves bytes at the file's end that nothing points at; appends go on after them.
 //! Nothing is ever removed from the file: the values it holds are never deleted from the
 //! store, and a run's earlier attempt's history, set aside, is written again once.
